@@ -1,0 +1,77 @@
+"""The channel seam: how a provider's webhooks come in and how its sends go out.
+
+A channel turns its provider's wire format into neutral messages (`whatsagent.messages`) at the edge,
+hands them to the inbox, and sends neutral outbound messages (`whatsagent.outbound`) through one pooled
+HTTP client. Two implementations: Meta's Cloud API and Twilio.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from whatsagent.messages import Event, Media, User
+from whatsagent.outbound import OutboundMessage, SendResult
+
+if TYPE_CHECKING:
+    import aiohttp
+    from starlette.routing import BaseRoute
+
+Accept = Callable[[Sequence[Event]], Awaitable[None]]
+"""The inbox's entry point a webhook calls; it returns once the events are durable and raises
+`StoreUnavailable` when they could not be committed."""
+
+
+class Channel(abc.ABC):
+    """One WhatsApp business number reached through one provider, served by one agent."""
+
+    provider: ClassVar[str]
+    """Short provider name: ``cloudapi`` or ``twilio``."""
+
+    text_limit: ClassVar[int] = 4096
+    """Longest text body the provider accepts, in characters (code points)."""
+    caption_limit: ClassVar[int] = 1024
+
+    def __init__(self, *, agent: Any, name: str | None, prefix: str) -> None:
+        self.agent = agent
+        self._name = name
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+
+    @property
+    def name(self) -> str:
+        """Stable, unique name of this channel in the OS; stored with every message, so keep it fixed."""
+        return self._name or f"{self.provider}:{self.account}"
+
+    @property
+    @abc.abstractmethod
+    def account(self) -> str:
+        """The business account id messages arrive for (phone number id, Twilio sender)."""
+
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Raise `ConfigurationError` naming every missing or wrong setting."""
+
+    @abc.abstractmethod
+    def routes(self, accept: Accept) -> list[BaseRoute]:
+        """The webhook endpoints, under `prefix`."""
+
+    @abc.abstractmethod
+    async def open(self, http: aiohttp.ClientSession) -> None:
+        """Start using the process's pooled HTTP client."""
+
+    @abc.abstractmethod
+    async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
+        """Send one message; raise `SendError` (with `retryable`) when the provider does not accept it."""
+
+    @abc.abstractmethod
+    async def typing(self, to: User, inbound_id: str) -> None:
+        """Show the typing indicator on (and mark read) the user's message `inbound_id`."""
+
+    async def download(self, media: Media, *, max_bytes: int) -> tuple[bytes, str]:
+        """Fetch an inbound medium's bytes and MIME type, refusing more than `max_bytes`."""
+        raise NotImplementedError(f"{self.provider} channel cannot download media yet")
+
+    async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
+        """Upload a medium for sending; return the provider's media handle."""
+        raise NotImplementedError(f"{self.provider} channel cannot upload media yet")

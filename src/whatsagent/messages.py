@@ -1,0 +1,388 @@
+"""Channel-neutral messages: what a webhook becomes once it is parsed at the edge.
+
+Every channel (Meta's Cloud API, Twilio) turns its wire format into these types; nothing downstream
+(inbox, lanes, turns, agent) reads a provider's dicts. They serialize losslessly to JSON, which is how
+the inbox stores them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ProviderError(_Model):
+    """An error a provider attached to a message, a status or a whole webhook."""
+
+    code: int
+    title: str = ""
+    message: str = ""
+    details: str = ""
+
+
+class User(_Model):
+    """Who wrote. WhatsApp users are known by `wa_id` and, more and more, by a business-scoped user id
+    (BSUID, e.g. ``US.13491208655302741918``); username-only users may have no `wa_id` at all."""
+
+    wa_id: str | None = None
+    user_id: str | None = None
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The stable identity a conversation is keyed on: the `wa_id` when known, else the BSUID."""
+        key = self.wa_id or self.user_id
+        if not key:
+            raise ValueError("a WhatsApp user needs a wa_id or a business-scoped user id")
+        return key
+
+
+class Referral(_Model):
+    """The Click-to-WhatsApp ad (or post) that brought the user here."""
+
+    source_url: str | None = None
+    source_id: str | None = None
+    source_type: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    media_url: str | None = None
+    ctwa_clid: str | None = None
+
+
+class Context(_Model):
+    """How a message relates to earlier ones: a quoted reply, a forward."""
+
+    reply_to: str | None = None
+    reply_to_from: str | None = None
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+
+
+class Media(_Model):
+    """A medium the user sent. `media_id` is the provider's handle; the bytes are fetched by a turn,
+    never on the webhook path."""
+
+    media_id: str | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    caption: str | None = None
+    filename: str | None = None
+
+
+class _Inbound(_Model):
+    """Fields every inbound message carries."""
+
+    channel: str
+    """Name of the channel that received it (unique per OS)."""
+    account: str
+    """The business account it was sent to: the Cloud API phone number id, or Twilio's number."""
+    id: str
+    """The provider's message id (a wamid, a Twilio MessageSid): the dedup key."""
+    user: User
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    context: Context | None = None
+    referral: Referral | None = None
+    errors: tuple[ProviderError, ...] = ()
+
+    @property
+    def triggers_reply(self) -> bool:
+        """Whether this message should start a turn. Reactions, system notices and messages WhatsApp
+        could not deliver do not: answering them invites loops between bots (a known pitfall)."""
+        return True
+
+    def describe(self) -> str:
+        """A short, readable account of the message for an agent that cannot take it as it is."""
+        raise NotImplementedError
+
+
+class Text(_Inbound):
+    kind: Literal["text"] = "text"
+    body: str
+
+    def describe(self) -> str:
+        return self.body
+
+
+class Image(_Inbound):
+    kind: Literal["image"] = "image"
+    media: Media
+
+    def describe(self) -> str:
+        return _media_description("an image", self.media)
+
+
+class Audio(_Inbound):
+    kind: Literal["audio"] = "audio"
+    media: Media
+    voice: bool = False
+    """True for a recorded voice note, False for an audio file."""
+
+    def describe(self) -> str:
+        return _media_description("a voice note" if self.voice else "an audio file", self.media)
+
+
+class Video(_Inbound):
+    kind: Literal["video"] = "video"
+    media: Media
+
+    def describe(self) -> str:
+        return _media_description("a video", self.media)
+
+
+class Document(_Inbound):
+    kind: Literal["document"] = "document"
+    media: Media
+
+    def describe(self) -> str:
+        name = f" named {self.media.filename!r}" if self.media.filename else ""
+        return _media_description(f"a document{name}", self.media)
+
+
+class Sticker(_Inbound):
+    kind: Literal["sticker"] = "sticker"
+    media: Media
+    animated: bool = False
+
+    def describe(self) -> str:
+        return "[The user sent an animated sticker]" if self.animated else "[The user sent a sticker]"
+
+
+class Location(_Inbound):
+    kind: Literal["location"] = "location"
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+    def describe(self) -> str:
+        place = ", ".join(p for p in (self.name, self.address) if p)
+        where = f" ({place})" if place else ""
+        return f"[The user shared a location: latitude {self.latitude}, longitude {self.longitude}{where}]"
+
+
+class ContactPhone(_Model):
+    phone: str | None = None
+    wa_id: str | None = None
+    type: str | None = None
+
+
+class SharedContact(_Model):
+    formatted_name: str
+    first_name: str | None = None
+    last_name: str | None = None
+    phones: tuple[ContactPhone, ...] = ()
+    emails: tuple[str, ...] = ()
+    organization: str | None = None
+
+
+class Contacts(_Inbound):
+    kind: Literal["contacts"] = "contacts"
+    contacts: tuple[SharedContact, ...]
+
+    def describe(self) -> str:
+        cards = []
+        for c in self.contacts:
+            phones = ", ".join(p.phone or p.wa_id or "" for p in c.phones if p.phone or p.wa_id)
+            cards.append(f"{c.formatted_name}" + (f" ({phones})" if phones else ""))
+        return "[The user shared contact cards: " + "; ".join(cards) + "]"
+
+
+class ButtonReply(_Inbound):
+    """A tap on a reply button the bot sent (interactive `button_reply`)."""
+
+    kind: Literal["button_reply"] = "button_reply"
+    button_id: str
+    title: str
+
+    def describe(self) -> str:
+        return f"{self.title}\n[The user tapped the button {self.title!r} (id {self.button_id!r})]"
+
+
+class ListReply(_Inbound):
+    """A row chosen from a list message the bot sent (interactive `list_reply`)."""
+
+    kind: Literal["list_reply"] = "list_reply"
+    row_id: str
+    title: str
+    description: str | None = None
+
+    def describe(self) -> str:
+        desc = f" — {self.description}" if self.description else ""
+        return f"{self.title}\n[The user chose {self.title!r}{desc} (id {self.row_id!r}) from a list]"
+
+
+class FlowReply(_Inbound):
+    """A completed WhatsApp Flow (interactive `nfm_reply`)."""
+
+    kind: Literal["flow_reply"] = "flow_reply"
+    name: str | None = None
+    body: str | None = None
+    response: dict[str, Any] = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"[The user completed a form: {self.response}]"
+
+
+class TemplateButton(_Inbound):
+    """A tap on a quick-reply button of a template message (type `button`)."""
+
+    kind: Literal["template_button"] = "template_button"
+    payload: str | None = None
+    text: str
+
+    def describe(self) -> str:
+        return f"{self.text}\n[The user tapped the template button {self.text!r} (payload {self.payload!r})]"
+
+
+class Reaction(_Inbound):
+    """An emoji reaction on an earlier message; `emoji` None means the reaction was removed."""
+
+    kind: Literal["reaction"] = "reaction"
+    message_id: str
+    emoji: str | None = None
+
+    @property
+    def triggers_reply(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        if self.emoji:
+            return f"[The user reacted {self.emoji} to message {self.message_id}]"
+        return f"[The user removed their reaction from message {self.message_id}]"
+
+
+class OrderItem(_Model):
+    product_retailer_id: str
+    quantity: int = 1
+    item_price: float | None = None
+    currency: str | None = None
+
+
+class Order(_Inbound):
+    kind: Literal["order"] = "order"
+    catalog_id: str | None = None
+    text: str | None = None
+    items: tuple[OrderItem, ...] = ()
+
+    def describe(self) -> str:
+        lines = [
+            f"{i.quantity} × {i.product_retailer_id}"
+            + (f" at {i.item_price} {i.currency or ''}".rstrip() if i.item_price is not None else "")
+            for i in self.items
+        ]
+        note = f" Note: {self.text}" if self.text else ""
+        return "[The user placed an order: " + "; ".join(lines) + "]" + note
+
+
+class System(_Inbound):
+    """A notice from WhatsApp about the user (changed number, identity changed)."""
+
+    kind: Literal["system"] = "system"
+    system_type: str
+    body: str | None = None
+    new_wa_id: str | None = None
+
+    @property
+    def triggers_reply(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"[WhatsApp notice: {self.body or self.system_type}]"
+
+
+class Unsupported(_Inbound):
+    """A message WhatsApp could not hand to the bot (a poll, an edit, an unknown type), kept with its
+    errors so nothing is silently dropped."""
+
+    kind: Literal["unsupported"] = "unsupported"
+    original_type: str | None = None
+
+    @property
+    def triggers_reply(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        what = f" ({self.original_type})" if self.original_type else ""
+        reason = f": {self.errors[0].title or self.errors[0].message}" if self.errors else ""
+        return f"[The user sent a kind of message the bot cannot read{what}{reason}]"
+
+
+InboundMessage = Annotated[
+    Text
+    | Image
+    | Audio
+    | Video
+    | Document
+    | Sticker
+    | Location
+    | Contacts
+    | ButtonReply
+    | ListReply
+    | FlowReply
+    | TemplateButton
+    | Reaction
+    | Order
+    | System
+    | Unsupported,
+    Field(discriminator="kind"),
+]
+"""Any inbound message, discriminated by `kind`."""
+
+inbound_adapter: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
+
+MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+
+DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
+
+
+class StatusUpdate(_Model):
+    """What became of a message the bot sent: one tick, two ticks, blue ticks, or a failure."""
+
+    channel: str
+    account: str
+    message_id: str
+    """The provider id of the outbound message (the wamid the send returned)."""
+    status: DeliveryState
+    recipient: str | None = None
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    errors: tuple[ProviderError, ...] = ()
+    callback_data: str | None = None
+    """`biz_opaque_callback_data` echoed back by Meta: whatsagent puts the outbox idempotency key here."""
+
+
+class ChannelNotice(_Model):
+    """A webhook-level error that concerns the account rather than one message (e.g. 130429)."""
+
+    channel: str
+    account: str
+    errors: tuple[ProviderError, ...]
+
+
+Event = InboundMessage | StatusUpdate | ChannelNotice
+
+
+def _media_description(what: str, media: Media) -> str:
+    details = [d for d in (media.mime_type, _human_size(media.size)) if d]
+    extra = f" ({', '.join(details)})" if details else ""
+    caption = f" with the caption {media.caption!r}" if media.caption else ""
+    return f"[The user sent {what}{extra}{caption}]"
+
+
+def _human_size(size: int | None) -> str | None:
+    if size is None:
+        return None
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
