@@ -228,9 +228,12 @@ class FlowReply(_Inbound):
     name: str | None = None
     body: str | None = None
     response: dict[str, Any] = Field(default_factory=dict)
+    raw_response: str | None = None
+    """The flow's answer exactly as received, kept only when it was not a JSON object (so `response` is
+    empty) rather than losing what the user filled in."""
 
     def describe(self) -> str:
-        return f"[The user completed a form: {self.response}]"
+        return f"[The user completed a form: {self.response or self.raw_response or {}}]"
 
 
 class TemplateButton(_Inbound):

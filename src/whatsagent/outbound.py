@@ -116,7 +116,15 @@ class TemplateOut(_Out):
 
 
 OutboundMessage = Annotated[
-    TextOut | MediaOut | ReactionOut | LocationOut | ContactsOut | ButtonsOut | ListOut | CtaUrlOut | TemplateOut,
+    TextOut
+    | MediaOut
+    | ReactionOut
+    | LocationOut
+    | ContactsOut
+    | ButtonsOut
+    | ListOut
+    | CtaUrlOut
+    | TemplateOut,
     Field(discriminator="kind"),
 ]
 

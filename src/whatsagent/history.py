@@ -1,0 +1,32 @@
+"""Conversation history: append-only, one row per turn, pydantic-ai messages as JSON.
+
+Media bytes never go in here (only media-store keys); `/new` starts a new session of the conversation,
+so old turns stay stored but leave the context.
+"""
+
+from __future__ import annotations
+
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from sqlalchemy import Connection, select
+
+from whatsagent.store.schema import history
+
+
+def load(conn: Connection, conversation: str, session: int, turns: int) -> list[ModelMessage]:
+    """The last `turns` turns of a conversation's current session, oldest first."""
+    if turns <= 0:
+        return []
+    rows = conn.execute(
+        select(history.c.messages)
+        .where(history.c.conversation == conversation, history.c.session == session)
+        .order_by(history.c.id.desc())
+        .limit(turns)
+    ).all()
+    messages: list[ModelMessage] = []
+    for (raw,) in reversed(rows):
+        messages.extend(ModelMessagesTypeAdapter.validate_json(raw))
+    return messages
+
+
+def dump(messages: list[ModelMessage]) -> str:
+    return ModelMessagesTypeAdapter.dump_json(messages).decode()

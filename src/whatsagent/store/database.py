@@ -1,0 +1,266 @@
+"""The storage seam: run a function in one transaction, on SQLite or PostgreSQL.
+
+Store operations are plain functions of a SQLAlchemy Core `Connection` (`fn(conn) -> result`), written
+once. `SQLiteDatabase` runs writes on one writer thread that groups whatever is waiting into a single
+transaction and a single fsync (group commit): concurrent webhooks share a commit instead of queueing
+for one each. aiosqlite would hop threads for every statement; owning the writer thread lets a whole
+batch run without hops. PostgreSQL runs the same functions through SQLAlchemy's async engine
+(psycopg 3) with `run_sync`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.store.schema import metadata
+
+log = logging.getLogger("whatsagent.store")
+
+T = TypeVar("T")
+Operation = Callable[[Connection], T]
+
+# A batch larger than this is split: it bounds how long one commit keeps later writers waiting.
+MAX_BATCH = 512
+
+
+class Database(abc.ABC):
+    """Where whatsagent keeps everything. `write` runs `fn` in a transaction and returns once it is
+    committed; it raises `StoreUnavailable` when the commit failed."""
+
+    dialect: str
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def write(self, fn: Operation[T]) -> T: ...
+
+    @abc.abstractmethod
+    async def read(self, fn: Operation[T]) -> T: ...
+
+
+def open_database(url: str) -> Database:
+    """The database for a URL: ``sqlite:///path/to.db`` or ``postgresql+psycopg://...``."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                f"database {url!r}: whatsagent needs a file so that nothing acknowledged is lost; "
+                "use e.g. sqlite:///whatsagent.db"
+            )
+        return SQLiteDatabase(path)
+    if url.startswith(("postgresql", "postgres")):
+        from whatsagent.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    raise ConfigurationError(
+        f"database {url!r} is not supported: use sqlite:///file.db or postgresql+psycopg://user@host/db"
+    )
+
+
+class _Write:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Operation[Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop):
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+
+
+class SQLiteDatabase(Database):
+    """SQLite in WAL mode with ``synchronous=FULL`` (a commit survives power loss), one writer thread
+    with group commit, and a small pool of reader threads (WAL lets them read while it writes).
+
+    One process owns the file: a second server on the same file is refused at start-up (scale out on
+    PostgreSQL instead)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, readers: int = 2) -> None:
+        self.path = Path(path)
+        self._readers = readers
+        self._engine: Engine | None = None
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._lock_file: Any = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_ownership()
+        engine = create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute("PRAGMA cache_size=-16000")
+            cur.close()
+
+        self._engine = engine
+        await asyncio.to_thread(metadata.create_all, engine)
+        self._writer = threading.Thread(target=self._write_loop, name="whatsagent-sqlite-writer", daemon=True)
+        self._writer.start()
+        self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="whatsagent-sqlite-reader")
+
+    def _take_ownership(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_file = open(lock_path, "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise ConfigurationError(
+                f"{self.path} is already served by another whatsagent process. SQLite serves one "
+                "process; to run several, use PostgreSQL (WHATSAGENT_DATABASE_URL=postgresql+psycopg://...)."
+            ) from None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join, 30)
+            self._writer = None
+        if self._reader_pool is not None:
+            self._reader_pool.shutdown(wait=True)
+            self._reader_pool = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def write(self, fn: Operation[T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Write(fn, future, loop))
+        return await future
+
+    async def read(self, fn: Operation[T]) -> T:
+        if self._reader_pool is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, self._read, fn)
+
+    def _read(self, fn: Operation[T]) -> T:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            assert self._engine is not None
+            conn = self._local.conn = self._engine.connect()
+        try:
+            return fn(conn)
+        finally:
+            conn.rollback()
+
+    # -- the writer thread --------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        assert self._engine is not None
+        conn = self._engine.connect()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: Connection, batch: list[_Write]) -> None:
+        done: list[tuple[_Write, Any, BaseException | None]] = []
+        try:
+            for w in batch:
+                done.append((w, w.fn(conn), None))
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            # One operation raised: run each alone, so one bad write does not sink the others.
+            self._resolve([self._commit_one(conn, w) for w in batch])
+            return
+        try:
+            conn.commit()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            # The commit itself failed (disk full, I/O error): nothing in the batch is durable.
+            log.error("store commit failed for %d writes: %s", len(batch), exc)
+            self._resolve([(w, None, _as_store_error(exc)) for w in batch])
+            return
+        self._resolve(done)
+
+    def _commit_one(self, conn: Connection, w: _Write) -> tuple[_Write, Any, BaseException | None]:
+        try:
+            result = w.fn(conn)
+            conn.commit()
+            return (w, result, None)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            return (w, None, _as_store_error(exc))
+
+    @staticmethod
+    def _resolve(results: list[tuple[_Write, Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Write, Any, BaseException | None]]] = {}
+        for r in results:
+            by_loop.setdefault(r[0].loop, []).append(r)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[tuple[_Write, Any, BaseException | None]]) -> None:
+    for w, result, error in items:
+        if w.future.done():
+            continue
+        if error is not None:
+            w.future.set_exception(error)
+        else:
+            w.future.set_result(result)
+
+
+def _as_store_error(exc: Exception) -> BaseException:
+    """Failures of the database itself become `StoreUnavailable`; a bug in an operation stays itself."""
+    if isinstance(exc, (OperationalError, OSError)):
+        failure = StoreUnavailable(f"the store could not commit: {exc}")
+        failure.__cause__ = exc
+        return failure
+    return exc

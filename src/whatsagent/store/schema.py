@@ -1,0 +1,136 @@
+"""The one schema, for SQLite and PostgreSQL alike (SQLAlchemy Core).
+
+Tables follow the flow: `inbox` (what arrived, deduped) → `conversations` (one per agent, channel and
+user) → `turns` (one agent run each, a small state machine) → `history` (append-only, one row per turn)
+→ `outbox` (what to send, written before any send) ← `statuses` (what became of it). `jobs` is the
+embedded work queue.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+# An auto-incrementing 64-bit key: INTEGER PRIMARY KEY on SQLite (its rowid), BIGSERIAL-like elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True, comment="arrival order"),
+    Column("channel", String(100), nullable=False),
+    Column("provider_id", String(255), nullable=False, comment="wamid / MessageSid: the dedup key"),
+    Column("conversation", String(400), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("triggers", Boolean, nullable=False, comment="whether this message starts a turn"),
+    Column("payload", Text, nullable=False, comment="the neutral message as JSON"),
+    Column("received_at", Float, nullable=False),
+    Column("turn_id", BigInteger, nullable=True, comment="the turn that consumed it; NULL = pending"),
+    UniqueConstraint("channel", "provider_id", name="uq_inbox_provider_id"),
+)
+Index("ix_inbox_pending", inbox.c.conversation, inbox.c.turn_id, inbox.c.seq)
+
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(100), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    UniqueConstraint("channel", "message_id", "status", name="uq_statuses_message_status"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("channel", String(100), nullable=False),
+    Column("account", String(100), nullable=False),
+    Column("user_key", String(255), nullable=False),
+    Column("wa_id", String(64), nullable=True),
+    Column("user_id", String(255), nullable=True),
+    Column("user_name", String(255), nullable=True),
+    Column("session", Integer, nullable=False, server_default=text("0"), comment="bumped by /new"),
+    Column("last_inbound_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation", String(400), nullable=False),
+    Column("session", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_turns_open", turns.c.conversation, turns.c.status)
+
+history = Table(
+    "history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation", String(400), nullable=False),
+    Column("session", Integer, nullable=False),
+    Column("turn_id", BigInteger, nullable=False, unique=True),
+    Column("messages", Text, nullable=False, comment="pydantic-ai messages of this turn, as JSON"),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_history_conversation", history.c.conversation, history.c.session, history.c.id)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("turn_id", BigInteger, nullable=True),
+    Column("conversation", String(400), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("message", Text, nullable=False, comment="the neutral outbound message as JSON"),
+    Column("status", String(16), nullable=False, comment="pending, sending, sent, failed"),
+    Column("provider_message_id", String(255), nullable=True),
+    Column("delivery", String(16), nullable=True, comment="sent, delivered, read, failed (from webhooks)"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_outbox_turn", outbox.c.turn_id, outbox.c.position)
+Index("ix_outbox_provider_id", outbox.c.provider_message_id)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task", String(100), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("lock", String(400), nullable=True),
+    Column("queueing_lock", String(400), nullable=True),
+    Column("status", String(16), nullable=False, comment="todo or doing; finished jobs are deleted"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("scheduled_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_jobs_lock", jobs.c.lock, jobs.c.id)

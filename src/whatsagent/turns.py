@@ -1,0 +1,161 @@
+"""Running one turn: context, the agent, the answer stored, then sent part by part.
+
+A turn is a small state machine persisted in `turns`: ``running`` → ``answered`` → ``sent`` (or
+``failed``). The answer and its outbox rows are committed together before anything is sent, so a crash
+after the model ran does not pay for it again, and a replay sends only what was not yet accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, update
+
+from whatsagent import history as history_store
+from whatsagent import outbox
+from whatsagent.agent import Reply, Responder, TurnContext
+from whatsagent.channels.base import Channel
+from whatsagent.lanes import Turn
+from whatsagent.outbound import OutboundMessage, TextOut
+from whatsagent.sender import Sender
+from whatsagent.store.database import Database
+from whatsagent.store.schema import history, turns
+
+log = logging.getLogger("whatsagent.turns")
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    typing_interval: float = 20.0
+    """Re-send the typing indicator this often while the agent thinks (WhatsApp hides it after 25 s)."""
+    max_attempts: int = 3
+    """Agent runs per turn before the user gets `error_text` instead of an answer."""
+    error_text: str = "Sorry, something went wrong on my side and I could not answer that. Please try again."
+
+
+def render(reply: Reply, channel: Channel) -> list[OutboundMessage]:
+    """The reply as WhatsApp messages: Markdown rendered, long text split at natural breaks."""
+    from whatsagent.formatting import to_whatsapp
+    from whatsagent.splitting import split_message
+
+    parts: list[OutboundMessage] = []
+    if reply.text and reply.text.strip():
+        parts.extend(
+            TextOut(body=chunk) for chunk in split_message(to_whatsapp(reply.text), channel.text_limit)
+        )
+    parts.extend(reply.messages)
+    return parts
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        db: Database,
+        sender: Sender,
+        channels: Mapping[str, Channel],
+        responders: Mapping[str, Responder],
+        policy: TurnPolicy | None = None,
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.channels = channels
+        self.responders = responders
+        self.policy = policy or TurnPolicy()
+
+    async def run(self, turn: Turn) -> None:
+        channel = self.channels.get(turn.channel)
+        if channel is None:
+            raise LookupError(
+                f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve"
+            )
+        if turn.status == "running":
+            await self._answer(turn, channel)
+        rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
+        ok = True
+        for row in rows:
+            # Parts go strictly in order: each waits until the previous one was accepted.
+            ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation) and ok
+        await self.db.write(_finish(turn.id, "sent" if ok else "failed"))
+
+    async def _answer(self, turn: Turn, channel: Channel) -> None:
+        responder = self.responders[turn.channel]
+        typing = asyncio.create_task(self._keep_typing(channel, turn))
+        try:
+            past = await self.db.read(
+                lambda conn: history_store.load(
+                    conn, turn.conversation, turn.session, responder.history_turns
+                )
+            )
+            ctx = TurnContext(
+                conversation=turn.conversation,
+                channel=turn.channel,
+                user=turn.user,
+                messages=turn.messages,
+                history=past,
+                turn_id=turn.id,
+            )
+            started = time.perf_counter()
+            try:
+                reply = await responder.respond(ctx)
+            except Exception:
+                if turn.attempts < self.policy.max_attempts:
+                    raise  # the lane's job is retried with backoff; the turn stays `running`
+                log.exception("turn %d failed %d times; telling the user", turn.id, turn.attempts)
+                reply = Reply(text=self.policy.error_text)
+            log.debug("turn %d answered in %.3fs", turn.id, time.perf_counter() - started)
+        finally:
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typing
+        parts = render(reply, channel)
+        await self.db.write(
+            _record_answer(turn, parts, history_store.dump(reply.new_history) if reply.new_history else None)
+        )
+
+    async def _keep_typing(self, channel: Channel, turn: Turn) -> None:
+        last = turn.messages[-1].id if turn.messages else None
+        if last is None:
+            return
+        while True:
+            try:
+                await channel.typing(turn.user, last)
+            except Exception as exc:  # a missing typing indicator must never cost the answer
+                log.debug("typing indicator for turn %d failed: %s", turn.id, exc)
+            await asyncio.sleep(self.policy.typing_interval)
+
+
+def _record_answer(
+    turn: Turn, parts: list[OutboundMessage], messages_json: str | None
+) -> Callable[[Connection], None]:
+    def op(conn: Connection) -> None:
+        now = time.time()
+        conn.execute(
+            update(turns)
+            .where(turns.c.id == turn.id, turns.c.status == "running")
+            .values(status="answered", updated_at=now)
+        )
+        if messages_json is not None:
+            conn.execute(
+                insert(history).values(
+                    conversation=turn.conversation,
+                    session=turn.session,
+                    turn_id=turn.id,
+                    messages=messages_json,
+                    created_at=now,
+                )
+            )
+        outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)
+
+    return op
+
+
+def _finish(turn_id: int, status: str) -> Callable[[Connection], None]:
+    def op(conn: Connection) -> None:
+        conn.execute(update(turns).where(turns.c.id == turn_id).values(status=status, updated_at=time.time()))
+
+    return op

@@ -1,0 +1,363 @@
+"""The work queue seam: durable jobs, at most one running per lock, in the order they were deferred.
+
+Two implementations pass the same conformance tests: `EmbeddedQueue` (this module: asyncio workers in
+the serving process over the `jobs` table, for SQLite on one machine) and the procrastinate queue on
+PostgreSQL (`whatsagent.store.procrastinate_queue`) for web and worker processes on many machines.
+
+Semantics, as procrastinate's:
+- `lock`: jobs sharing a lock run one at a time, first deferred first run (a conversation's turns).
+- `queueing_lock`: while a job with this queueing lock is waiting (not yet running), deferring another
+  is a no-op (one pending wake-up per conversation; messages that arrive meanwhile join it).
+- a job whose handler raises is retried with exponential backoff, keeping its place in its lock's line;
+  after `max_attempts` it is dropped and logged.
+- jobs are durable: a job deferred and not finished when the process dies runs again after a restart.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+
+from whatsagent.store.database import Database
+from whatsagent.store.schema import jobs
+
+log = logging.getLogger("whatsagent.workqueue")
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    task: str
+    args: dict[str, Any]
+    lock: str | None = None
+    queueing_lock: str | None = None
+    schedule_in: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for failing jobs: base·2^attempt seconds with ±25% jitter, capped."""
+
+    max_attempts: int = 8
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2 ** max(0, attempt - 1)) * random.uniform(0.75, 1.25)
+
+
+class WorkQueue(abc.ABC):
+    """Where turns, sends and memory jobs wait to run."""
+
+    @abc.abstractmethod
+    async def start(self, handlers: Mapping[str, Handler]) -> None:
+        """Run jobs with these handlers (task name → handler) until `stop`. Jobs left unfinished by a
+        previous process are run again."""
+
+    @abc.abstractmethod
+    async def defer_many(self, specs: Sequence[JobSpec]) -> int:
+        """Store jobs durably; return how many were added (queueing locks skip some)."""
+
+    async def defer(
+        self,
+        task: str,
+        args: dict[str, Any],
+        *,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        schedule_in: float = 0.0,
+    ) -> bool:
+        """Store one job durably; False when a waiting job already holds `queueing_lock`."""
+        return bool(await self.defer_many([JobSpec(task, args, lock, queueing_lock, schedule_in)])) > 0
+
+    @abc.abstractmethod
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop starting jobs; let running ones finish for up to `grace` seconds, then interrupt them
+        (they run again after the next start)."""
+
+    @abc.abstractmethod
+    async def depth(self) -> int:
+        """Jobs waiting or running."""
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class _Job:
+    task: str
+    args: dict[str, Any]
+    lock: str
+    queueing_lock: str | None
+    scheduled_at: float
+    attempts: int = 0
+    row_id: int | None = None
+    stored: asyncio.Future[None] | None = None
+    seq: int = field(default_factory=lambda: next(_ids))
+
+
+class EmbeddedQueue(WorkQueue):
+    """Jobs in the `jobs` table, scheduled in memory by the one process that owns the database."""
+
+    def __init__(self, db: Database, *, concurrency: int = 256, retry: RetryPolicy | None = None) -> None:
+        self.db = db
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self._handlers: Mapping[str, Handler] = {}
+        self._lanes: dict[str, collections.deque[_Job]] = {}
+        self._active: set[str] = set()
+        self._waiting: collections.deque[str] = collections.deque()
+        self._queued: dict[str, _Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._running = 0
+        self._started = False
+        self._stopping = False
+
+    # -- public -------------------------------------------------------------------------------------
+
+    async def start(self, handlers: Mapping[str, Handler]) -> None:
+        self._handlers = dict(handlers)
+        rows = await self.db.read(_load_jobs)
+        now = time.time()
+        for row in rows:
+            job = _Job(
+                task=row.task,
+                args=orjson.loads(row.args),
+                lock=row.lock or f"job:{row.id}",
+                queueing_lock=row.queueing_lock,
+                scheduled_at=min(row.scheduled_at, now),
+                attempts=row.attempts,
+                row_id=row.id,
+            )
+            self._enqueue(job)
+        if rows:
+            log.info("resuming %d jobs left by the previous run", len(rows))
+        self._started = True
+        self._stopping = False
+        for lock in list(self._lanes):
+            self._try_start(lock)
+
+    async def defer_many(self, specs: Sequence[JobSpec]) -> int:
+        if not specs:
+            return 0
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        added: list[_Job] = []
+        for spec in specs:
+            if spec.queueing_lock is not None and spec.queueing_lock in self._queued:
+                continue
+            job = _Job(
+                task=spec.task,
+                args=spec.args,
+                lock=spec.lock or f"job:new:{next(_ids)}",
+                queueing_lock=spec.queueing_lock,
+                scheduled_at=now + spec.schedule_in,
+                stored=loop.create_future(),
+            )
+            if job.queueing_lock is not None:
+                self._queued[job.queueing_lock] = job
+            added.append(job)
+        if not added:
+            return 0
+        for job in added:
+            self._enqueue(job)
+        try:
+            ids = await self.db.write(_insert_jobs(added))
+        except BaseException as exc:
+            for job in added:
+                self._forget(job)
+                assert job.stored is not None
+                job.stored.set_exception(exc)
+                job.stored.exception()  # retrieved: nobody else awaits a job that was never stored
+            raise
+        for job, row_id in zip(added, ids, strict=True):
+            job.row_id = row_id
+            assert job.stored is not None
+            job.stored.set_result(None)
+        return len(added)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "interrupted %d running jobs at shutdown; they resume at the next start", len(pending)
+                )
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._started = False
+
+    async def depth(self) -> int:
+        return sum(len(q) for q in self._lanes.values()) + self._running
+
+    # -- scheduling ---------------------------------------------------------------------------------
+
+    def _enqueue(self, job: _Job) -> None:
+        lane = self._lanes.get(job.lock)
+        if lane is None:
+            lane = self._lanes[job.lock] = collections.deque()
+        lane.append(job)
+        if self._started and len(lane) == 1:
+            self._try_start(job.lock)
+
+    def _forget(self, job: _Job) -> None:
+        lane = self._lanes.get(job.lock)
+        if lane is not None:
+            with contextlib.suppress(ValueError):
+                lane.remove(job)
+            if not lane and job.lock not in self._active:
+                del self._lanes[job.lock]
+        if job.queueing_lock is not None and self._queued.get(job.queueing_lock) is job:
+            del self._queued[job.queueing_lock]
+
+    def _try_start(self, lock: str) -> None:
+        if self._stopping or not self._started or lock in self._active:
+            return
+        lane = self._lanes.get(lock)
+        if not lane:
+            self._lanes.pop(lock, None)
+            return
+        head = lane[0]
+        delay = head.scheduled_at - time.time()
+        if delay > 0:
+            if lock not in self._timers:
+                loop = asyncio.get_running_loop()
+                self._timers[lock] = loop.call_later(delay, self._wake, lock)
+            return
+        if self._running >= self.concurrency:
+            self._waiting.append(lock)
+            return
+        lane.popleft()
+        if head.queueing_lock is not None and self._queued.get(head.queueing_lock) is head:
+            del self._queued[head.queueing_lock]
+        self._active.add(lock)
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._run(head), name=f"job:{head.task}:{lock}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _wake(self, lock: str) -> None:
+        self._timers.pop(lock, None)
+        self._try_start(lock)
+
+    async def _run(self, job: _Job) -> None:
+        requeued = False
+        try:
+            if job.stored is not None:
+                await job.stored
+            handler = self._handlers.get(job.task)
+            if handler is None:
+                raise LookupError(f"no handler for job task {job.task!r}")
+            await handler(job.args)
+        except asyncio.CancelledError:
+            # Interrupted at shutdown: the row stays; the job runs again at the next start.
+            raise
+        except Exception as exc:
+            job.attempts += 1
+            if job.attempts >= self.retry.max_attempts:
+                log.error("job %s (%s) failed %d times, giving up: %r", job.task, job.lock, job.attempts, exc)
+                await self._finish(job)
+            else:
+                delay = self.retry.delay(job.attempts)
+                log.warning(
+                    "job %s (%s) failed (attempt %d), retrying in %.1fs: %r",
+                    job.task,
+                    job.lock,
+                    job.attempts,
+                    delay,
+                    exc,
+                )
+                job.scheduled_at = time.time() + delay
+                with contextlib.suppress(Exception):
+                    await self.db.write(_reschedule(job))
+                lane = self._lanes.setdefault(job.lock, collections.deque())
+                lane.appendleft(job)
+                requeued = True
+        else:
+            await self._finish(job)
+        finally:
+            self._active.discard(job.lock)
+            self._running -= 1
+            if not requeued and not self._lanes.get(job.lock):
+                self._lanes.pop(job.lock, None)
+            if not self._stopping:
+                self._try_start(job.lock)
+                while self._waiting and self._running < self.concurrency:
+                    self._try_start(self._waiting.popleft())
+
+    async def _finish(self, job: _Job) -> None:
+        if job.row_id is not None:
+            try:
+                await self.db.write(_delete_job(job.row_id))
+            except (
+                Exception
+            ) as exc:  # the job ran; at worst it runs again after a restart (handlers are idempotent)
+                log.error("could not delete finished job %s: %r", job.row_id, exc)
+
+
+# -- store operations ---------------------------------------------------------------------------------
+
+
+def _load_jobs(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(jobs).order_by(jobs.c.id)))
+
+
+def _insert_jobs(added: list[_Job]) -> Callable[[Connection], list[int]]:
+    def op(conn: Connection) -> list[int]:
+        now = time.time()
+        ids = []
+        for job in added:
+            result = conn.execute(
+                insert(jobs).values(
+                    task=job.task,
+                    args=orjson.dumps(job.args).decode(),
+                    lock=job.lock,
+                    queueing_lock=job.queueing_lock,
+                    status="todo",
+                    attempts=0,
+                    scheduled_at=job.scheduled_at,
+                    created_at=now,
+                )
+            )
+            ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+        return ids
+
+    return op
+
+
+def _delete_job(row_id: int) -> Callable[[Connection], None]:
+    def op(conn: Connection) -> None:
+        conn.execute(delete(jobs).where(jobs.c.id == row_id))
+
+    return op
+
+
+def _reschedule(job: _Job) -> Callable[[Connection], None]:
+    def op(conn: Connection) -> None:
+        if job.row_id is not None:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.row_id)
+                .values(attempts=job.attempts, scheduled_at=job.scheduled_at)
+            )
+
+    return op
