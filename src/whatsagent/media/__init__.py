@@ -1,0 +1,44 @@
+"""Media in and out: where bytes are kept, what WhatsApp accepts, how to convert to it, and what each
+model provider reads.
+
+    store.py         MediaStore seam; FileMediaStore on disk, MemoryMediaStore for tests
+    sniff.py         a file's real MIME type, from its magic numbers
+    limits.py        WhatsApp's outbound types and sizes; MediaRejected
+    convert.py       prepare_outbound, and image/audio/video conversions (Pillow, PyAV)
+    capabilities.py  per-provider model input table; to_model_input
+    transcribe.py    Transcriber seam; OpenAITranscriber
+
+Pillow and PyAV are imported only when a conversion runs (the ``media`` extra installs them).
+"""
+
+from .capabilities import Capabilities, capabilities_for, capabilities_for_model, to_model_input
+from .convert import Prepared, prepare_outbound
+from .limits import CAPTION_MAX, LIMITS, MediaKind, MediaRejected, check, check_caption
+from .sniff import resolve_mime, sniff_mime
+from .store import FileMediaStore, MediaNotFound, MediaStore, MemoryMediaStore, StoredMedia
+from .transcribe import OpenAITranscriber, Transcriber, TranscriptionFailed
+
+__all__ = [
+    "CAPTION_MAX",
+    "LIMITS",
+    "Capabilities",
+    "FileMediaStore",
+    "MediaKind",
+    "MediaNotFound",
+    "MediaRejected",
+    "MediaStore",
+    "MemoryMediaStore",
+    "OpenAITranscriber",
+    "Prepared",
+    "StoredMedia",
+    "Transcriber",
+    "TranscriptionFailed",
+    "capabilities_for",
+    "capabilities_for_model",
+    "check",
+    "check_caption",
+    "prepare_outbound",
+    "resolve_mime",
+    "sniff_mime",
+    "to_model_input",
+]
