@@ -1,0 +1,119 @@
+"""Neutral outbound messages as Twilio Messages API form fields (reference §4.4).
+
+Twilio's Messages API sends text, media by URL, locations (`PersistentAction`) and Content templates
+(`ContentSid` + `ContentVariables`). Interactive messages (buttons, lists, CTA links) exist on Twilio only
+as pre-approved Content templates, so ad-hoc ones are sent as readable text instead; reactions and
+quoted replies have no Messages API field at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+
+from whatsagent.errors import SendError
+from whatsagent.outbound import (
+    ButtonsOut,
+    ContactsOut,
+    CtaUrlOut,
+    ListOut,
+    LocationOut,
+    MediaOut,
+    OutboundMessage,
+    ReactionOut,
+    TemplateOut,
+    TextOut,
+)
+
+logger = logging.getLogger("whatsagent.channels.twilio")
+
+Form = list[tuple[str, str]]
+
+
+def message_form(
+    message: OutboundMessage,
+    *,
+    content_sids: Mapping[str, str],
+    media_url: Callable[[MediaOut], str],
+) -> Form:
+    """The fields that say what to send (everything but `From`, `To` and `StatusCallback`).
+
+    `media_url` turns a MediaOut into a URL Twilio can fetch (its `link`, or a signed whatsagent URL for
+    a stored medium). Raises a non-retryable SendError for what Twilio cannot send.
+    """
+    if isinstance(message, TextOut):
+        return [("Body", message.body)]
+    if isinstance(message, MediaOut):
+        form = [("MediaUrl", media_url(message))]
+        if message.caption:
+            form.insert(0, ("Body", message.caption))
+        return form
+    if isinstance(message, TemplateOut):
+        return template_form(message, content_sids)
+    if isinstance(message, LocationOut):
+        # Twilio's location message: `geo:<lat>,<long>|<label>` with the place's name as Body.
+        label = message.address or ""
+        action = f"geo:{message.latitude},{message.longitude}" + (f"|{label}" if label else "")
+        return [("Body", message.name or message.address or "📍"), ("PersistentAction", action)]
+    if isinstance(message, ButtonsOut):
+        options = [f"{i}. {b.title}" for i, b in enumerate(message.buttons, 1)]
+        return [("Body", _join(message.header, message.body, "\n".join(options), message.footer))]
+    if isinstance(message, ListOut):
+        rows = [row for section in message.sections for row in section.rows]
+        lines = [
+            f"{i}. {r.title}" + (f" — {r.description}" if r.description else "")
+            for i, r in enumerate(rows, 1)
+        ]
+        return [("Body", _join(message.header, message.body, "\n".join(lines), message.footer))]
+    if isinstance(message, CtaUrlOut):
+        link = f"{message.display_text}: {message.url}"
+        return [("Body", _join(message.header, message.body, link, message.footer))]
+    if isinstance(message, ContactsOut):
+        return [("Body", "\n\n".join(_contact_card(c) for c in message.contacts))]
+    if isinstance(message, ReactionOut):
+        raise SendError("Twilio's Messages API cannot send reactions", retryable=False)
+    raise SendError(f"the Twilio channel cannot send {type(message).__name__}", retryable=False)
+
+
+def template_form(message: TemplateOut, content_sids: Mapping[str, str]) -> Form:
+    """A Content template: `ContentSid` and `ContentVariables`, a JSON string of ``{"1": ..., "2": ...}``.
+    Outside the window Body and MediaUrl must be left out [T:63016]."""
+    sid = content_sids.get(message.name)
+    if sid is None and message.name.startswith("HX"):
+        sid = message.name
+    if sid is None:
+        raise SendError(
+            f"no Content SID for template {message.name!r}: add it to content_sids "
+            f'(or TWILIO_CONTENT_SIDS, e.g. {{"{message.name}": "HX..."}})',
+            retryable=False,
+        )
+    params = message.params or _body_params(message.components)
+    form = [("ContentSid", sid)]
+    if params:
+        variables = {str(i): value for i, value in enumerate(params, 1)}
+        form.append(("ContentVariables", json.dumps(variables, ensure_ascii=False, separators=(",", ":"))))
+    return form
+
+
+def _body_params(components: tuple[dict, ...]) -> tuple[str, ...]:
+    # Cloud API-shaped components: only the body's text parameters map onto Twilio's numbered variables.
+    for component in components:
+        if str(component.get("type", "")).lower() == "body":
+            return tuple(
+                str(p.get("text", "")) for p in component.get("parameters", ()) if isinstance(p, dict)
+            )
+    return ()
+
+
+def _join(*parts: str | None) -> str:
+    return "\n\n".join(p for p in parts if p)
+
+
+def _contact_card(contact: Mapping) -> str:
+    name = contact.get("name", {})
+    title = name.get("formatted_name") if isinstance(name, Mapping) else None
+    phones = [p.get("phone") or p.get("wa_id") for p in contact.get("phones", ()) if isinstance(p, Mapping)]
+    emails = [e.get("email") for e in contact.get("emails", ()) if isinstance(e, Mapping)]
+    lines = [title or "Contact", *(p for p in phones if p), *(e for e in emails if e)]
+    return "\n".join(lines)
