@@ -1,0 +1,118 @@
+"""The `whatsagent` command."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from whatsagent.errors import ConfigurationError
+
+app = typer.Typer(
+    name="whatsagent",
+    help="Put AI agents on WhatsApp: every message answered exactly once, in order.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def load_os(target: str) -> Any:
+    """Import ``module:attribute`` (the AgentOS) from the current directory."""
+    module_name, _, attr = target.partition(":")
+    if not module_name:
+        raise typer.BadParameter(f"{target!r}: expected module:attribute, e.g. myapp:os")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    candidates = [attr] if attr else ["os", "agent_os", "agentos"]
+    for name in candidates:
+        if hasattr(module, name):
+            obj = getattr(module, name)
+            return obj() if callable(obj) and not hasattr(obj, "serve") else obj
+    raise typer.BadParameter(
+        f"{module_name!r} has no {' or '.join(candidates)}: point at your AgentOS, e.g. myapp:os"
+    )
+
+
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(help="Your AgentOS as module:attribute, e.g. myapp:os")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve an AgentOS: webhooks, turns and sends in one process."""
+    _setup_logging(log_level)
+    agent_os = load_os(target)
+    try:
+        agent_os.serve(host=host, port=port, log_level=log_level)
+    except ConfigurationError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the bot; the emulator's chat page uses port+1.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    database: Annotated[
+        str, typer.Option(help="Where the demo keeps its data.")
+    ] = "sqlite:///whatsagent-demo.db",
+) -> None:
+    """A bot and a local WhatsApp emulator, on SQLite, with no accounts: chat with it in your browser."""
+    _setup_logging("info")
+    from whatsagent.demo import run_demo
+
+    run_demo(host=host, port=port, database=database)
+
+
+@app.command()
+def emulator(
+    port: Annotated[int, typer.Option(help="Port of the emulator (Graph API and chat page).")] = 8001,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    webhook_url: Annotated[
+        str, typer.Option(help="Your bot's webhook URL.", envvar="WHATSAPP_EMULATOR_WEBHOOK_URL")
+    ] = "http://127.0.0.1:8000/whatsapp/webhook",
+    app_secret: Annotated[str, typer.Option(envvar="WHATSAPP_APP_SECRET")] = "emulator-app-secret",
+    access_token: Annotated[str, typer.Option(envvar="WHATSAPP_ACCESS_TOKEN")] = "emulator-token",
+    phone_number_id: Annotated[str, typer.Option(envvar="WHATSAPP_PHONE_NUMBER_ID")] = "100200300",
+) -> None:
+    """A local stand-in for WhatsApp's Cloud API, with a chat page, for developing and testing bots."""
+    import asyncio
+
+    _setup_logging("info")
+    from whatsagent.emulator import run_emulator
+
+    asyncio.run(
+        run_emulator(
+            host=host,
+            port=port,
+            webhook_url=webhook_url,
+            app_secret=app_secret,
+            access_token=access_token,
+            phone_number_id=phone_number_id,
+        )
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""A user writes on WhatsApp; the agent answers, once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from whatsagent.testing import BotHarness
+
+
+async def test_a_text_message_gets_the_agents_answer(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        delivery = await ana.send_text("hello there")
+        assert delivery.status == 200
+        [reply] = await ana.wait_for_replies(1)
+        assert reply.type == "text"
+        assert reply.text == "echo: hello there"
+
+
+async def test_typing_indicator_marks_the_message_read_while_the_agent_thinks(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        d = await ana.send_text("hi")
+        await ana.wait_for_replies(1)
+        assert d.message_id in ana.typing
+
+
+async def test_a_webhook_posted_twice_is_answered_once(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        d = await ana.send_text("only once please")
+        again = await bot.emulator.redeliver(d.message_id)
+        assert again.status == 200
+        await ana.wait_for_replies(1)
+        await asyncio.sleep(0.5)
+        assert [r.text for r in ana.replies] == ["echo: only once please"]
+        assert echo.seen == ["only once please"]
+
+
+async def test_the_same_message_rebatched_in_another_envelope_is_answered_once(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        bo = bot.user("15557654321", name="Bo")
+        first = await ana.send_text("first")
+        await ana.wait_for_replies(1)
+        other = await bo.send_text("from bo")
+        # Meta redelivers Ana's message batched together with Bo's in one new envelope.
+        await bot.emulator.redeliver(first.message_id, batch_with=[other.message_id])
+        await bo.wait_for_replies(1)
+        await asyncio.sleep(0.5)
+        assert [r.text for r in ana.replies] == ["echo: first"]
+        assert [r.text for r in bo.replies] == ["echo: from bo"]
+
+
+async def test_quick_messages_are_answered_in_order_and_merged_while_a_turn_runs(tmp_path, slow_echo):
+    async with BotHarness(slow_echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        for i in range(5):
+            await ana.send_text(f"message {i}")
+            await asyncio.sleep(0.03)
+        # Wait until every message has been part of an answered turn.
+        for _ in range(200):
+            if slow_echo.seen and "message 4" in slow_echo.seen[-1]:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        inputs = [line for turn in slow_echo.seen for line in turn.split("\n")]
+        assert inputs == [f"message {i}" for i in range(5)], "each message reached the agent once, in order"
+        assert len(slow_echo.seen) < 5, "messages that arrived during a running turn joined the next one"
+        assert [r.text for r in ana.replies] == [f"echo: {turn}" for turn in slow_echo.seen]
+
+
+async def test_different_users_are_answered_concurrently(tmp_path):
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def agent(ctx):
+        started.append(ctx.user.wa_id)
+        await asyncio.wait_for(release.wait(), 5)
+        return "done"
+
+    async with BotHarness(agent, tmp_path) as bot:
+        users = [bot.user(f"1555000000{i}") for i in range(3)]
+        for u in users:
+            await u.send_text("hi")
+        for _ in range(100):
+            if len(started) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(started) == sorted(u.wa_id for u in users), "three turns ran at the same time"
+        release.set()
+        for u in users:
+            await u.wait_for_replies(1)
+
+
+async def test_reactions_and_system_notices_do_not_get_an_answer(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        d = await ana.send_text("hi")
+        [reply] = await ana.wait_for_replies(1)
+        await ana.react(reply.message_id, "👍")
+        await asyncio.sleep(0.5)
+        assert len(ana.replies) == 1
+        # The reaction is context for the next turn, not a turn of its own.
+        await ana.send_text("and now?")
+        await ana.wait_for_replies(2)
+        assert "reacted 👍" in echo.seen[-1]
+        assert echo.seen[-1].endswith("and now?")
+        assert d.message_id
+
+
+async def test_a_username_only_user_without_a_phone_number_is_answered(tmp_path, echo):
+    async with BotHarness(echo, tmp_path) as bot:
+        bo = bot.user(user_id="US.13491208655302741918", name="Bo")
+        await bo.send_text("no number here")
+        [reply] = await bo.wait_for_replies(1)
+        assert reply.text == "echo: no number here"
+        assert reply.body.get("recipient") == "US.13491208655302741918"
