@@ -1,0 +1,219 @@
+"""Crashes, failing sends and load: no acknowledged message is lost, none is answered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from whatsagent.emulator import Emulator
+from whatsagent.sender import SendPolicy
+from whatsagent.testing import BotHarness
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def answered_inputs(user) -> list[str]:
+    """Every input line the user's replies echo, in reply order."""
+    lines: list[str] = []
+    for reply in user.replies:
+        assert reply.text.startswith("echo: "), reply.text
+        lines.extend(reply.text.removeprefix("echo: ").split("\n"))
+    return lines
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_twenty_percent_of_sends_failing_with_429_and_500_lose_nothing_and_double_nothing(
+    tmp_path, echo
+):
+    policy = SendPolicy(base=0.02, cap=0.2)
+    async with BotHarness(echo, tmp_path, send_policy=policy) as bot:
+        bot.emulator.faults.fail_sends(probability=0.2, errors=[(429, 130429), (500, 131000)], seed=7)
+        users = [bot.user(f"1555100{i:04d}", name=f"user{i}") for i in range(20)]
+        expected: dict[str, list[str]] = {}
+        for round_ in range(3):
+            for u in users:
+                text = f"{u.wa_id} says {round_}"
+                expected.setdefault(u.wa_id, []).append(text)
+                assert (await u.send_text(text)).ok
+            await asyncio.sleep(0.2)
+        await wait_until(
+            lambda: all(len(answered_inputs(u)) >= 3 for u in users), 60, "every message was answered"
+        )
+        await asyncio.sleep(0.5)
+        for u in users:
+            assert answered_inputs(u) == expected[u.wa_id], f"{u.wa_id}: each message once, in order"
+        sends = [
+            r for r in bot.emulator.requests if r.path.endswith("/messages") and "type" in (r.json or {})
+        ]
+        refused = [r for r in sends if r.status in (429, 500)]
+        assert len(refused) >= 5, (
+            f"the faults really were injected ({len(refused)} of {len(sends)} sends refused)"
+        )
+
+
+async def test_two_hundred_users_at_once_with_a_slow_model_are_acknowledged_fast(tmp_path):
+    async def slow(ctx):
+        await asyncio.sleep(2.0)
+        return f"echo: {ctx.text}"
+
+    async with BotHarness(slow, tmp_path) as bot:
+        users = [bot.user(f"1555200{i:04d}") for i in range(200)]
+        latencies: list[float] = []
+
+        async def send(u):
+            t = time.perf_counter()
+            d = await u.send_text("hello")
+            latencies.append(time.perf_counter() - t)
+            assert d.ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(send(u) for u in users))
+        acked_all = time.perf_counter() - started
+        # The model takes 2 s per answer; acknowledgements never wait for it.
+        assert max(latencies) < 1.5, f"slowest ack {max(latencies):.2f}s"
+        assert acked_all < 2.0, f"all 200 acked in {acked_all:.2f}s"
+        await wait_until(lambda: all(u.replies for u in users), 30, "all 200 users were answered")
+        assert all(len(u.replies) == 1 for u in users)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`whatsagent serve tests.apps.slow_echo:os` in a child process."""
+
+    def __init__(self, emulator: Emulator, db: Path, delay: float, grace: float = 10) -> None:
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            "WHATSAPP_ACCESS_TOKEN": emulator.access_token,
+            "WHATSAPP_PHONE_NUMBER_ID": emulator.phone_number_id,
+            "WHATSAPP_APP_SECRET": emulator.app_secret,
+            "WHATSAPP_VERIFY_TOKEN": "v",
+            "WHATSAPP_API_BASE_URL": emulator.base_url,
+            "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+            "SLOW_ECHO_DELAY": str(delay),
+            "GRACE": str(grace),
+            "PYTHONPATH": str(ROOT),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "whatsagent.cli",
+                "serve",
+                "tests.apps.slow_echo:os",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=self.env,
+            cwd=ROOT,
+        )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/ready") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                assert self.proc.poll() is None, "the server exited during start-up"
+                await asyncio.sleep(0.05)
+        raise AssertionError("the server did not become ready")
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/whatsapp/webhook"
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> float:
+        assert self.proc is not None
+        t = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        return time.perf_counter() - t
+
+
+async def test_kill_9_after_acks_and_before_answers_then_restart_answers_every_message_exactly_once(tmp_path):
+    async with Emulator(app_secret="crash-secret", access_token="crash-token") as emu:
+        server = ServerProcess(emu, tmp_path / "bot.db", delay=1.5)
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        users = [emu.user(f"1555300{i:04d}") for i in range(5)]
+        sent: dict[str, list[str]] = {u.wa_id: [] for u in users}
+        for i in range(2):
+            for u in users:
+                text = f"{u.wa_id} #{i}"
+                assert (await u.send_text(text)).ok  # acknowledged: durable
+                sent[u.wa_id].append(text)
+        await asyncio.sleep(0.4)  # turns are running; the model is still thinking
+        server.kill9()
+        assert not any(u.replies for u in users), "killed before any answer went out"
+
+        restarted = ServerProcess(emu, tmp_path / "bot.db", delay=0.2)
+        await restarted.start()
+        emu.webhook_url = restarted.webhook_url
+        try:
+            await wait_until(
+                lambda: all(len(answered_inputs(u)) >= 2 for u in users),
+                30,
+                "every acked message was answered",
+            )
+            await asyncio.sleep(1.0)
+            for u in users:
+                assert answered_inputs(u) == sent[u.wa_id]
+        finally:
+            restarted.terminate()
+
+
+async def test_sigterm_parks_running_turns_exits_within_the_grace_period_and_they_resume(tmp_path):
+    async with Emulator(app_secret="term-secret", access_token="term-token") as emu:
+        server = ServerProcess(emu, tmp_path / "bot.db", delay=30, grace=1)
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        ana = emu.user("15554000001")
+        assert (await ana.send_text("long question")).ok
+        await asyncio.sleep(0.5)
+        took = server.terminate()
+        assert took < 8, f"shutdown took {took:.1f}s"
+        assert not ana.replies
+
+        restarted = ServerProcess(emu, tmp_path / "bot.db", delay=0.1)
+        await restarted.start()
+        emu.webhook_url = restarted.webhook_url
+        try:
+            [reply] = await ana.wait_for_replies(1, timeout=15)
+            assert reply.text == "echo: long question"
+            await asyncio.sleep(0.5)
+            assert len(ana.replies) == 1
+        finally:
+            restarted.terminate()
