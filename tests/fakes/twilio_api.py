@@ -147,6 +147,7 @@ class FakeTwilio:
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self.base_url = ""
+        self.cdn_url = ""
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -158,10 +159,13 @@ class FakeTwilio:
         app.router.add_get("/cdn/{token}", self._cdn)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        api = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await api.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        # Media redirect to another origin, as Twilio's do to short-lived storage URLs.
+        cdn = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await cdn.start()
+        self.cdn_url = f"http://127.0.0.1:{self._runner.addresses[1][1]}"
         self._http = aiohttp.ClientSession()
         return self
 
@@ -381,7 +385,7 @@ class FakeTwilio:
         media_sid = request.match_info["media"]
         if media_sid not in self._media:
             return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
-        raise web.HTTPFound(f"/cdn/{media_sid}")
+        raise web.HTTPFound(f"{self.cdn_url}/cdn/{media_sid}")
 
     async def _cdn(self, request: web.Request) -> web.Response:
         # Like a pre-signed storage URL: it refuses requests that carry credentials of their own.

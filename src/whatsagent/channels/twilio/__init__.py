@@ -26,7 +26,7 @@ from whatsagent.messages import Event, Media, User
 from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
 
 from . import signature
-from .client import TwilioAPI
+from .client import TwilioAPI, basic_auth
 from .forms import message_form
 from .media import MediaLinks, MediaSource
 from .parse import is_status_callback, parse_message, parse_status, to_address
@@ -319,13 +319,13 @@ class Twilio(Channel):
 
     async def open(self, http: aiohttp.ClientSession) -> None:
         if self.api_key_sid and self.api_key_secret:
-            auth = aiohttp.BasicAuth(self.api_key_sid, self.api_key_secret)
+            authorization = basic_auth(self.api_key_sid, self.api_key_secret)
         else:
-            auth = aiohttp.BasicAuth(self.account_sid or "", self.auth_token or "")
+            authorization = basic_auth(self.account_sid or "", self.auth_token or "")
         self._api = TwilioAPI(
             http,
             account_sid=self.account_sid or "",
-            auth=auth,
+            authorization=authorization,
             api_base_url=self.api_base_url,
             messaging_base_url=self.messaging_base_url,
         )

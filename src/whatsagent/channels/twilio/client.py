@@ -5,6 +5,7 @@ Nothing here knows about neutral messages; `__init__.Twilio` builds the forms (s
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -31,12 +32,12 @@ class TwilioAPI:
         http: aiohttp.ClientSession,
         *,
         account_sid: str,
-        auth: aiohttp.BasicAuth,
+        authorization: str,
         api_base_url: str,
         messaging_base_url: str,
     ) -> None:
         self.http = http
-        self.auth = auth
+        self.headers = {"Authorization": authorization}
         self.messages_url = f"{api_base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.typing_url = f"{messaging_base_url}/v2/Indicators/Typing.json"
         self._api_origin = _origin(api_base_url)
@@ -45,7 +46,7 @@ class TwilioAPI:
         """POST a Message; the created resource (its `sid` is the new message's id), or SendError."""
         try:
             async with self.http.post(
-                self.messages_url, data=list(form), auth=self.auth, timeout=SEND_TIMEOUT
+                self.messages_url, data=list(form), headers=self.headers, timeout=SEND_TIMEOUT
             ) as response:
                 payload = await _json(response)
                 if response.status >= 400:
@@ -73,7 +74,7 @@ class TwilioAPI:
         form = [("messageId", message_id), ("channel", "whatsapp")]
         try:
             async with self.http.post(
-                self.typing_url, data=form, auth=self.auth, timeout=TYPING_TIMEOUT
+                self.typing_url, data=form, headers=self.headers, timeout=TYPING_TIMEOUT
             ) as r:
                 if r.status >= 400:
                     body = (await r.text())[:200]
@@ -87,9 +88,9 @@ class TwilioAPI:
         Credentials go only to Twilio's own API host; a redirect elsewhere (a short-lived signed URL) is
         followed without them, which aiohttp does on any cross-origin redirect.
         """
-        auth = self.auth if _origin(url) == self._api_origin else None
+        headers = self.headers if _origin(url) == self._api_origin else None
         try:
-            async with self.http.get(url, auth=auth, timeout=DOWNLOAD_TIMEOUT) as response:
+            async with self.http.get(url, headers=headers, timeout=DOWNLOAD_TIMEOUT) as response:
                 if response.status >= 400:
                     raise SendError(
                         f"could not download the medium: Twilio answered HTTP {response.status}",
@@ -118,6 +119,11 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
         return await response.json(content_type=None)
     except ValueError:
         return None
+
+
+def basic_auth(username: str, password: str) -> str:
+    """An HTTP Basic `Authorization` value (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _origin(url: str) -> tuple[str, str]:
