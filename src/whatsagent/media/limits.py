@@ -112,7 +112,7 @@ def check(kind: MediaKind, mime_type: str, size: int, *, animated: bool = False)
     mime = normalize_mime(mime_type) or "application/octet-stream"
     if mime not in limit.mime_types:
         raise MediaRejected(
-            f"{_article(kind)} {kind} must be {limit.described}; this file is {mime}",
+            f"{_NOUNS[kind]} must be {limit.described}; this file is {mime}",
             kind=kind,
             mime_type=mime,
             size=size,
@@ -151,5 +151,10 @@ def format_size(size: int, *, exact: bool = False) -> str:
     return f"{size} bytes"
 
 
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+_NOUNS: dict[str, str] = {
+    "image": "an image",
+    "audio": "audio",
+    "video": "a video",
+    "document": "a document",
+    "sticker": "a sticker",
+}
