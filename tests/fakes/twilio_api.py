@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token"
@@ -291,7 +292,8 @@ class FakeTwilio:
         assert self._http is not None, "start the fake first"
         pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
         headers = {"X-Twilio-Signature": sign(token or self.auth_token, url, pairs)}
-        async with self._http.post(url, data=pairs, headers=headers) as response:
+        # Exactly the URL that was signed: yarl would otherwise normalise its escapes.
+        async with self._http.post(URL(url, encoded=True), data=pairs, headers=headers) as response:
             await response.read()
             self.callbacks.append((url, dict(pairs), response.status))
             return response.status

@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from starlette.requests import Request
@@ -29,7 +28,14 @@ from . import signature
 from .client import TwilioAPI, basic_auth
 from .forms import message_form
 from .media import MediaLinks, MediaSource
-from .parse import is_status_callback, parse_message, parse_status, to_address
+from .parse import (
+    decode_callback_data,
+    encode_callback_data,
+    is_status_callback,
+    parse_message,
+    parse_status,
+    to_address,
+)
 from .webhook import BodyTooLarge, Webhook, decode, public_base, read_body, request_url
 
 __all__ = ["Twilio"]
@@ -309,9 +315,8 @@ class Twilio(Channel):
     def _parse(self, hook: Webhook, request: Request, *, status_route: bool) -> list[Event]:
         form = hook.form
         if status_route or is_status_callback(form):
-            update = parse_status(
-                form, channel=self.name, account=self.account, callback_data=request.query_params.get("cb")
-            )
+            callback_data = decode_callback_data(request.query_params.get("cb"))
+            update = parse_status(form, channel=self.name, account=self.account, callback_data=callback_data)
             return [update] if update else []
         return list(parse_message(form, channel=self.name, account=self.account))
 
@@ -392,7 +397,7 @@ class Twilio(Channel):
             url = f"{base}{self.prefix}/status"
         if callback_data:
             # Twilio signs the full callback URL, query included, so the echo cannot be forged.
-            url += ("&" if "?" in url else "?") + "cb=" + _quote(callback_data)
+            url += ("&" if "?" in url else "?") + "cb=" + encode_callback_data(callback_data)
         return url
 
     # -- settings from the environment ------------------------------------------------------------------
@@ -454,7 +459,3 @@ def _whatsapp_address(number: str | None) -> str | None:
         return None
     number = number.strip().replace(" ", "")
     return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
-
-
-def _quote(value: str) -> str:
-    return quote(value, safe="")

@@ -6,6 +6,7 @@ may add parameters without notice [T:webhook-request]; unknown ones are ignored 
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 from collections.abc import Mapping
@@ -155,6 +156,21 @@ def parse_status(form: Form, *, channel: str, account: str, callback_data: str |
         errors=errors,
         callback_data=callback_data,
     )
+
+
+def encode_callback_data(value: str) -> str:
+    """`callback_data` as it travels in the StatusCallback URL's query: base64url, unpadded, so no
+    proxy or HTTP client can re-encode it between Twilio's signing and our checking."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_callback_data(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedWebhook(f"status callback key {raw[:40]!r} is not one whatsagent wrote") from None
 
 
 def parse_user(form: Form) -> User:
