@@ -84,7 +84,8 @@ class TurnRunner:
 
     async def _answer(self, turn: Turn, channel: Channel) -> None:
         responder = self.responders[turn.channel]
-        typing = asyncio.create_task(self._keep_typing(channel, turn))
+        first_typing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        typing = asyncio.create_task(self._keep_typing(channel, turn, first_typing))
         try:
             past = await self.db.read(
                 lambda conn: history_store.load(
@@ -109,6 +110,10 @@ class TurnRunner:
                 reply = Reply(text=self.policy.error_text)
             log.debug("turn %d answered in %.3fs", turn.id, time.perf_counter() - started)
         finally:
+            # The answer must not overtake the typing indicator (it would show "typing…" after the
+            # answer), so the first one is let finish; the refreshes stop.
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(first_typing), 5)
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
@@ -117,16 +122,20 @@ class TurnRunner:
             _record_answer(turn, parts, history_store.dump(reply.new_history) if reply.new_history else None)
         )
 
-    async def _keep_typing(self, channel: Channel, turn: Turn) -> None:
+    async def _keep_typing(self, channel: Channel, turn: Turn, first: asyncio.Future[None]) -> None:
         last = turn.messages[-1].id if turn.messages else None
-        if last is None:
-            return
-        while True:
-            try:
-                await channel.typing(turn.user, last)
-            except Exception as exc:  # a missing typing indicator must never cost the answer
-                log.debug("typing indicator for turn %d failed: %s", turn.id, exc)
-            await asyncio.sleep(self.policy.typing_interval)
+        try:
+            while last is not None:
+                try:
+                    await channel.typing(turn.user, last)
+                except Exception as exc:  # a missing typing indicator must never cost the answer
+                    log.debug("typing indicator for turn %d failed: %s", turn.id, exc)
+                if not first.done():
+                    first.set_result(None)
+                await asyncio.sleep(self.policy.typing_interval)
+        finally:
+            if not first.done():
+                first.set_result(None)
 
 
 def _record_answer(
