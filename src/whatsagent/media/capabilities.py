@@ -441,7 +441,11 @@ async def to_model_input(
         if converted is not None:
             return BinaryContent(data=converted[0], media_type=converted[1])
         if model_kind == "audio" and transcriber is not None:
-            transcript = await transcriber.transcribe(data, mime)
+            try:
+                transcript = await transcriber.transcribe(data, mime)
+            except Exception as error:
+                logger.warning("could not transcribe %s for %s:%s: %r", mime, provider, model_name, error)
+                return f"{description} (It could not be transcribed: {error}.)"
             return f"{description}\nTranscript of the recording: {transcript}"
         return _missing(description, model_kind, caps, provider, model_name, data)
     except Exception as error:
