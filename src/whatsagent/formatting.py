@@ -106,7 +106,9 @@ def _blocks(tokens: Sequence[Token], lo: int, hi: int) -> list[list[_Line]]:
         elif kind in ("fence", "code_block"):
             code = token.content.rstrip("\n")
             if code.strip():
-                blocks.append([_Line("```", True), *(_Line(c, True) for c in code.split("\n")), _Line("```", True)])
+                blocks.append(
+                    [_Line("```", True), *(_Line(c, True) for c in code.split("\n")), _Line("```", True)]
+                )
             i += 1
         elif kind == "hr":
             blocks.append([_Line(RULE)])
@@ -129,7 +131,7 @@ def _blocks(tokens: Sequence[Token], lo: int, hi: int) -> list[list[_Line]]:
             i = end + 1
         else:
             i += 1
-    return [block for block in blocks if block]
+    return [block for block in blocks if any(line.text for line in block)]
 
 
 def _closing(tokens: Sequence[Token], start: int) -> int:
@@ -156,8 +158,7 @@ def _list(tokens: Sequence[Token], start: int, end: int) -> list[_Line]:
     number = int(opening.attrs.get("start", 1) or 1) if ordered else 0
     item_level = opening.level + 1
     loose = any(
-        t.type == "paragraph_open" and t.level == item_level + 1 and not t.hidden
-        for t in tokens[start:end]
+        t.type == "paragraph_open" and t.level == item_level + 1 and not t.hidden for t in tokens[start:end]
     )
     lines: list[_Line] = []
     i = start + 1
@@ -186,9 +187,7 @@ def _item(content: list[_Line], marker: str) -> list[_Line]:
 
 
 def _quote(content: list[_Line]) -> list[_Line]:
-    return [
-        line if line.verbatim else _Line("> " + line.text if line.text else ">") for line in content
-    ]
+    return [line if line.verbatim else _Line("> " + line.text if line.text else ">") for line in content]
 
 
 def _table(tokens: Sequence[Token], start: int, end: int) -> list[_Line]:
@@ -258,9 +257,7 @@ def _inline_lines(token: Token, style: tuple[str, str] | None = None) -> list[_L
 
 
 def _styled(runs: list[_Run], style: tuple[str, str]) -> list[_Run]:
-    return [
-        run._replace(styles=(style, *(s for s in run.styles if s[0] != style[0]))) for run in runs
-    ]
+    return [run._replace(styles=(style, *(s for s in run.styles if s[0] != style[0]))) for run in runs]
 
 
 def _inline_runs(children: Sequence[Token]) -> list[_Run]:
@@ -346,7 +343,7 @@ def _emit(
     while i < hi:
         run = runs[i]
         if len(run.styles) <= depth:
-            out.append((run.text, _OPAQUE if run.opaque else _LITERAL))
+            out.extend(_code_pieces(run.text) if run.opaque else [(run.text, _LITERAL)])
             i += 1
             continue
         delimiter, markup = run.styles[depth]
@@ -379,6 +376,14 @@ def _emit(
             out.append((delimiter, _OURS))
             out.extend(trail)
         i = j
+
+
+def _code_pieces(code: str) -> list[tuple[str, int]]:
+    """Inline code as our delimiters around content that WhatsApp must show as is."""
+    for fence in ("```", "`"):
+        if len(code) > 2 * len(fence) and code.startswith(fence) and code.endswith(fence):
+            return [(fence, _OURS), (code[len(fence) : -len(fence)], _OPAQUE), (fence, _OURS)]
+    return [(code, _OPAQUE)]
 
 
 def _peel_whitespace(
@@ -428,12 +433,21 @@ def _neutralize(pieces: list[tuple[str, int]]) -> str:
     before: set[int] = set()
     after: set[int] = set()
     for delimiter in _DELIMITERS:
-        positions = [i for i, c in enumerate(s) if c == delimiter and kinds[i] != _OPAQUE]
+        positions = []
+        i = s.find(delimiter)
+        while i != -1:
+            if kinds[i] != _OPAQUE:
+                positions.append(i)
+            i = s.find(delimiter, i + 1)
         if len(positions) < 2:
             continue
         done: set[int] = set()
         while True:
-            bad = [pair for pair in _whatsapp_pairs(s, positions, done) if _LITERAL in (kinds[pair[0]], kinds[pair[1]])]
+            bad = [
+                pair
+                for pair in _whatsapp_pairs(s, positions, done)
+                if _LITERAL in (kinds[pair[0]], kinds[pair[1]])
+            ]
             if not bad:
                 break
             for pair in bad:
