@@ -44,6 +44,8 @@ _JPEG_QUALITIES = (90, 82, 75)
 _DOWNSCALE = 0.75
 _MAX_SHRINK_STEPS = 10
 
+_PHOTOS = {"image/jpeg", "image/heic", "image/avif"}
+
 # Types that are text and can go as a WhatsApp text/plain document with their bytes unchanged.
 _TEXT_DOCUMENTS = {"text/csv", "text/markdown", "text/html", "application/json", "application/xml"}
 
@@ -195,8 +197,9 @@ def _fit_image(data: bytes, mime: str, accepted: tuple[str, ...], max_bytes: int
     image = _open_image(data, mime)
     lossless = "image/png" if "image/png" in accepted else None
     lossy = "image/jpeg" if "image/jpeg" in accepted else ("image/webp" if "image/webp" in accepted else None)
-    # Photos stay photos: a JPEG source, or one with no alpha and many pixels, is not worth a PNG.
-    prefer_lossless = lossless is not None and (lossy is None or mime != "image/jpeg" or _has_alpha(image))
+    # Photos stay photos: a camera's JPEG or HEIC is not worth a PNG several times its size.
+    photo = mime in _PHOTOS and not _has_alpha(image)
+    prefer_lossless = lossless is not None and (lossy is None or not photo)
     if prefer_lossless and lossless:
         encoded = _encode(image, lossless)
         if len(encoded) <= max_bytes:
