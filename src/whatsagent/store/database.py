@@ -29,7 +29,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
-from whatsagent.store.schema import metadata
 
 log = logging.getLogger("whatsagent.store")
 
@@ -122,7 +121,7 @@ class SQLiteDatabase(Database):
             cur.close()
 
         self._engine = engine
-        await asyncio.to_thread(metadata.create_all, engine)
+        await asyncio.to_thread(_migrate, engine)
         self._writer = threading.Thread(target=self._write_loop, name="whatsagent-sqlite-writer", daemon=True)
         self._writer.start()
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="whatsagent-sqlite-reader")
@@ -245,6 +244,13 @@ class SQLiteDatabase(Database):
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, items)
+
+
+def _migrate(engine: Engine) -> None:
+    from whatsagent.store.migrations import upgrade_connection
+
+    with engine.connect() as conn:
+        upgrade_connection(conn)
 
 
 def _settle(items: list[tuple[_Write, Any, BaseException | None]]) -> None:

@@ -1,0 +1,151 @@
+"""PostgreSQL: the store for several processes on several machines.
+
+The same store operations as on SQLite (`fn(conn) -> result`), each `write` one transaction on
+SQLAlchemy's async engine over psycopg 3 (`AsyncConnection.run_sync`). PostgreSQL commits concurrent
+transactions together by itself, so there is no writer thread here; a transaction that lost a deadlock
+or a serialization conflict is run again (the operations are plain functions, safe to re-run).
+
+At start-up the schema is migrated to the newest revision (several processes starting at once take
+turns), unless ``WHATSAGENT_AUTO_MIGRATE=0``: then `whatsagent db upgrade` is an explicit deployment
+step, and a database behind the code is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.store.database import Database, Operation, T
+from whatsagent.store.migrations import HEAD, current_revision, sync_url, upgrade_connection
+
+log = logging.getLogger("whatsagent.store")
+
+# SQLSTATEs of a transaction PostgreSQL rolled back so that another could go on: run it again.
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+MAX_TRANSACTION_ATTEMPTS = 4
+
+
+def auto_migrate_enabled() -> bool:
+    """``WHATSAGENT_AUTO_MIGRATE=0`` turns start-up migrations off (production runs them as a step)."""
+    return os.environ.get("WHATSAGENT_AUTO_MIGRATE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through psycopg 3. `pool_size` + `max_overflow` connections at most per process:
+    store operations are short, so a few serve hundreds of concurrent turns (mind
+    ``max_connections``, 100 by default, across all processes)."""
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 5,
+        auto_migrate: bool | None = None,
+    ) -> None:
+        self.url = sync_url(url)
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.auto_migrate = auto_migrate_enabled() if auto_migrate is None else auto_migrate
+        self._engine: AsyncEngine | None = None
+
+    async def start(self) -> None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise ConfigurationError(
+                "PostgreSQL needs psycopg 3: pip install 'whatsagent[postgres]'"
+            ) from exc
+        engine = create_async_engine(
+            self.url,
+            pool_size=self.pool_size,
+            max_overflow=self.max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        try:
+            async with engine.connect() as conn:
+                if self.auto_migrate:
+                    await conn.run_sync(upgrade_connection)
+                else:
+                    found = await conn.run_sync(current_revision)
+                    if found != HEAD:
+                        raise ConfigurationError(
+                            f"the database schema is at revision {found or 'none'}, this whatsagent "
+                            f"needs {HEAD}: run `whatsagent db upgrade` (WHATSAGENT_AUTO_MIGRATE=0 "
+                            "leaves migrations to you)"
+                        )
+        except (OperationalError, InterfaceError, OSError) as exc:
+            await engine.dispose()
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {_redacted(self.url)}: {exc}") from exc
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def write(self, fn: Operation[T]) -> T:
+        engine = self._require_engine()
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                async with engine.begin() as conn:
+                    return await conn.run_sync(fn)
+            except DBAPIError as exc:
+                if _sqlstate(exc) in RETRYABLE_SQLSTATES and attempt < MAX_TRANSACTION_ATTEMPTS:
+                    await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+                    continue
+                raise _as_store_error(exc) from exc
+            except OSError as exc:
+                raise StoreUnavailable(f"the store could not commit: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: Operation[T]) -> T:
+        engine = self._require_engine()
+        try:
+            async with engine.connect() as conn:
+                try:
+                    return await conn.run_sync(fn)
+                finally:
+                    await conn.rollback()
+        except DBAPIError as exc:
+            raise _as_store_error(exc) from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"the store could not be read: {exc}") from exc
+
+    def _require_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreUnavailable("the store is closed")
+        return self._engine
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _as_store_error(exc: DBAPIError) -> BaseException:
+    """Lost connections and an unavailable server become `StoreUnavailable` (webhooks answer 503);
+    a constraint violation or a bad statement stays itself: it is a bug, not an outage."""
+    if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
+        failure = StoreUnavailable(f"the store could not commit: {exc.orig or exc}")
+        failure.__cause__ = exc
+        return failure
+    return exc
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
