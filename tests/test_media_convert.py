@@ -181,3 +181,18 @@ async def test_documents_are_checked_and_text_goes_as_plain_text() -> None:
 async def test_asking_for_the_wrong_kind_says_what_the_file_is() -> None:
     with pytest.raises(MediaRejected, match="an image was expected, but this file is application/pdf"):
         await prepare_outbound(media_files.pdf(), "image/png", "image")
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "kind"),
+    [
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 garbage", "image/webp", "sticker"),
+        (b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64, "video/mp4", None),
+        (b"\x1a\x45\xdf\xa3" + b"\x00" * 64, "video/webm", None),
+        (b"ID3" + b"\x00" * 64, "audio/mpeg", "audio"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png", None),
+    ],
+)
+async def test_broken_files_are_refused_as_media_rejected_never_another_error(data, declared, kind) -> None:
+    with pytest.raises(MediaRejected):
+        await prepare_outbound(data, declared, kind, voice=kind == "audio")
