@@ -73,13 +73,8 @@ async def test_a_voice_note_reaches_an_openai_audio_model_as_wav(openai: FakeOpe
 
 
 async def test_a_model_that_cannot_listen_gets_the_description(openai: FakeOpenAI) -> None:
-    content = await to_model_input(
-        "openai-chat", "gpt-4o", "audio", media_files.voice_note(), "audio/ogg", VOICE
-    )
-    assert (
-        content
-        == f"{VOICE} (Its content is not available to you: openai-chat:gpt-4o cannot listen to audio.)"
-    )
+    content = await to_model_input("openai-chat", "gpt-4o", "audio", media_files.voice_note(), "audio/ogg", VOICE)
+    assert content == f"{VOICE} (Its content is not available to you: openai-chat:gpt-4o cannot listen to audio.)"
 
     openai.reply("Could you type that?")
     await Agent(chat_model(openai, "gpt-4o")).run([content])
@@ -88,9 +83,7 @@ async def test_a_model_that_cannot_listen_gets_the_description(openai: FakeOpenA
 
 async def test_openai_model_strings_use_the_responses_api_which_takes_no_audio() -> None:
     # `openai:gpt-4o-audio-preview` is OpenAIResponsesModel in pydantic-ai 2.x: audio raises there.
-    content = await to_model_input(
-        "openai", "gpt-4o-audio-preview", "audio", media_files.voice_note(), None, VOICE
-    )
+    content = await to_model_input("openai", "gpt-4o-audio-preview", "audio", media_files.voice_note(), None, VOICE)
     assert isinstance(content, str) and "cannot listen to audio" in content
 
 
@@ -131,9 +124,7 @@ async def test_gemini_hears_the_voice_note_as_it_is() -> None:
 
 
 async def test_an_unreadable_voice_note_becomes_words_not_an_error() -> None:
-    content = await to_model_input(
-        "openai-chat", "gpt-audio", "audio", b"OggS" + b"\x00" * 100, "audio/ogg", VOICE
-    )
+    content = await to_model_input("openai-chat", "gpt-audio", "audio", b"OggS" + b"\x00" * 100, "audio/ogg", VOICE)
     assert isinstance(content, str) and content.startswith(f"{VOICE} (The audio could not be opened")
 
 
@@ -158,9 +149,7 @@ async def test_pydantic_ai_refuses_any_audio_for_openai_responses(openai: FakeOp
 @pytest.mark.parametrize("make_model", [chat_model, responses_model])
 async def test_an_image_reaches_openai_as_a_data_url(openai: FakeOpenAI, make_model) -> None:
     jpeg = media_files.image_bytes("JPEG")
-    content = await to_model_input(
-        "openai", "gpt-4o", "image", jpeg, "image/jpeg", "[The user sent an image]"
-    )
+    content = await to_model_input("openai", "gpt-4o", "image", jpeg, "image/jpeg", "[The user sent an image]")
     assert isinstance(content, BinaryContent) and content.data == jpeg
 
     openai.reply("A yellow circle.")
@@ -175,18 +164,14 @@ async def test_a_sticker_becomes_a_png_for_a_model_that_does_not_read_webp() -> 
     sticker = media_files.image_bytes("WEBP", 512, 512, mode="RGBA")
     content = await to_model_input("xai", "grok-4", "sticker", sticker, "image/webp", "[A sticker]")
     assert isinstance(content, BinaryContent) and content.media_type == "image/png"
-    kept = await to_model_input(
-        "anthropic", "claude-sonnet-4-5", "sticker", sticker, "image/webp", "[A sticker]"
-    )
+    kept = await to_model_input("anthropic", "claude-sonnet-4-5", "sticker", sticker, "image/webp", "[A sticker]")
     assert isinstance(kept, BinaryContent) and kept.media_type == "image/webp"
 
 
 async def test_an_image_too_big_for_anthropic_is_shrunk_to_fit() -> None:
     noisy = media_files.noise_png(1500, 1300)
     assert len(noisy) > 5 * MB
-    content = await to_model_input(
-        "anthropic", "claude-sonnet-4-5", "image", noisy, "image/png", "[An image]"
-    )
+    content = await to_model_input("anthropic", "claude-sonnet-4-5", "image", noisy, "image/png", "[An image]")
     assert isinstance(content, BinaryContent)
     assert content.media_type == "image/jpeg" and len(content.data) <= 5 * MB
 
@@ -196,8 +181,7 @@ async def test_a_text_only_model_gets_the_description_of_an_image() -> None:
         "groq", "llama-3.3-70b-versatile", "image", media_files.image_bytes("PNG"), None, "[An image]"
     )
     assert (
-        content
-        == "[An image] (Its content is not available to you: groq:llama-3.3-70b-versatile cannot see images.)"
+        content == "[An image] (Its content is not available to you: groq:llama-3.3-70b-versatile cannot see images.)"
     )
     vision = await to_model_input(
         "groq",
@@ -212,9 +196,7 @@ async def test_a_text_only_model_gets_the_description_of_an_image() -> None:
 
 async def test_a_pdf_reaches_openai_as_a_file_part(openai: FakeOpenAI) -> None:
     pdf = media_files.pdf()
-    content = await to_model_input(
-        "openai-chat", "gpt-4o", "document", pdf, "application/pdf", "[report.pdf]"
-    )
+    content = await to_model_input("openai-chat", "gpt-4o", "document", pdf, "application/pdf", "[report.pdf]")
     assert isinstance(content, BinaryContent) and content.media_type == "application/pdf"
 
     openai.reply("It says Hello.")
@@ -256,19 +238,12 @@ async def test_video_reaches_gemini_and_becomes_words_for_openai() -> None:
 
 async def test_a_medium_over_the_providers_limit_is_described_with_its_size() -> None:
     huge = media_files.pdf() + b"\x00" * (40 * MB)
-    content = await to_model_input(
-        "anthropic", "claude-sonnet-4-5", "document", huge, "application/pdf", "[big.pdf]"
-    )
-    assert (
-        content
-        == "[big.pdf] (Its content is not available to you: it is 40.0 MB, over the 24 MB this model takes.)"
-    )
+    content = await to_model_input("anthropic", "claude-sonnet-4-5", "document", huge, "application/pdf", "[big.pdf]")
+    assert content == "[big.pdf] (Its content is not available to you: it is 40.0 MB, over the 24 MB this model takes.)"
 
 
 async def test_an_unknown_provider_gets_words_only() -> None:
-    content = await to_model_input(
-        "someday-ai", "x-1", "image", media_files.image_bytes("PNG"), None, "[An image]"
-    )
+    content = await to_model_input("someday-ai", "x-1", "image", media_files.image_bytes("PNG"), None, "[An image]")
     assert content == "[An image] (Its content is not available to you: someday-ai:x-1 cannot see images.)"
 
 

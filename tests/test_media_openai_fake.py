@@ -152,9 +152,7 @@ async def test_transcriptions_through_the_openai_sdk(openai: FakeOpenAI) -> None
     client = AsyncOpenAI(base_url=openai.base_url, api_key="test")
     voice = media_files.voice_note(0.5)
 
-    transcript = await client.audio.transcriptions.create(
-        model="whisper-1", file=("voice.ogg", voice, "audio/ogg")
-    )
+    transcript = await client.audio.transcriptions.create(model="whisper-1", file=("voice.ogg", voice, "audio/ogg"))
 
     assert transcript.text == "hello there"
     (request,) = openai.requests_to("/v1/audio/transcriptions")

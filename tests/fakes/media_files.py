@@ -30,9 +30,7 @@ def picture(width: int = 320, height: int = 200, mode: str = "RGB") -> Image.Ima
     return image.convert(mode) if mode not in ("RGB", "RGBA") else image
 
 
-def image_bytes(
-    format: str, width: int = 320, height: int = 200, mode: str = "RGB", **options: object
-) -> bytes:
+def image_bytes(format: str, width: int = 320, height: int = 200, mode: str = "RGB", **options: object) -> bytes:
     out = io.BytesIO()
     picture(width, height, mode).save(out, format=format, **options)
     return out.getvalue()
@@ -78,9 +76,7 @@ def wav_tone(seconds: float = 2.0, rate: int = 44_100, channels: int = 2) -> byt
     return out.getvalue()
 
 
-def _encode_audio(
-    codec: str, container: str, rate: int, layout: str, seconds: float, sample_format: str
-) -> bytes:
+def _encode_audio(codec: str, container: str, rate: int, layout: str, seconds: float, sample_format: str) -> bytes:
     channels = 2 if layout == "stereo" else 1
     samples = tone(seconds, rate, channels)
     out = io.BytesIO()
@@ -146,9 +142,7 @@ def video(
         for packet in stream.encode(None):
             sink.mux(packet)
         samples = tone(seconds, 48_000, 1)
-        resampler = av.AudioResampler(
-            format="fltp" if container == "mp4" else "s16", layout="mono", rate=48_000
-        )
+        resampler = av.AudioResampler(format="fltp" if container == "mp4" else "s16", layout="mono", rate=48_000)
         step = 1024
         for start in range(0, len(samples), step):
             chunk = samples[start : start + step]

@@ -204,9 +204,7 @@ class FakeOpenAI:
         self._transcripts.append(Fault(status, message))
         return self
 
-    def fail_image(
-        self, status: int = 400, message: str = "blocked", code: str = "moderation_blocked"
-    ) -> FakeOpenAI:
+    def fail_image(self, status: int = 400, message: str = "blocked", code: str = "moderation_blocked") -> FakeOpenAI:
         self._image_faults.append(Fault(status, message, "invalid_request_error", code))
         return self
 
@@ -225,9 +223,7 @@ class FakeOpenAI:
     def model_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of every chat completions and responses request, in order."""
         return [
-            r.json
-            for r in self.requests
-            if r.path in ("/v1/chat/completions", "/v1/responses") and r.json is not None
+            r.json for r in self.requests if r.path in ("/v1/chat/completions", "/v1/responses") and r.json is not None
         ]
 
     @property
@@ -236,9 +232,7 @@ class FakeOpenAI:
         assert requests, "the fake OpenAI API received no model request"
         return requests[-1]
 
-    def content_parts(
-        self, request: dict[str, Any] | None = None, role: str = "user"
-    ) -> list[dict[str, Any]]:
+    def content_parts(self, request: dict[str, Any] | None = None, role: str = "user") -> list[dict[str, Any]]:
         """Every content part of `role` messages in a model request (default: the last), with text
         given as ``{"type": "text", "text": ...}``; works for both chat completions and responses."""
         request = request if request is not None else self.last_model_request
@@ -271,9 +265,7 @@ class FakeOpenAI:
                 data = await part.read()  # type: ignore[union-attr]
                 if part.filename:
                     content_type = part.headers.get("Content-Type")
-                    recorded.files.setdefault(name, []).append(
-                        UploadedPart(part.filename, content_type, bytes(data))
-                    )
+                    recorded.files.setdefault(name, []).append(UploadedPart(part.filename, content_type, bytes(data)))
                 else:
                     recorded.form.setdefault(name, []).append(bytes(data).decode("utf-8"))
         self.requests.append(recorded)
@@ -283,9 +275,7 @@ class FakeOpenAI:
         if self.api_key is None:
             return None
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(
-                Fault(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
-            )
+            return _error(Fault(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
         return None
 
     def _next_turn(self, body: dict[str, Any]) -> Reply | Fault:
@@ -510,8 +500,7 @@ class FakeOpenAI:
         return web.json_response(
             {
                 "created": int(time.time()),
-                "data": [{"b64_json": base64.b64encode(self.image).decode(), "revised_prompt": prompt}]
-                * count,
+                "data": [{"b64_json": base64.b64encode(self.image).decode(), "revised_prompt": prompt}] * count,
                 "output_format": "png",
                 "usage": {
                     "input_tokens": 10,

@@ -7,6 +7,7 @@ model provider reads.
     convert.py       prepare_outbound, and image/audio/video conversions (Pillow, PyAV)
     capabilities.py  per-provider model input table; to_model_input
     transcribe.py    Transcriber seam; OpenAITranscriber
+    references.py    media in pydantic-ai messages <-> store keys, so history JSON holds no bytes
 
 Pillow and PyAV are imported only when a conversion runs (the ``media`` extra installs them).
 """
@@ -14,6 +15,7 @@ Pillow and PyAV are imported only when a conversion runs (the ``media`` extra in
 from .capabilities import Capabilities, capabilities_for, capabilities_for_model, to_model_input
 from .convert import Prepared, prepare_outbound
 from .limits import CAPTION_MAX, LIMITS, MediaKind, MediaRejected, check, check_caption
+from .references import externalize, restore
 from .sniff import resolve_mime, sniff_mime
 from .store import FileMediaStore, MediaNotFound, MediaStore, MemoryMediaStore, StoredMedia
 from .transcribe import OpenAITranscriber, Transcriber, TranscriptionFailed
@@ -37,8 +39,10 @@ __all__ = [
     "capabilities_for_model",
     "check",
     "check_caption",
+    "externalize",
     "prepare_outbound",
     "resolve_mime",
+    "restore",
     "sniff_mime",
     "to_model_input",
 ]

@@ -162,9 +162,7 @@ def _openai_chat(name: str) -> Capabilities:
 
 
 def _azure_chat(name: str) -> Capabilities:
-    return replace(
-        _openai_chat(name), documents=(), source="OpenAIChatModel on Azure: its profile turns documents off"
-    )
+    return replace(_openai_chat(name), documents=(), source="OpenAIChatModel on Azure: its profile turns documents off")
 
 
 _VISION_HINTS = re.compile(
@@ -184,9 +182,7 @@ def _openai_compatible(name: str) -> Capabilities:
 
 def _openrouter(name: str) -> Capabilities:
     return Capabilities(
-        images=_IMAGES
-        if _VISION_HINTS.search(name.lower()) or name.startswith(("anthropic/", "google/"))
-        else (),
+        images=_IMAGES if _VISION_HINTS.search(name.lower()) or name.startswith(("anthropic/", "google/")) else (),
         documents=("application/pdf",),
         source="OpenRouterModel: image_url and file parts; PDFs are parsed by OpenRouter for any model",
     )
@@ -206,9 +202,7 @@ def _anthropic(name: str) -> Capabilities:
 
 def _google(name: str) -> Capabilities:
     if "gemma" in name:
-        return Capabilities(
-            images=("image/jpeg", "image/png", "image/webp"), source="Gemma on the Gemini API"
-        )
+        return Capabilities(images=("image/jpeg", "image/png", "image/webp"), source="Gemma on the Gemini API")
     image_model = "image" in name
     # Inline data counts against the 20 MB request limit after base64 (4/3), so 14 MB raw at most.
     return Capabilities(
@@ -234,9 +228,7 @@ def _groq(name: str) -> Capabilities:
 
 
 def _mistral(name: str) -> Capabilities:
-    vision = re.search(
-        r"pixtral|mistral-(small|medium)|mistral-large-(3|25)|ministral-3|magistral-medium", name
-    )
+    vision = re.search(r"pixtral|mistral-(small|medium)|mistral-large-(3|25)|ministral-3|magistral-medium", name)
     return Capabilities(
         images=("image/jpeg", "image/png", "image/webp", "image/gif") if vision else (),
         documents=("application/pdf",),
@@ -420,6 +412,7 @@ async def to_model_input(
     description: str,
     *,
     filename: str | None = None,
+    identifier: str | None = None,
     transcriber: Transcriber | None = None,
     capabilities: Capabilities | None = None,
 ) -> BinaryContent | str:
@@ -427,6 +420,9 @@ async def to_model_input(
     (a voice note as WAV for an OpenAI audio model, as it is for Gemini), a transcript when it cannot
     listen and a `transcriber` is given, the text of a text document, or else `description` with a
     note saying why the medium itself is missing. Never raises.
+
+    `identifier` (say, the media-store key) names the file to the model, so a tool call can refer
+    to it ("edit image 3fa2…"). `capabilities` overrides the table, e.g. `capabilities_for_model`.
     """
     caps = capabilities or capabilities_for(provider, model_name)
     model_kind: ModelInputKind = "image" if kind == "sticker" else kind
@@ -439,7 +435,7 @@ async def to_model_input(
                 return _with_text(description, filename, text)
         converted = await _convert_for(caps, model_kind, data, mime)
         if converted is not None:
-            return BinaryContent(data=converted[0], media_type=converted[1])
+            return BinaryContent(data=converted[0], media_type=converted[1], identifier=identifier)
         if model_kind == "audio" and transcriber is not None:
             try:
                 transcript = await transcriber.transcribe(data, mime)
@@ -454,9 +450,7 @@ async def to_model_input(
         return f"{description} (The {model_kind} could not be opened: {error}.)"
 
 
-async def _convert_for(
-    caps: Capabilities, kind: ModelInputKind, data: bytes, mime: str
-) -> tuple[bytes, str] | None:
+async def _convert_for(caps: Capabilities, kind: ModelInputKind, data: bytes, mime: str) -> tuple[bytes, str] | None:
     accepted = caps.types(kind)
     limit = caps.max_bytes(kind)
     if not accepted:
@@ -479,9 +473,7 @@ async def _convert_for(
     return None
 
 
-def _missing(
-    description: str, kind: ModelInputKind, caps: Capabilities, provider: str, model: str, data: bytes
-) -> str:
+def _missing(description: str, kind: ModelInputKind, caps: Capabilities, provider: str, model: str, data: bytes) -> str:
     if caps.types(kind) and len(data) > caps.max_bytes(kind):
         limit = format_size(caps.max_bytes(kind), exact=True)
         why = f"it is {format_size(len(data))}, over the {limit} this model takes"

@@ -117,9 +117,7 @@ async def to_jpeg(data: bytes, quality: int = 90) -> bytes:
     return await asyncio.to_thread(_to_jpeg, data, quality)
 
 
-async def fit_image(
-    data: bytes, accepted: frozenset[str] | tuple[str, ...], max_bytes: int
-) -> tuple[bytes, str]:
+async def fit_image(data: bytes, accepted: frozenset[str] | tuple[str, ...], max_bytes: int) -> tuple[bytes, str]:
     """`data` as one of the `accepted` image types within `max_bytes`: unchanged when it already is,
     else converted, then recompressed and downscaled until it fits. Raises `MediaRejected`."""
     return await asyncio.to_thread(_fit_image, data, resolve_mime(data), tuple(accepted), max_bytes)
@@ -315,9 +313,7 @@ def _probe(data: bytes) -> Probe:
                 duration=duration,
             )
     except (av.error.FFmpegError, ValueError) as error:
-        raise MediaRejected(
-            f"the file could not be read as audio or video: {error}", size=len(data)
-        ) from error
+        raise MediaRejected(f"the file could not be read as audio or video: {error}", size=len(data)) from error
 
 
 async def to_voice_note(data: bytes, bitrate: int = VOICE_BITRATE) -> bytes:
@@ -517,9 +513,7 @@ def _encode_mp4(data: bytes, path: str) -> None:
                 for out_packet in audio_out.encode(None):
                     sink.mux(out_packet)
     except (av.error.FFmpegError, ValueError) as error:
-        raise MediaRejected(
-            f"the video could not be converted: {error}", kind="video", size=len(data)
-        ) from error
+        raise MediaRejected(f"the video could not be converted: {error}", kind="video", size=len(data)) from error
 
 
 def duration_text(seconds: float | None) -> str:

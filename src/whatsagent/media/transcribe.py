@@ -50,13 +50,9 @@ class OpenAITranscriber:
     ) -> None:
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
-            raise ConfigurationError(
-                "OpenAITranscriber needs an API key: pass api_key=... or set OPENAI_API_KEY"
-            )
+            raise ConfigurationError("OpenAITranscriber needs an API key: pass api_key=... or set OPENAI_API_KEY")
         self.api_key = key
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
-            "/"
-        )
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.model = model
         self.language = language
         self.session = session
