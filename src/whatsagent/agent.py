@@ -144,17 +144,13 @@ class _PydanticAgent:
     async def respond(self, ctx: TurnContext) -> Reply:
         result = await self.agent.run(ctx.text, message_history=ctx.history or None)
         output = result.output
-        return Reply(
-            text=output if isinstance(output, str) else str(output), new_history=result.new_messages()
-        )
+        return Reply(text=output if isinstance(output, str) else str(output), new_history=result.new_messages())
 
 
 class _Callable:
     """An async function ``(TurnContext) -> str | Reply | None``."""
 
-    def __init__(
-        self, fn: Callable[[TurnContext], Awaitable[str | Reply | None]], history_turns: int
-    ) -> None:
+    def __init__(self, fn: Callable[[TurnContext], Awaitable[str | Reply | None]], history_turns: int) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "agent")
         self.history_turns = history_turns

@@ -7,21 +7,24 @@ so old turns stay stored but leave the context.
 from __future__ import annotations
 
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
+from whatsagent.store.database import Prepared
 from whatsagent.store.schema import history
+
+_LAST_TURNS = Prepared(
+    select(history.c.messages)
+    .where(history.c.conversation == bindparam("conversation"), history.c.session == bindparam("session"))
+    .order_by(history.c.id.desc())
+    .limit(bindparam("turns"))
+)
 
 
 def load(conn: Connection, conversation: str, session: int, turns: int) -> list[ModelMessage]:
     """The last `turns` turns of a conversation's current session, oldest first."""
     if turns <= 0:
         return []
-    rows = conn.execute(
-        select(history.c.messages)
-        .where(history.c.conversation == conversation, history.c.session == session)
-        .order_by(history.c.id.desc())
-        .limit(turns)
-    ).all()
+    rows = _LAST_TURNS.all(conn, conversation=conversation, session=session, turns=turns)
     messages: list[ModelMessage] = []
     for (raw,) in reversed(rows):
         messages.extend(ModelMessagesTypeAdapter.validate_json(raw))

@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, func, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, case, func, update
 
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
-from whatsagent.store.database import Database
+from whatsagent.store.database import Database, Prepared, upsert_insert
 from whatsagent.store.schema import conversations, inbox, outbox, statuses
 from whatsagent.workqueue import JobSpec, WorkQueue
 
@@ -60,116 +59,135 @@ class Inbox:
         self.merge_window = merge_window
 
     async def accept(self, events: Sequence[Event]) -> Accepted:
-        accepted = await self.db.write(_store(events, self.db.dialect))
+        accepted = await self.db.write(_store(events))
         if accepted.conversations:
-            await self.queue.defer_many(
-                [wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations]
-            )
+            await self.queue.defer_many([wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations])
         for notice in (e for e in events if isinstance(e, ChannelNotice)):
             for err in notice.errors:
-                log.warning(
-                    "WhatsApp reports for %s: %s %s %s", notice.account, err.code, err.title, err.details
-                )
+                log.warning("WhatsApp reports for %s: %s %s %s", notice.account, err.code, err.title, err.details)
         return accepted
 
 
-def _insert(dialect: str):  # type: ignore[no-untyped-def]
-    return (sqlite if dialect == "sqlite" else postgresql).insert
+def _params(*names: str) -> dict[str, object]:
+    return {name: bindparam(name) for name in names}
 
 
-def _store(events: Sequence[Event], dialect: str) -> Callable[[Connection], Accepted]:
-    insert = _insert(dialect)
+_INSERT_MESSAGE = Prepared(
+    lambda dialect: (
+        upsert_insert(dialect, inbox)
+        .values(_params("channel", "provider_id", "conversation", "kind", "triggers", "payload", "received_at"))
+        .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
+        .returning(inbox.c.conversation, inbox.c.triggers)
+    )
+)
 
+
+def _touch_conversation(dialect: str) -> object:
+    stmt = upsert_insert(dialect, conversations).values(
+        _params(
+            "key", "channel", "account", "user_key", "wa_id", "user_id", "user_name", "last_inbound_at", "created_at"
+        )
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            "last_inbound_at": stmt.excluded.last_inbound_at,
+            "user_name": func.coalesce(stmt.excluded.user_name, conversations.c.user_name),
+            "wa_id": func.coalesce(stmt.excluded.wa_id, conversations.c.wa_id),
+            "user_id": func.coalesce(stmt.excluded.user_id, conversations.c.user_id),
+        },
+    )
+
+
+_TOUCH_CONVERSATION = Prepared(_touch_conversation)
+
+_INSERT_STATUS = Prepared(
+    lambda dialect: (
+        upsert_insert(dialect, statuses)
+        .values(_params("channel", "message_id", "status", "payload", "received_at"))
+        .on_conflict_do_nothing(index_elements=["channel", "message_id", "status"])
+        .returning(statuses.c.id)
+    )
+)
+
+_RANK = case(
+    *((outbox.c.delivery == name, rank) for name, rank in DELIVERY_RANK.items()),
+    (outbox.c.delivery == "failed", 99),
+    else_=0,
+)
+# Statuses name the outbox row by the idempotency key echoed in biz_opaque_callback_data when present
+# (it exists before the send, so a fast `sent` webhook never races the send's own bookkeeping), else by
+# the provider's message id.
+_ADVANCE = {
+    by: Prepared(
+        update(outbox)
+        .where(column == bindparam("ref"), _RANK < bindparam("rank"))
+        .values(delivery=bindparam("delivery"), updated_at=bindparam("now"))
+    )
+    for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
+}
+_FAIL = {
+    by: Prepared(
+        update(outbox)
+        .where(column == bindparam("ref"))
+        .values(delivery="failed", error_code=bindparam("code"), error=bindparam("error"), updated_at=bindparam("now"))
+    )
+    for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
+}
+
+
+def _store(events: Sequence[Event]) -> Callable[[Connection], Accepted]:
     def op(conn: Connection) -> Accepted:
         now = time.time()
-        rows = []
-        people: dict[str, dict[str, object]] = {}
-        status_rows = []
+        new = duplicates = new_statuses = 0
+        woken: list[str] = []
         for e in events:
-            if isinstance(e, StatusUpdate):
-                status_rows.append(e)
-                continue
             if isinstance(e, ChannelNotice):
                 continue
+            if isinstance(e, StatusUpdate):
+                # Dedup on (message id, status): a redelivered status changes nothing.
+                if _INSERT_STATUS.first(
+                    conn,
+                    channel=e.channel,
+                    message_id=e.message_id,
+                    status=e.status,
+                    payload=e.model_dump_json(),
+                    received_at=now,
+                ):
+                    new_statuses += 1
+                    _apply_status(conn, e, now)
+                continue
             key = conversation_key(e.channel, e.user.key)
-            rows.append(
-                {
-                    "channel": e.channel,
-                    "provider_id": e.id,
-                    "conversation": key,
-                    "kind": e.kind,
-                    "triggers": e.triggers_reply,
-                    "payload": inbound_adapter.dump_json(e).decode(),
-                    "received_at": now,
-                }
-            )
-            people[key] = {
-                "key": key,
-                "channel": e.channel,
-                "account": e.account,
-                "user_key": e.user.key,
-                "wa_id": e.user.wa_id,
-                "user_id": e.user.user_id,
-                "user_name": e.user.name,
-                "last_inbound_at": now,
-                "created_at": now,
-            }
-        woken: list[str] = []
-        new = 0
-        if rows:
             # Dedup in the same transaction: a redelivered message (any batching) inserts nothing.
-            inserted = conn.execute(
-                insert(inbox)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-                .returning(inbox.c.conversation, inbox.c.triggers)
-            ).all()
-            new = len(inserted)
-            seen: set[str] = set()
-            for conv, triggers in inserted:
-                if triggers and conv not in seen:
-                    seen.add(conv)
-                    woken.append(conv)
-            touched = {conv for conv, _ in inserted}
-            if touched:
-                stmt = insert(conversations).values([people[k] for k in people if k in touched])
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["key"],
-                        set_={
-                            "last_inbound_at": stmt.excluded.last_inbound_at,
-                            "user_name": func.coalesce(stmt.excluded.user_name, conversations.c.user_name),
-                            "wa_id": func.coalesce(stmt.excluded.wa_id, conversations.c.wa_id),
-                            "user_id": func.coalesce(stmt.excluded.user_id, conversations.c.user_id),
-                        },
-                    )
-                )
-        new_statuses = 0
-        if status_rows:
-            inserted_statuses = conn.execute(
-                insert(statuses)
-                .values(
-                    [
-                        {
-                            "channel": s.channel,
-                            "message_id": s.message_id,
-                            "status": s.status,
-                            "payload": s.model_dump_json(),
-                            "received_at": now,
-                        }
-                        for s in status_rows
-                    ]
-                )
-                .on_conflict_do_nothing(index_elements=["channel", "message_id", "status"])
-                .returning(statuses.c.message_id, statuses.c.status)
-            ).all()
-            new_statuses = len(inserted_statuses)
-            fresh = {(m, st) for m, st in inserted_statuses}
-            for s in status_rows:
-                if (s.message_id, s.status) in fresh:
-                    fresh.discard((s.message_id, s.status))
-                    _apply_status(conn, s, now)
-        return Accepted(messages=new, duplicates=len(rows) - new, statuses=new_statuses, conversations=woken)
+            inserted = _INSERT_MESSAGE.first(
+                conn,
+                channel=e.channel,
+                provider_id=e.id,
+                conversation=key,
+                kind=e.kind,
+                triggers=e.triggers_reply,
+                payload=inbound_adapter.dump_json(e).decode(),
+                received_at=now,
+            )
+            if inserted is None:
+                duplicates += 1
+                continue
+            new += 1
+            _TOUCH_CONVERSATION.all(
+                conn,
+                key=key,
+                channel=e.channel,
+                account=e.account,
+                user_key=e.user.key,
+                wa_id=e.user.wa_id,
+                user_id=e.user.user_id,
+                user_name=e.user.name,
+                last_inbound_at=now,
+                created_at=now,
+            )
+            if e.triggers_reply and key not in woken:
+                woken.append(key)
+        return Accepted(messages=new, duplicates=duplicates, statuses=new_statuses, conversations=woken)
 
     return op
 
@@ -177,28 +195,15 @@ def _store(events: Sequence[Event], dialect: str) -> Callable[[Connection], Acce
 def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> None:
     """Move an outbox row's delivery state forward: sent < delivered < read; `failed` is final.
     Statuses arrive out of order (read before delivered), so a lower rank never overwrites a higher."""
-    target = (
-        outbox.c.idempotency_key == s.callback_data
-        if s.callback_data
-        else outbox.c.provider_message_id == s.message_id
-    )
+    by, ref = ("key", s.callback_data) if s.callback_data else ("id", s.message_id)
     if s.status == "failed":
         err = s.errors[0] if s.errors else None
-        conn.execute(
-            update(outbox)
-            .where(target)
-            .values(
-                delivery="failed",
-                error_code=err.code if err else None,
-                error=(f"{err.title}: {err.details or err.message}" if err else "failed"),
-                updated_at=now,
-            )
+        _FAIL[by].all(
+            conn,
+            ref=ref,
+            code=err.code if err else None,
+            error=(f"{err.title}: {err.details or err.message}" if err else "failed"),
+            now=now,
         )
-        return
-    rank = DELIVERY_RANK[s.status]
-    current = case(
-        *((outbox.c.delivery == name, r) for name, r in DELIVERY_RANK.items()),
-        (outbox.c.delivery == "failed", 99),
-        else_=0,
-    )
-    conn.execute(update(outbox).where(target, current < rank).values(delivery=s.status, updated_at=now))
+    else:
+        _ADVANCE[by].all(conn, ref=ref, rank=DELIVERY_RANK[s.status], delivery=s.status, now=now)

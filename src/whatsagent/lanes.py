@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
 
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
-from whatsagent.store.database import Database
+from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, inbox, turns
 from whatsagent.workqueue import WorkQueue
 
@@ -48,93 +48,94 @@ class Turn:
     messages: list[InboundMessage]
 
 
+_CONVERSATION = Prepared(
+    select(
+        conversations.c.channel,
+        conversations.c.wa_id,
+        conversations.c.user_id,
+        conversations.c.user_name,
+        conversations.c.session,
+    ).where(conversations.c.key == bindparam("key"))
+)
+_OPEN_TURN = Prepared(
+    select(turns.c.id, turns.c.session, turns.c.status, turns.c.attempts)
+    .where(turns.c.conversation == bindparam("key"), or_(*(turns.c.status == state for state in OPEN_STATES)))
+    .order_by(turns.c.id)
+    .limit(1)
+)
+_RETRY_TURN = Prepared(
+    update(turns).where(turns.c.id == bindparam("turn")).values(attempts=bindparam("n"), updated_at=bindparam("now"))
+)
+_WAITING = Prepared(
+    select(func.min(inbox.c.seq), func.max(inbox.c.seq), func.max(case((inbox.c.triggers, 1), else_=0))).where(
+        inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None)
+    )
+)
+_OPEN = Prepared(
+    insert(turns)
+    .values(
+        conversation=bindparam("key"),
+        session=bindparam("session"),
+        status="running",
+        first_seq=bindparam("first"),
+        last_seq=bindparam("last"),
+        attempts=1,
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(turns.c.id)
+)
+_ASSIGN = Prepared(
+    update(inbox)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.seq <= bindparam("last"))
+    .values(turn_id=bindparam("turn"))
+)
+_MESSAGES = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
+
+
 def claim(conversation: str) -> Callable[[Connection], Turn | None]:
     """Resume the conversation's open turn, or open a new one over all its waiting messages."""
 
     def op(conn: Connection) -> Turn | None:
-        conv = conn.execute(select(conversations).where(conversations.c.key == conversation)).first()
+        conv = _CONVERSATION.first(conn, key=conversation)
         if conv is None:
             return None
-        user = User(wa_id=conv.wa_id, user_id=conv.user_id, name=conv.user_name)
+        channel, wa_id, user_id, user_name, session = conv
+        user = User(wa_id=wa_id, user_id=user_id, name=user_name)
         now = time.time()
-        open_turn = conn.execute(
-            select(turns.c.id, turns.c.session, turns.c.status, turns.c.attempts)
-            .where(turns.c.conversation == conversation, turns.c.status.in_(OPEN_STATES))
-            .order_by(turns.c.id)
-            .limit(1)
-        ).first()
+        open_turn = _OPEN_TURN.first(conn, key=conversation)
         if open_turn is not None:
-            attempts = open_turn.attempts + (1 if open_turn.status == "running" else 0)
-            conn.execute(
-                update(turns).where(turns.c.id == open_turn.id).values(attempts=attempts, updated_at=now)
-            )
-            return Turn(
-                id=open_turn.id,
-                conversation=conversation,
-                session=open_turn.session,
-                status=open_turn.status,
-                attempts=attempts,
-                channel=conv.channel,
-                user=user,
-                messages=_messages(conn, inbox.c.turn_id == open_turn.id),
-            )
-        waiting = conn.execute(
-            select(
-                func.min(inbox.c.seq), func.max(inbox.c.seq), func.max(case((inbox.c.triggers, 1), else_=0))
-            ).where(inbox.c.conversation == conversation, inbox.c.turn_id.is_(None))
-        ).first()
-        if waiting is None or waiting[0] is None or not waiting[2]:
-            return None  # nothing waits, or only messages that do not call for an answer (reactions...)
-        first_seq, last_seq = waiting[0], waiting[1]
-        turn_id = conn.execute(
-            insert(turns)
-            .values(
-                conversation=conversation,
-                session=conv.session,
-                status="running",
-                first_seq=first_seq,
-                last_seq=last_seq,
-                attempts=1,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(turns.c.id)
-        ).scalar_one()
-        conn.execute(
-            update(inbox)
-            .where(inbox.c.conversation == conversation, inbox.c.turn_id.is_(None), inbox.c.seq <= last_seq)
-            .values(turn_id=turn_id)
-        )
+            turn_id, session, status, attempts = open_turn
+            attempts += 1 if status == "running" else 0
+            _RETRY_TURN.all(conn, turn=turn_id, n=attempts, now=now)
+        else:
+            first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
+            if first_seq is None or not triggers:
+                return None  # nothing waits, or only messages that do not call for an answer (reactions...)
+            turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]
+            _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id)
+            status, attempts = "running", 1
         return Turn(
             id=turn_id,
             conversation=conversation,
-            session=conv.session,
-            status="running",
-            attempts=1,
-            channel=conv.channel,
+            session=session,
+            status=status,
+            attempts=attempts,
+            channel=channel,
             user=user,
-            messages=_messages(conn, inbox.c.turn_id == turn_id),
+            messages=[inbound_adapter.validate_json(payload) for (payload,) in _MESSAGES.all(conn, turn=turn_id)],
         )
 
     return op
 
 
-def _messages(conn: Connection, where: Any) -> list[InboundMessage]:
-    rows = conn.execute(select(inbox.c.payload).where(where).order_by(inbox.c.seq)).all()
-    return [inbound_adapter.validate_json(r.payload) for r in rows]
-
-
 def open_conversations(conn: Connection) -> list[str]:
     """Conversations with an open turn or a waiting message that calls for an answer."""
-    with_turns = {
-        r[0] for r in conn.execute(select(turns.c.conversation).where(turns.c.status.in_(OPEN_STATES)))
-    }
+    with_turns = {r[0] for r in conn.execute(select(turns.c.conversation).where(turns.c.status.in_(OPEN_STATES)))}
     waiting = {
         r[0]
         for r in conn.execute(
-            select(inbox.c.conversation)
-            .where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
-            .distinct()
+            select(inbox.c.conversation).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True)).distinct()
         )
     }
     return sorted(with_turns | waiting)

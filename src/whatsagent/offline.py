@@ -24,9 +24,7 @@ def _last_prompt(messages: list[ModelMessage]) -> str:
                 if isinstance(part, UserPromptPart):
                     if isinstance(part.content, str):
                         return part.content
-                    return " ".join(
-                        c if isinstance(c, str) else f"[{type(c).__name__}]" for c in part.content
-                    )
+                    return " ".join(c if isinstance(c, str) else f"[{type(c).__name__}]" for c in part.content)
     return ""
 
 

@@ -116,15 +116,7 @@ class TemplateOut(_Out):
 
 
 OutboundMessage = Annotated[
-    TextOut
-    | MediaOut
-    | ReactionOut
-    | LocationOut
-    | ContactsOut
-    | ButtonsOut
-    | ListOut
-    | CtaUrlOut
-    | TemplateOut,
+    TextOut | MediaOut | ReactionOut | LocationOut | ContactsOut | ButtonsOut | ListOut | CtaUrlOut | TemplateOut,
     Field(discriminator="kind"),
 ]
 

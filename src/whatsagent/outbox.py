@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.store.database import Prepared
 from whatsagent.store.schema import outbox
 
 
@@ -29,25 +30,59 @@ def idempotency_key(turn_id: int, position: int) -> str:
     return f"turn:{turn_id}:{position}"
 
 
-def insert_rows(
-    conn: Connection, *, turn_id: int, conversation: str, parts: Sequence[OutboundMessage]
-) -> None:
+_INSERT = Prepared(
+    insert(outbox).values(
+        idempotency_key=bindparam("key"),
+        turn_id=bindparam("turn"),
+        conversation=bindparam("conversation"),
+        position=bindparam("position"),
+        message=bindparam("message"),
+        status="pending",
+        attempts=0,
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+_UNSENT = Prepared(
+    select(outbox.c.id, outbox.c.idempotency_key, outbox.c.position, outbox.c.message, outbox.c.attempts)
+    .where(outbox.c.turn_id == bindparam("turn"), outbox.c.status == "pending")
+    .order_by(outbox.c.position)
+)
+_SENT = Prepared(
+    update(outbox)
+    .where(outbox.c.id == bindparam("row"))
+    .values(
+        status="sent",
+        provider_message_id=bindparam("provider_id"),
+        attempts=bindparam("n"),
+        updated_at=bindparam("now"),
+    )
+)
+_FAILED = Prepared(
+    update(outbox)
+    .where(outbox.c.id == bindparam("row"))
+    .values(
+        status="failed",
+        error_code=bindparam("code"),
+        error=bindparam("reason"),
+        attempts=bindparam("n"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+def insert_rows(conn: Connection, *, turn_id: int, conversation: str, parts: Sequence[OutboundMessage]) -> None:
     now = time.time()
-    if not parts:
-        return
-    conn.execute(
-        outbox.insert(),
+    _INSERT.many(
+        conn,
         [
             {
-                "idempotency_key": idempotency_key(turn_id, i),
-                "turn_id": turn_id,
+                "key": idempotency_key(turn_id, i),
+                "turn": turn_id,
                 "conversation": conversation,
                 "position": i,
                 "message": outbound_adapter.dump_json(part).decode(),
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
+                "now": now,
             }
             for i, part in enumerate(parts)
         ],
@@ -56,45 +91,21 @@ def insert_rows(
 
 def unsent(conn: Connection, turn_id: int) -> list[OutboxRow]:
     """The turn's rows still to send, in order."""
-    rows = conn.execute(
-        select(outbox.c.id, outbox.c.idempotency_key, outbox.c.position, outbox.c.message, outbox.c.attempts)
-        .where(outbox.c.turn_id == turn_id, outbox.c.status == "pending")
-        .order_by(outbox.c.position)
-    ).all()
     return [
-        OutboxRow(r.id, r.idempotency_key, r.position, outbound_adapter.validate_json(r.message), r.attempts)
-        for r in rows
+        OutboxRow(row_id, key, position, outbound_adapter.validate_json(message), attempts)
+        for row_id, key, position, message, attempts in _UNSENT.all(conn, turn=turn_id)
     ]
 
 
 def mark_sent(row_id: int, provider_message_id: str, attempts: int) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == row_id)
-            .values(
-                status="sent",
-                provider_message_id=provider_message_id,
-                attempts=attempts,
-                updated_at=time.time(),
-            )
-        )
+        _SENT.all(conn, row=row_id, provider_id=provider_message_id, n=attempts, now=time.time())
 
     return op
 
 
 def mark_failed(row_id: int, code: int | None, error: str, attempts: int) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == row_id)
-            .values(
-                status="failed",
-                error_code=code,
-                error=error[:2000],
-                attempts=attempts,
-                updated_at=time.time(),
-            )
-        )
+        _FAILED.all(conn, row=row_id, code=code, reason=error[:2000], n=attempts, now=time.time())
 
     return op

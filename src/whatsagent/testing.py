@@ -61,9 +61,7 @@ class BotHarness:
         if self.emulator is None:
             from whatsagent.emulator import Emulator
 
-            self.emulator = Emulator(
-                phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN, app_secret=APP_SECRET
-            )
+            self.emulator = Emulator(phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN, app_secret=APP_SECRET)
             await self.emulator.start()
         await self.start()
         return self

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from whatsagent import history as history_store
 from whatsagent import outbox
@@ -23,7 +23,7 @@ from whatsagent.channels.base import Channel
 from whatsagent.lanes import Turn
 from whatsagent.outbound import OutboundMessage, TextOut
 from whatsagent.sender import Sender
-from whatsagent.store.database import Database
+from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import history, turns
 
 log = logging.getLogger("whatsagent.turns")
@@ -45,9 +45,7 @@ def render(reply: Reply, channel: Channel) -> list[OutboundMessage]:
 
     parts: list[OutboundMessage] = []
     if reply.text and reply.text.strip():
-        parts.extend(
-            TextOut(body=chunk) for chunk in split_message(to_whatsapp(reply.text), channel.text_limit)
-        )
+        parts.extend(TextOut(body=chunk) for chunk in split_message(to_whatsapp(reply.text), channel.text_limit))
     parts.extend(reply.messages)
     return parts
 
@@ -70,9 +68,7 @@ class TurnRunner:
     async def run(self, turn: Turn) -> None:
         channel = self.channels.get(turn.channel)
         if channel is None:
-            raise LookupError(
-                f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve"
-            )
+            raise LookupError(f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve")
         if turn.status == "running":
             await self._answer(turn, channel)
         rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
@@ -88,9 +84,7 @@ class TurnRunner:
         typing = asyncio.create_task(self._keep_typing(channel, turn, first_typing))
         try:
             past = await self.db.read(
-                lambda conn: history_store.load(
-                    conn, turn.conversation, turn.session, responder.history_turns
-                )
+                lambda conn: history_store.load(conn, turn.conversation, turn.session, responder.history_turns)
             )
             ctx = TurnContext(
                 conversation=turn.conversation,
@@ -138,25 +132,37 @@ class TurnRunner:
                 first.set_result(None)
 
 
-def _record_answer(
-    turn: Turn, parts: list[OutboundMessage], messages_json: str | None
-) -> Callable[[Connection], None]:
+_ANSWERED = Prepared(
+    update(turns)
+    .where(turns.c.id == bindparam("turn"), turns.c.status == "running")
+    .values(status="answered", updated_at=bindparam("now"))
+)
+_HISTORY = Prepared(
+    insert(history).values(
+        conversation=bindparam("conversation"),
+        session=bindparam("session"),
+        turn_id=bindparam("turn"),
+        messages=bindparam("messages"),
+        created_at=bindparam("now"),
+    )
+)
+_FINISH = Prepared(
+    update(turns).where(turns.c.id == bindparam("turn")).values(status=bindparam("state"), updated_at=bindparam("now"))
+)
+
+
+def _record_answer(turn: Turn, parts: list[OutboundMessage], messages_json: str | None) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
         now = time.time()
-        conn.execute(
-            update(turns)
-            .where(turns.c.id == turn.id, turns.c.status == "running")
-            .values(status="answered", updated_at=now)
-        )
+        _ANSWERED.all(conn, turn=turn.id, now=now)
         if messages_json is not None:
-            conn.execute(
-                insert(history).values(
-                    conversation=turn.conversation,
-                    session=turn.session,
-                    turn_id=turn.id,
-                    messages=messages_json,
-                    created_at=now,
-                )
+            _HISTORY.all(
+                conn,
+                conversation=turn.conversation,
+                session=turn.session,
+                turn=turn.id,
+                messages=messages_json,
+                now=now,
             )
         outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)
 
@@ -165,6 +171,6 @@ def _record_answer(
 
 def _finish(turn_id: int, status: str) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
-        conn.execute(update(turns).where(turns.c.id == turn_id).values(status=status, updated_at=time.time()))
+        _FINISH.all(conn, turn=turn_id, state=status, now=time.time())
 
     return op

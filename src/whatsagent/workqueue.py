@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from whatsagent.store.database import Database
+from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import jobs
 
 log = logging.getLogger("whatsagent.workqueue")
@@ -200,9 +200,7 @@ class EmbeddedQueue(WorkQueue):
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning(
-                    "interrupted %d running jobs at shutdown; they resume at the next start", len(pending)
-                )
+                log.warning("interrupted %d running jobs at shutdown; they resume at the next start", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
         self._started = False
 
@@ -308,9 +306,7 @@ class EmbeddedQueue(WorkQueue):
         if job.row_id is not None:
             try:
                 await self.db.write(_delete_job(job.row_id))
-            except (
-                Exception
-            ) as exc:  # the job ran; at worst it runs again after a restart (handlers are idempotent)
+            except Exception as exc:  # the job ran; at worst it runs again after a restart (handlers are idempotent)
                 log.error("could not delete finished job %s: %r", job.row_id, exc)
 
 
@@ -321,32 +317,47 @@ def _load_jobs(conn: Connection) -> list[Any]:
     return list(conn.execute(select(jobs).order_by(jobs.c.id)))
 
 
+_INSERT_JOB = Prepared(
+    insert(jobs)
+    .values(
+        task=bindparam("task"),
+        args=bindparam("args"),
+        lock=bindparam("lock"),
+        queueing_lock=bindparam("queueing_lock"),
+        status="todo",
+        attempts=0,
+        scheduled_at=bindparam("scheduled_at"),
+        created_at=bindparam("created_at"),
+    )
+    .returning(jobs.c.id)
+)
+_DELETE_JOB = Prepared(delete(jobs).where(jobs.c.id == bindparam("id")))
+
+
 def _insert_jobs(added: list[_Job]) -> Callable[[Connection], list[int]]:
     def op(conn: Connection) -> list[int]:
         now = time.time()
-        ids = []
-        for job in added:
-            result = conn.execute(
-                insert(jobs).values(
+        return [
+            int(
+                _INSERT_JOB.first(
+                    conn,
                     task=job.task,
                     args=orjson.dumps(job.args).decode(),
                     lock=job.lock,
                     queueing_lock=job.queueing_lock,
-                    status="todo",
-                    attempts=0,
                     scheduled_at=job.scheduled_at,
                     created_at=now,
-                )
+                )[0]
             )
-            ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-        return ids
+            for job in added
+        ]
 
     return op
 
 
 def _delete_job(row_id: int) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
-        conn.execute(delete(jobs).where(jobs.c.id == row_id))
+        _DELETE_JOB.all(conn, id=row_id)
 
     return op
 
@@ -355,9 +366,7 @@ def _reschedule(job: _Job) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
         if job.row_id is not None:
             conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.row_id)
-                .values(attempts=job.attempts, scheduled_at=job.scheduled_at)
+                update(jobs).where(jobs.c.id == job.row_id).values(attempts=job.attempts, scheduled_at=job.scheduled_at)
             )
 
     return op

@@ -61,9 +61,7 @@ class Channel(abc.ABC):
         """Start using the process's pooled HTTP client."""
 
     @abc.abstractmethod
-    async def send(
-        self, to: User, message: OutboundMessage, *, callback_data: str | None = None
-    ) -> SendResult:
+    async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
         """Send one message; raise `SendError` (with `retryable`) when the provider does not accept it."""
 
     @abc.abstractmethod

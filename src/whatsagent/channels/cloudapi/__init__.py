@@ -73,9 +73,7 @@ class CloudAPI(Channel):
         self.phone_number_id = phone_number_id or _env("WHATSAPP_PHONE_NUMBER_ID")
         self.verify_token = verify_token or _env("WHATSAPP_VERIFY_TOKEN")
         self.app_secret = app_secret or _env("WHATSAPP_APP_SECRET")
-        self.api_base_url = (api_base_url or _env("WHATSAPP_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip(
-            "/"
-        )
+        self.api_base_url = (api_base_url or _env("WHATSAPP_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/")
         self.api_version = api_version or _env("WHATSAPP_API_VERSION") or DEFAULT_API_VERSION
         if verify_signatures is None:
             skip = (_env("WHATSAPP_SKIP_SIGNATURE_VALIDATION") or "").lower() in ("1", "true", "yes")
@@ -208,27 +206,19 @@ class CloudAPI(Channel):
         if self._http is None:
             raise SendError("the channel is not open", retryable=True)
         try:
-            async with self._http.post(
-                url, data=orjson.dumps(body), headers=self._headers, timeout=SEND_TIMEOUT
-            ) as r:
+            async with self._http.post(url, data=orjson.dumps(body), headers=self._headers, timeout=SEND_TIMEOUT) as r:
                 raw = await r.read()
                 if r.status != 200:
                     raise graph_error(r.status, raw, r.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(
-                f"could not reach the Graph API: {exc or type(exc).__name__}", retryable=True
-            ) from exc
+            raise SendError(f"could not reach the Graph API: {exc or type(exc).__name__}", retryable=True) from exc
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise SendError(
-                "the Graph API answered 200 with a body that is not JSON", retryable=True
-            ) from exc
+            raise SendError("the Graph API answered 200 with a body that is not JSON", retryable=True) from exc
         return answer if isinstance(answer, dict) else {}
 
-    async def send(
-        self, to: User, message: OutboundMessage, *, callback_data: str | None = None
-    ) -> SendResult:
+    async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
         answer = await self._post(self.messages_url, body_for(to, message, callback_data=callback_data))
         try:
             message_id = answer["messages"][0]["id"]
@@ -282,9 +272,7 @@ class CloudAPI(Channel):
                 mime = info.get("mime_type") or r.headers.get("Content-Type", "application/octet-stream")
                 return bytes(data), mime
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(
-                f"could not download the medium: {exc or type(exc).__name__}", retryable=True
-            ) from exc
+            raise SendError(f"could not download the medium: {exc or type(exc).__name__}", retryable=True) from exc
 
     async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
         if self._http is None:
@@ -304,9 +292,7 @@ class CloudAPI(Channel):
                 if r.status != 200:
                     raise graph_error(r.status, raw, r.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(
-                f"could not upload the medium: {exc or type(exc).__name__}", retryable=True
-            ) from exc
+            raise SendError(f"could not upload the medium: {exc or type(exc).__name__}", retryable=True) from exc
         media_id = orjson.loads(raw).get("id")
         if not media_id:
             raise SendError("the Graph API accepted the upload but returned no media id")

@@ -50,12 +50,7 @@ def graph_error(http_status: int, raw: bytes, retry_after: str | None = None) ->
     data = error.get("error_data")
     details = data.get("details", "") if isinstance(data, dict) else (data if isinstance(data, str) else "")
     message = str(error.get("message") or f"Graph API answered HTTP {http_status}")
-    retryable = (
-        (code in RETRYABLE_CODES)
-        or http_status == 429
-        or http_status >= 500
-        or bool(error.get("is_transient"))
-    )
+    retryable = (code in RETRYABLE_CODES) or http_status == 429 or http_status >= 500 or bool(error.get("is_transient"))
     if code is not None and code not in RETRYABLE_CODES and 400 <= http_status < 500 and http_status != 429:
         retryable = False
     return GraphAPIError(

@@ -250,9 +250,7 @@ def _document(body: object, common: _Json) -> Document:
 
 def _sticker(body: object, common: _Json) -> Sticker:
     sticker = _obj(body, "sticker")
-    return Sticker(
-        media=_media(sticker, "sticker"), animated=_opt_bool(sticker, "animated", "sticker"), **common
-    )
+    return Sticker(media=_media(sticker, "sticker"), animated=_opt_bool(sticker, "animated", "sticker"), **common)
 
 
 def _media(body: _Json, where: str) -> Media:
@@ -290,9 +288,7 @@ def _card(card: object, where: str) -> SharedContact:
     first = _opt_str(name, "first_name", f"{where}.name")
     last = _opt_str(name, "last_name", f"{where}.name")
     formatted = _opt_str(name, "formatted_name", f"{where}.name") or " ".join(p for p in (first, last) if p)
-    phones = tuple(
-        _phone(phone, f"{where}.phones[{n}]") for n, phone in enumerate(_opt_list(card, "phones", where))
-    )
+    phones = tuple(_phone(phone, f"{where}.phones[{n}]") for n, phone in enumerate(_opt_list(card, "phones", where)))
     emails: list[str] = []
     for n, email in enumerate(_opt_list(card, "emails", where)):
         address = _opt_str(_obj(email, f"{where}.emails[{n}]"), "email", f"{where}.emails[{n}]")
@@ -329,9 +325,7 @@ def _interactive(body: object, common: _Json) -> InboundMessage:
     where = f"interactive.{sub}"
     if sub == "button_reply":
         reply = _obj(reply, where)
-        return ButtonReply(
-            button_id=_req_str(reply, "id", where), title=_req_str(reply, "title", where), **common
-        )
+        return ButtonReply(button_id=_req_str(reply, "id", where), title=_req_str(reply, "title", where), **common)
     if sub == "list_reply":
         reply = _obj(reply, where)
         return ListReply(
@@ -424,9 +418,7 @@ def _system(body: object, common: _Json) -> System:
     if system_type == "user_changed_number":
         # `wa_id` today; `new_wa_id` in older API versions.
         new_wa_id = _opt_str(system, "wa_id", "system") or _opt_str(system, "new_wa_id", "system")
-    return System(
-        system_type=system_type, body=_opt_str(system, "body", "system"), new_wa_id=new_wa_id, **common
-    )
+    return System(system_type=system_type, body=_opt_str(system, "body", "system"), new_wa_id=new_wa_id, **common)
 
 
 _PARSERS: dict[str, Callable[[object, _Json], InboundMessage]] = {
@@ -489,9 +481,7 @@ def _contacts(contacts: list[Any], path: str) -> list[_Contact]:
             contact = _obj(contact, where)
             profile = _opt_obj(contact, "profile", where)
             name = _opt_str(profile, "name", f"{where}.profile") if profile else None
-            reduced.append(
-                (_opt_str(contact, "wa_id", where), _opt_str(contact, "user_id", where), name or None)
-            )
+            reduced.append((_opt_str(contact, "wa_id", where), _opt_str(contact, "user_id", where), name or None))
         except _Invalid as bad:
             raise MalformedWebhook(bad.reason(path)) from None
     return reduced

@@ -148,9 +148,7 @@ def _buttons(m: ButtonsOut) -> dict[str, Any]:
     interactive: dict[str, Any] = {
         "type": "button",
         "body": {"text": m.body},
-        "action": {
-            "buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in m.buttons]
-        },
+        "action": {"buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in m.buttons]},
     }
     _header_footer(interactive, m.header, m.footer)
     return interactive
@@ -203,9 +201,7 @@ def _template(m: TemplateOut) -> dict[str, Any]:
     components = [dict(c) for c in m.components]
     if m.params:
         if any(c.get("type") == "body" for c in components):
-            raise InvalidMessage(
-                "give template body parameters either as params or as a body component, not both"
-            )
+            raise InvalidMessage("give template body parameters either as params or as a body component, not both")
         components.insert(0, {"type": "body", "parameters": [{"type": "text", "text": p} for p in m.params]})
     if components:
         template["components"] = components

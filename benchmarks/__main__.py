@@ -1,0 +1,3 @@
+from benchmarks.webhooks import main
+
+main()

@@ -1,0 +1,244 @@
+"""Single-process throughput: webhooks in, answers out, over loopback.
+
+Starts `whatsagent serve benchmarks.app:os` in its own process (so its CPU and memory are measured
+alone) against the emulator's Graph API in this process, drives it with signed webhooks, and prints:
+durable webhook acks/s and ack latency when only ingesting; answered messages/s end to end with ack
+latency under that load; server CPU per message; peak RSS.
+
+    python -m benchmarks [--ingest 20000] [--messages 6000] [--users 300] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from whatsagent.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, emu: Emulator, db: Path, merge_window: float) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "WHATSAPP_ACCESS_TOKEN": emu.access_token,
+            "WHATSAPP_PHONE_NUMBER_ID": emu.phone_number_id,
+            "WHATSAPP_APP_SECRET": emu.app_secret,
+            "WHATSAPP_VERIFY_TOKEN": "bench",
+            "WHATSAPP_API_BASE_URL": emu.base_url,
+            "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+            "BENCH_MERGE_WINDOW": str(merge_window),
+            "PYTHONPATH": str(ROOT),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "whatsagent.cli", "serve", "benchmarks.app:os", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            env=self.env,
+            cwd=ROOT,
+        )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):
+                try:
+                    async with http.get(f"{self.url}/ready") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+def signed_text(secret: str, pnid: str, wa_id: str, wamid: str, text: str) -> bytes:
+    raw = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550001111", "phone_number_id": pnid},
+                "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
+                "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "text",
+                              "text": {"body": text}}],
+            }}]}],
+        },
+        separators=(",", ":"),
+    ).encode()
+    return raw
+
+
+async def post_all(url: str, secret: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    """Post every body with `concurrency` in flight; return elapsed seconds and each ack's latency."""
+    latencies: list[float] = []
+    queue = list(reversed(bodies))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            while queue:
+                raw = queue.pop()
+                sig = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+                t = time.perf_counter()
+                async with http.post(url, data=raw, headers={"X-Hub-Signature-256": sig}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"webhook answered {r.status}")
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    async with Emulator(record_requests=False, page=False) as emu:
+        server = Server(emu, workdir / "ingest.db", merge_window=3600)
+        await server.start()
+        try:
+            assert server.proc is not None
+            bodies = [
+                signed_text(emu.app_secret, emu.phone_number_id, f"1555{i % 2000:07d}", f"wamid.ING{i}", f"hi {i}")
+                for i in range(args.ingest)
+            ]
+            await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[:500], args.concurrency)  # warm-up
+            cpu0 = cpu_seconds(server.proc.pid)
+            elapsed, lat = await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[500:], args.concurrency)
+            cpu = cpu_seconds(server.proc.pid) - cpu0
+            n = len(bodies) - 500
+            return {
+                "acks_per_s": n / elapsed,
+                "ack_p50_ms": pct(lat, 50),
+                "ack_p99_ms": pct(lat, 99),
+                "cpu_ms_per_ack": cpu * 1000 / n,
+                "peak_rss_mb": peak_rss_mb(server.proc.pid),
+            }
+        finally:
+            server.stop()
+
+
+async def end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    async with Emulator(record_requests=False, page=False) as emu:
+        server = Server(emu, workdir / "e2e.db", merge_window=0)
+        await server.start()
+        emu.webhook_url = f"{server.url}/whatsapp/webhook"
+        try:
+            assert server.proc is not None
+            users = [emu.user(f"1556{i:07d}") for i in range(args.users)]
+            per_user = max(1, args.messages // args.users)
+            total = per_user * len(users)
+            latencies: list[float] = []
+            sem = asyncio.Semaphore(args.concurrency)
+
+            async def send(u, text: str) -> None:
+                async with sem:
+                    t = time.perf_counter()
+                    d = await u.send_text(text)
+                    latencies.append(time.perf_counter() - t)
+                    if not d.ok:
+                        raise RuntimeError(f"webhook answered {d.status}")
+
+            cpu0 = cpu_seconds(server.proc.pid)
+            started = time.perf_counter()
+            await asyncio.gather(*(send(u, f"message {k}") for k in range(per_user) for u in users))
+            acked = time.perf_counter() - started
+            deadline = time.monotonic() + 300
+            while sum(len(u.replies) for u in users) < sum(1 for _ in users) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            # Every message is answered (merged turns answer several at once): wait for the turns to drain.
+            last_count, stable_since = -1, time.monotonic()
+            while time.monotonic() < deadline:
+                count = sum(len(u.replies) for u in users)
+                if count != last_count:
+                    last_count, stable_since = count, time.monotonic()
+                elif time.monotonic() - stable_since > 1.0:
+                    break
+                await asyncio.sleep(0.02)
+            finished = stable_since - started
+            cpu = cpu_seconds(server.proc.pid) - cpu0
+            replies = sum(len(u.replies) for u in users)
+            return {
+                "messages": total,
+                "turns_answered": replies,
+                "answered_msgs_per_s": total / finished,
+                "acks_per_s": total / acked,
+                "ack_p50_ms": pct(latencies, 50),
+                "ack_p99_ms": pct(latencies, 99),
+                "cpu_ms_per_msg": cpu * 1000 / total,
+                "peak_rss_mb": peak_rss_mb(server.proc.pid),
+            }
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ingest", type=int, default=20000, help="webhooks posted in the ingest-only run")
+    parser.add_argument("--messages", type=int, default=6000, help="messages in the end-to-end run")
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight")
+    parser.add_argument("--only", choices=["ingest", "e2e"], default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="whatsagent-bench-") as tmp:
+        results: dict[str, dict[str, float]] = {}
+        if args.only in (None, "ingest"):
+            results["ingest only"] = asyncio.run(ingest(args, Path(tmp)))
+        if args.only in (None, "e2e"):
+            results["end to end"] = asyncio.run(end_to_end(args, Path(tmp)))
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    for name, figures in results.items():
+        print(f"\n{name}:")
+        for key, value in figures.items():
+            print(f"  {key:>22}: {value:,.2f}")
+
+
+if __name__ == "__main__":
+    main()
