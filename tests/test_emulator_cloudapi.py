@@ -46,20 +46,12 @@ class Receiver:
 
     def messages(self) -> list[dict[str, Any]]:
         return [
-            m
-            for b in self.bodies
-            for e in b["entry"]
-            for c in e["changes"]
-            for m in c["value"].get("messages", [])
+            m for b in self.bodies for e in b["entry"] for c in e["changes"] for m in c["value"].get("messages", [])
         ]
 
     def status_items(self) -> list[dict[str, Any]]:
         return [
-            s
-            for b in self.bodies
-            for e in b["entry"]
-            for c in e["changes"]
-            for s in c["value"].get("statuses", [])
+            s for b in self.bodies for e in b["entry"] for c in e["changes"] for s in c["value"].get("statuses", [])
         ]
 
     async def wait(self, predicate: Any, timeout: float = 5.0) -> None:
@@ -144,9 +136,7 @@ class Bot:
                 return resp.status, text
 
     async def send(self, body: dict[str, Any], **kwargs: Any) -> tuple[int, Any]:
-        return await self.call(
-            "POST", f"/v25.0/{PNID}/messages", {"messaging_product": "whatsapp", **body}, **kwargs
-        )
+        return await self.call("POST", f"/v25.0/{PNID}/messages", {"messaging_product": "whatsapp", **body}, **kwargs)
 
     async def upload(self, data: bytes, mime: str, filename: str = "file") -> tuple[int, Any]:
         form = aiohttp.FormData()
@@ -273,9 +263,7 @@ async def test_the_reference_signature_vector_holds() -> None:
     )
 
 
-async def test_a_redelivered_message_comes_byte_identical_or_rebatched(
-    emu: Emulator, receiver: Receiver
-) -> None:
+async def test_a_redelivered_message_comes_byte_identical_or_rebatched(emu: Emulator, receiver: Receiver) -> None:
     ana = emu.user("15551234567", name="Ana")
     bo = emu.user("15559876543", name="Bo")
     first = await ana.send_text("one")
@@ -380,9 +368,7 @@ VALID_SENDS: list[tuple[str, dict[str, Any], str | None]] = [
                 "body": {"text": "Choose"},
                 "action": {
                     "button": "Options",
-                    "sections": [
-                        {"title": "Fast", "rows": [{"id": "exp", "title": "Express", "description": "1d"}]}
-                    ],
+                    "sections": [{"title": "Fast", "rows": [{"id": "exp", "title": "Express", "description": "1d"}]}],
                 },
             },
         },
@@ -442,12 +428,8 @@ VALID_SENDS: list[tuple[str, dict[str, Any], str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("body", "text"), [(b, t) for _, b, t in VALID_SENDS], ids=[n for n, _, _ in VALID_SENDS]
-)
-async def test_every_outbound_kind_is_accepted(
-    emu: Emulator, bot: Bot, body: dict[str, Any], text: str | None
-) -> None:
+@pytest.mark.parametrize(("body", "text"), [(b, t) for _, b, t in VALID_SENDS], ids=[n for n, _, _ in VALID_SENDS])
+async def test_every_outbound_kind_is_accepted(emu: Emulator, bot: Bot, body: dict[str, Any], text: str | None) -> None:
     ana = emu.user("15551234567", name="Ana")
     await ana.send_text("hi")  # opens the 24-hour window
     status, response = await bot.send({**TO, **body})
@@ -470,9 +452,7 @@ async def test_reactions_and_media_by_id_are_accepted(emu: Emulator, bot: Bot) -
     assert status == 200
     status, _ = await bot.send({**TO, "type": "image", "image": {"id": uploaded["id"]}})
     assert status == 200
-    status, _ = await bot.send(
-        {**TO, "type": "reaction", "reaction": {"message_id": d.message_id, "emoji": "❤️"}}
-    )
+    status, _ = await bot.send({**TO, "type": "reaction", "reaction": {"message_id": d.message_id, "emoji": "❤️"}})
     assert status == 200
     assert emu.inbound[d.message_id].reaction == "❤️"  # type: ignore[index]
     [image, reaction] = await ana.wait_for_replies(2)
@@ -496,11 +476,7 @@ def _buttons(*titles: str, ids: list[str] | None = None) -> dict[str, Any]:
     ids = ids or [f"b{i}" for i in range(len(titles))]
     return _interactive(
         "button",
-        {
-            "buttons": [
-                {"type": "reply", "reply": {"id": i, "title": t}} for i, t in zip(ids, titles, strict=True)
-            ]
-        },
+        {"buttons": [{"type": "reply", "reply": {"id": i, "title": t}} for i, t in zip(ids, titles, strict=True)]},
     )
 
 
@@ -591,9 +567,7 @@ MALFORMED: list[tuple[str, Any, int]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("body", "code"), [(b, c) for _, b, c in MALFORMED], ids=[n for n, _, _ in MALFORMED]
-)
+@pytest.mark.parametrize(("body", "code"), [(b, c) for _, b, c in MALFORMED], ids=[n for n, _, _ in MALFORMED])
 async def test_malformed_sends_are_refused_with_metas_error_shape(
     emu: Emulator, bot: Bot, body: Any, code: int
 ) -> None:
@@ -623,9 +597,7 @@ async def test_mark_read_and_typing_are_recorded(emu: Emulator, bot: Bot) -> Non
     d = await ana.send_text("hi")
     status, body = await bot.send({"status": "read", "message_id": d.message_id})
     assert (status, body) == (200, {"success": True})
-    status, body = await bot.send(
-        {"status": "read", "message_id": d.message_id, "typing_indicator": {"type": "text"}}
-    )
+    status, body = await bot.send({"status": "read", "message_id": d.message_id, "typing_indicator": {"type": "text"}})
     assert (status, body) == (200, {"success": True})
     assert ana.read == [d.message_id, d.message_id] and ana.typing == [d.message_id]
     assert [r.json.get("typing_indicator") for r in emu.requests] == [None, {"type": "text"}]
@@ -673,9 +645,7 @@ async def test_media_urls_expire_after_their_lifetime(receiver: Receiver) -> Non
             assert resp.status == 404
 
 
-async def test_what_a_user_sends_can_be_downloaded_by_the_bot(
-    emu: Emulator, bot: Bot, receiver: Receiver
-) -> None:
+async def test_what_a_user_sends_can_be_downloaded_by_the_bot(emu: Emulator, bot: Bot, receiver: Receiver) -> None:
     ana = emu.user("15551234567")
     await ana.send_audio(OGG, voice=True)
     media_id = receiver.messages()[0]["audio"]["id"]
@@ -799,9 +769,7 @@ async def test_a_share_of_sends_fails_with_seeded_errors(emu: Emulator, bot: Bot
     statuses = [s for s, _ in results]
     assert {429, 500, 200} == set(statuses)
     assert all(b["error"]["code"] == {429: 130429, 500: 131000}[s] for s, b in results if s != 200)
-    assert [r.text for r in ana.replies] == [
-        b["messages"] and str(i) for i, (s, b) in enumerate(results) if s == 200
-    ]
+    assert [r.text for r in ana.replies] == [b["messages"] and str(i) for i, (s, b) in enumerate(results) if s == 200]
     # Mark-read is spared by default, and clear() heals everything.
     d = ana.sent[0].message_id
     assert [(await bot.send({"status": "read", "message_id": d}))[0] for _ in range(5)] == [200] * 5
@@ -829,9 +797,7 @@ async def test_latency_slows_every_answer(emu: Emulator, bot: Bot) -> None:
 # -- the 24-hour window -----------------------------------------------------------------------------
 
 
-async def test_outside_the_window_free_form_fails_and_templates_go(
-    emu: Emulator, bot: Bot, receiver: Receiver
-) -> None:
+async def test_outside_the_window_free_form_fails_and_templates_go(emu: Emulator, bot: Bot, receiver: Receiver) -> None:
     ana = emu.user("15551234567")
     await ana.send_text("hi")
     emu.close_window(ana)
@@ -965,9 +931,7 @@ async def test_every_webhook_the_emulator_emits_parses_into_the_right_neutral_me
     assert isinstance(first, m.Text) and first.body == "hi" and first.id == text.message_id
     assert first.user == m.User(wa_id="15551234567", name="Ana")
     image = inbound[1]
-    assert (
-        isinstance(image, m.Image) and image.media.caption == "look" and image.media.mime_type == "image/png"
-    )
+    assert isinstance(image, m.Image) and image.media.caption == "look" and image.media.mime_type == "image/png"
     audio = inbound[2]
     assert isinstance(audio, m.Audio) and audio.voice
     doc = inbound[4]

@@ -19,7 +19,7 @@
 
 from whatsagent.emulator.errors import EmulatorError, GraphError
 from whatsagent.emulator.faults import Faults
-from whatsagent.emulator.server import Emulator
+from whatsagent.emulator.server import Emulator, run_emulator
 from whatsagent.emulator.state import Delivery, InboundRecord, OutboundRecord, RequestRecord, Tappable
 from whatsagent.emulator.statuses import StatusPolicy
 from whatsagent.emulator.templates import Template
@@ -38,4 +38,5 @@ __all__ = [
     "StatusPolicy",
     "Tappable",
     "Template",
+    "run_emulator",
 ]

@@ -152,9 +152,7 @@ class GraphAPI:
             )
         limit = KIND_LIMITS[kind][1]
         if len(data) > limit:
-            raise GraphError(
-                400, 131053, f"{kind} files may be at most {limit} bytes; this one is {len(data)}"
-            )
+            raise GraphError(400, 131053, f"{kind} files may be at most {limit} bytes; this one is {len(data)}")
         if not data:
             raise GraphError(400, 131053, "The uploaded file is empty")
         item = self.emu.media.put(data, mime, filename)
@@ -230,9 +228,7 @@ class GraphAPI:
             status = request.query.get("status")
             if status:
                 templates = [t for t in templates if t["status"] == status.upper()]
-            response = json_response(
-                {"data": templates, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
-            )
+            response = json_response({"data": templates, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}})
         except GraphError as error:
             response = error_response(error)
         if record is not None:

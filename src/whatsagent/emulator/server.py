@@ -111,7 +111,7 @@ class Emulator:
             raise EmulatorError("the emulator is already started")
         self._poster.app_secret = self.app_secret
         await self._poster.open()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=1024)
         await site.start()
@@ -121,6 +121,7 @@ class Emulator:
         return self
 
     async def stop(self) -> None:
+        self.hub.close()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         for task in list(self._tasks):
@@ -146,9 +147,7 @@ class Emulator:
         while self._tasks or self._held:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(
-                    f"{len(self._tasks)} background deliveries still running after {timeout:g}s"
-                )
+                raise TimeoutError(f"{len(self._tasks)} background deliveries still running after {timeout:g}s")
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=left)
             else:
@@ -178,9 +177,7 @@ class Emulator:
         user_id: str | None = None,
     ) -> SimulatedUser:
         """The simulated user with this wa_id (phone digits) and/or BSUID, created on first use."""
-        found = (self._users.get(wa_id) if wa_id else None) or (
-            self._by_user_id.get(user_id) if user_id else None
-        )
+        found = (self._users.get(wa_id) if wa_id else None) or (self._by_user_id.get(user_id) if user_id else None)
         if found is not None:
             if name is not None:
                 found.name = name
@@ -217,6 +214,10 @@ class Emulator:
         target.window_closed = False
         target.last_message_at = time.time()
         self.hub.publish({"event": "user", "user": target.to_json()})
+
+    def _publish_reaction(self, user: SimulatedUser, message_id: str, emoji: str | None) -> None:
+        if self.hub.active:
+            self.hub.publish({"event": "reaction", "user": user.key, "id": message_id, "emoji": emoji})
 
     def _resolve(self, user: SimulatedUser | str) -> SimulatedUser:
         if isinstance(user, SimulatedUser):
@@ -269,10 +270,15 @@ class Emulator:
         record = InboundRecord(wamid, user.key, message, raw)
         self.inbound[wamid] = record
         user.sent.append(record)
+        reopened = not user.window_open
         user.last_message_at = time.time()
         user.window_closed = False
+        if reopened and self.hub.active:
+            self.hub.publish({"event": "user", "user": user.to_json()})
         if type == "reaction" and payload.get("message_id") in self.outbound:
-            self.outbound[payload["message_id"]].reaction = payload.get("emoji") or None
+            target = self.outbound[payload["message_id"]]
+            target.reaction = payload.get("emoji") or None
+            self._publish_reaction(user, target.message_id, target.reaction)
         if self.hub.active:
             self.hub.publish({"event": "message", "user": user.key, "message": record.to_json()})
         status, text = await self._deliver(raw, [record])
@@ -286,9 +292,7 @@ class Emulator:
             if len(self._held) >= faults.reorder_window:
                 self._flush_held()
             elif self._hold_timer is None:
-                self._hold_timer = asyncio.get_running_loop().call_later(
-                    faults.reorder_hold, self._flush_held
-                )
+                self._hold_timer = asyncio.get_running_loop().call_later(faults.reorder_hold, self._flush_held)
             return await future
         return await self._post_messages(raw, records)
 
@@ -321,9 +325,7 @@ class Emulator:
             self._spawn(self._retry(raw, records))
         if self.hub.active:
             for record in records:
-                self.hub.publish(
-                    {"event": "delivery", "id": record.message_id, "deliveries": record.deliveries}
-                )
+                self.hub.publish({"event": "delivery", "id": record.message_id, "deliveries": record.deliveries})
         return status, text
 
     async def _retry(self, raw: bytes, records: list[InboundRecord]) -> None:
@@ -337,9 +339,7 @@ class Emulator:
                 record.deliveries.append(status)
             if self.hub.active:
                 for record in records:
-                    self.hub.publish(
-                        {"event": "delivery", "id": record.message_id, "deliveries": record.deliveries}
-                    )
+                    self.hub.publish({"event": "delivery", "id": record.message_id, "deliveries": record.deliveries})
             if status == 200:
                 return
 
@@ -390,9 +390,7 @@ class Emulator:
             raw = record.raw
             records = [record]
         else:
-            records = [self.inbound[m] for m in batch_with if m in self.inbound and m != message_id] + [
-                record
-            ]
+            records = [self.inbound[m] for m in batch_with if m in self.inbound and m != message_id] + [record]
             contacts: list[dict[str, Any]] = []
             seen: set[str] = set()
             for rec in records:
@@ -429,14 +427,10 @@ class Emulator:
             user = self._by_user_id.get(to) or self.user(user_id=to)
             return user, {"input": to, "user_id": to}
         if not _PHONE.match(to):
-            raise GraphError(
-                400, 100, f"Param to must be a phone number or a business-scoped user id, not {to!r}"
-            )
+            raise GraphError(400, 100, f"Param to must be a phone number or a business-scoped user id, not {to!r}")
         digits = re.sub(r"\D", "", to)
         if digits == re.sub(r"\D", "", self.display_phone_number):
-            raise GraphError(
-                400, 131021, "Recipient phone number cannot be the same as the sender phone number"
-            )
+            raise GraphError(400, 131021, "Recipient phone number cannot be the same as the sender phone number")
         user = self._users.get(digits) or self.user(digits)
         return user, {"input": send.to, "wa_id": user.wa_id or digits}
 
@@ -463,12 +457,13 @@ class Emulator:
         if send.template is not None:
             record.template = send.template.to_json()
         self.outbound[wamid] = record
+        user._add_reply(record)
+        self._schedule_statuses(record, user, failure)
         if reaction_target is not None and failure is None:
             reaction_target.reaction = body["reaction"].get("emoji") or None
-        user._add_reply(record)
+            self._publish_reaction(user, reaction_target.message_id, reaction_target.reaction)
         if self.hub.active:
             self.hub.publish({"event": "message", "user": user.key, "message": record.to_json()})
-        self._schedule_statuses(record, user, failure)
         message: dict[str, Any] = {"id": wamid}
         if send.type == "template":
             message["message_status"] = "accepted"
@@ -515,9 +510,11 @@ class Emulator:
             if stage != "failed":
                 record.advance(stage)  # type: ignore[arg-type]
             if self.hub.active:
-                self.hub.publish(
-                    {"event": "status", "user": user.key, "id": record.message_id, "status": stage}
-                )
+                event: dict[str, Any] = {"event": "status", "user": user.key, "id": record.message_id}
+                event["status"] = stage
+                if stage == "failed":
+                    event["errors"] = record.errors
+                self.hub.publish(event)
             if policy.dropped() or self.faults.drop_status() or not self.webhook_url:
                 continue
             item = status_item(
@@ -561,3 +558,50 @@ class Emulator:
         items = [r.to_json() for r in user.sent] + [r.to_json() for r in user.replies]
         items.sort(key=lambda m: m["time"])
         return items
+
+
+async def run_emulator(
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    *,
+    webhook_url: str | None = "http://127.0.0.1:8000/whatsapp/webhook",
+    app_secret: str = "emulator-app-secret",
+    access_token: str = "emulator-token",
+    phone_number_id: str = "100200300",
+    display_phone_number: str = "15550001111",
+    api_version: str = "v25.0",
+    statuses: StatusPolicy | bool | str = True,
+    started: asyncio.Future[Emulator] | None = None,
+) -> None:
+    """Serve the emulator and its chat page until cancelled (the `whatsagent emulator` command).
+
+    Status webhooks are on, with a visible pace, so the page shows ticks turning blue. `started`, when
+    given, receives the running emulator (for a demo that runs a bot next to it)."""
+    if statuses is True:
+        statuses = StatusPolicy(delay=0.4)
+    emulator = Emulator(
+        phone_number_id=phone_number_id,
+        access_token=access_token,
+        app_secret=app_secret,
+        webhook_url=webhook_url,
+        display_phone_number=display_phone_number,
+        api_version=api_version,
+        statuses=statuses,
+    )
+    await emulator.start(host, port)
+    log.info(
+        "WhatsApp emulator: chat page %s/ ; point your bot's Graph API base URL at %s (token %r, phone "
+        "number id %s, app secret %r); webhooks go to %s",
+        emulator.base_url,
+        emulator.base_url,
+        access_token,
+        phone_number_id,
+        app_secret,
+        webhook_url,
+    )
+    if started is not None and not started.done():
+        started.set_result(emulator)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await emulator.stop()

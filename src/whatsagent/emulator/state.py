@@ -121,10 +121,7 @@ class OutboundRecord:
             inter = self.body["interactive"]
             action = inter.get("action") or {}
             if inter.get("type") == "button":
-                return [
-                    Tappable("button", b["reply"]["id"], b["reply"]["title"])
-                    for b in action.get("buttons", [])
-                ]
+                return [Tappable("button", b["reply"]["id"], b["reply"]["title"]) for b in action.get("buttons", [])]
             if inter.get("type") == "list":
                 return [
                     Tappable("row", r["id"], r["title"], r.get("description"))

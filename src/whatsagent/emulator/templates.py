@@ -37,9 +37,7 @@ class Template:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ValueError(
-                f"template name {self.name!r}: use lowercase letters, digits and _ (Meta's rule)"
-            )
+            raise ValueError(f"template name {self.name!r}: use lowercase letters, digits and _ (Meta's rule)")
         if not self.id:
             self.id = str(10**15 + zlib.crc32(f"{self.name}:{self.language}".encode()))
 
@@ -56,9 +54,7 @@ class Template:
         if self.footer is not None:
             comps.append({"type": "FOOTER", "text": self.footer})
         if self.buttons:
-            comps.append(
-                {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": b} for b in self.buttons]}
-            )
+            comps.append({"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": b} for b in self.buttons]})
         return comps
 
     def to_json(self) -> dict[str, Any]:
@@ -150,9 +146,7 @@ class Templates:
             if not isinstance(params, list):
                 raise invalid("Param template['components'][]['parameters'] must be an array")
             if comp["type"] in given:
-                given[comp["type"]].extend(
-                    p for p in params if isinstance(p, dict) and p.get("type") == "text"
-                )
+                given[comp["type"]].extend(p for p in params if isinstance(p, dict) and p.get("type") == "text")
         values: dict[str, dict[str, str]] = {}
         for where in ("header", "body"):
             expected = found.placeholders(where)

@@ -77,19 +77,13 @@ class SimulatedUser:
         """Quote-reply to the message `to` (a wamid of the bot's or the user's own)."""
         return await self.send_message("text", {"body": text}, context=self._quote(to))
 
-    async def send_image(
-        self, data: bytes, mime_type: str = "image/jpeg", caption: str | None = None
-    ) -> Delivery:
+    async def send_image(self, data: bytes, mime_type: str = "image/jpeg", caption: str | None = None) -> Delivery:
         return await self._send_media("image", data, mime_type, caption=caption)
 
-    async def send_audio(
-        self, data: bytes, mime_type: str = "audio/ogg; codecs=opus", voice: bool = True
-    ) -> Delivery:
+    async def send_audio(self, data: bytes, mime_type: str = "audio/ogg; codecs=opus", voice: bool = True) -> Delivery:
         return await self._send_media("audio", data, mime_type, voice=voice)
 
-    async def send_video(
-        self, data: bytes, mime_type: str = "video/mp4", caption: str | None = None
-    ) -> Delivery:
+    async def send_video(self, data: bytes, mime_type: str = "video/mp4", caption: str | None = None) -> Delivery:
         return await self._send_media("video", data, mime_type, caption=caption)
 
     async def send_document(
@@ -101,9 +95,7 @@ class SimulatedUser:
     ) -> Delivery:
         return await self._send_media("document", data, mime_type, caption=caption, filename=filename)
 
-    async def send_sticker(
-        self, data: bytes, mime_type: str = "image/webp", animated: bool = False
-    ) -> Delivery:
+    async def send_sticker(self, data: bytes, mime_type: str = "image/webp", animated: bool = False) -> Delivery:
         return await self._send_media("sticker", data, mime_type, animated=animated)
 
     async def send_location(
@@ -182,12 +174,8 @@ class SimulatedUser:
             row: dict[str, Any] = {"id": chosen.id, "title": chosen.title}
             if chosen.description:
                 row["description"] = chosen.description
-            return await self.send_message(
-                "interactive", {"type": "list_reply", "list_reply": row}, context=context
-            )
-        return await self.send_message(
-            "button", {"payload": chosen.payload, "text": chosen.title}, context=context
-        )
+            return await self.send_message("interactive", {"type": "list_reply", "list_reply": row}, context=context)
+        return await self.send_message("button", {"payload": chosen.payload, "text": chosen.title}, context=context)
 
     async def send_message(
         self,

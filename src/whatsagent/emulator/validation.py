@@ -67,9 +67,7 @@ def check_request(body: Any, templates: Templates) -> Send | ReadReceipt:
         return _check_read(body)
     recipient_type = body.get("recipient_type", "individual")
     if recipient_type != "individual":
-        raise invalid(
-            f"Param recipient_type must be 'individual' (got {recipient_type!r}); groups are not emulated"
-        )
+        raise invalid(f"Param recipient_type must be 'individual' (got {recipient_type!r}); groups are not emulated")
     to, recipient = body.get("to"), body.get("recipient")
     if to is None and recipient is None:
         raise _required("to")
@@ -83,9 +81,7 @@ def check_request(body: Any, templates: Templates) -> Send | ReadReceipt:
     if payload is None:
         raise _required(kind)
     context = body.get("context")
-    if context is not None and (
-        not isinstance(context, dict) or not _nonempty_str(context.get("message_id"))
-    ):
+    if context is not None and (not isinstance(context, dict) or not _nonempty_str(context.get("message_id"))):
         raise invalid("Param context['message_id'] must be a non-empty string")
     callback = body.get("biz_opaque_callback_data")
     if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
@@ -255,9 +251,7 @@ def _check_buttons(action: dict[str, Any]) -> None:
     for i, button in enumerate(buttons):
         reply = button.get("reply") if isinstance(button, dict) else None
         if not isinstance(button, dict) or button.get("type") != "reply" or not isinstance(reply, dict):
-            raise invalid(
-                f"Param interactive['action']['buttons'][{i}] must be {{type: reply, reply: {{id, title}}}}"
-            )
+            raise invalid(f"Param interactive['action']['buttons'][{i}] must be {{type: reply, reply: {{id, title}}}}")
         bid, title = reply.get("id"), reply.get("title")
         if not _nonempty_str(bid) or not _nonempty_str(title):
             raise GraphError(400, 131008, f"Button {i}: 'id' and 'title' are required")
@@ -288,20 +282,14 @@ def _check_list(action: dict[str, Any]) -> None:
             raise invalid(f"Param sections[{i}] must be a JSON object")
         title = section.get("title")
         if len(sections) > 1 and not _nonempty_str(title):
-            raise GraphError(
-                400, 131008, f"sections[{i}]['title'] is required when there are several sections"
-            )
+            raise GraphError(400, 131008, f"sections[{i}]['title'] is required when there are several sections")
         if title is not None:
             _limit(f"sections[{i}]['title']", title, 24, code=131009)
         rows = section.get("rows")
         if not isinstance(rows, list) or not rows:
             raise GraphError(400, 131008, f"The parameter sections[{i}]['rows'] is required.")
         for j, row in enumerate(rows):
-            if (
-                not isinstance(row, dict)
-                or not _nonempty_str(row.get("id"))
-                or not _nonempty_str(row.get("title"))
-            ):
+            if not isinstance(row, dict) or not _nonempty_str(row.get("id")) or not _nonempty_str(row.get("title")):
                 raise GraphError(400, 131008, f"sections[{i}]['rows'][{j}]: 'id' and 'title' are required")
             _limit(f"sections[{i}]['rows'][{j}]['id']", row["id"], 200, code=131009)
             _limit(f"sections[{i}]['rows'][{j}]['title']", row["title"], 24, code=131009)
