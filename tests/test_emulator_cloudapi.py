@@ -955,3 +955,12 @@ async def test_every_webhook_the_emulator_emits_parses_into_the_right_neutral_me
     statuses = [e for e in events if isinstance(e, m.StatusUpdate)]
     assert {s.status for s in statuses} == {"sent", "delivered", "read"}
     assert {s.message_id for s in statuses} == {r.message_id for r in ana.replies}
+
+
+async def test_a_user_is_the_same_however_the_number_is_written(emu: Emulator) -> None:
+    ana = emu.user("15551234567", name="Ana")
+    assert emu.user("+1 555-123-4567") is ana
+    assert emu.user("15551234567", user_id="US.77") is ana and ana.user_id == "US.77"
+    assert emu.user(user_id="US.77") is ana and ana.key == "15551234567"
+    with pytest.raises(ValueError, match="digits"):
+        emu.user("ana")

@@ -177,15 +177,18 @@ class Emulator:
         user_id: str | None = None,
     ) -> SimulatedUser:
         """The simulated user with this wa_id (phone digits) and/or BSUID, created on first use."""
+        if wa_id is not None:
+            wa_id = re.sub(r"[\s().-]", "", wa_id).lstrip("+")
+            if not wa_id.isdigit():
+                raise ValueError(f"wa_id must be digits (a phone number without '+'), not {wa_id!r}")
         found = (self._users.get(wa_id) if wa_id else None) or (self._by_user_id.get(user_id) if user_id else None)
         if found is not None:
             if name is not None:
                 found.name = name
+            if user_id and found.user_id is None:
+                found.user_id = user_id
+                self._by_user_id[user_id] = found
             return found
-        if wa_id is not None:
-            wa_id = wa_id.lstrip("+")
-            if not wa_id.isdigit():
-                raise ValueError(f"wa_id must be digits (a phone number without '+'), not {wa_id!r}")
         user = SimulatedUser(self, wa_id, user_id, name)
         self._users[user.key] = user
         if user_id:
