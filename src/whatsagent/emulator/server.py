@@ -592,14 +592,17 @@ async def run_emulator(
         statuses=statuses,
     )
     await emulator.start(host, port)
+    # Only the emulator's own defaults are printed: a real secret from the environment stays out of logs.
+    shown_secret = repr(app_secret) if app_secret == "emulator-app-secret" else "(as configured)"
+    shown_token = repr(access_token) if access_token == "emulator-token" else "(as configured)"
     log.info(
-        "WhatsApp emulator: chat page %s/ ; point your bot's Graph API base URL at %s (token %r, phone "
-        "number id %s, app secret %r); webhooks go to %s",
+        "WhatsApp emulator: chat page %s/ ; point your bot's Graph API base URL at %s (token %s, phone "
+        "number id %s, app secret %s); webhooks go to %s",
         emulator.base_url,
         emulator.base_url,
-        access_token,
+        shown_token,
         phone_number_id,
-        app_secret,
+        shown_secret,
         webhook_url,
     )
     if started is not None and not started.done():
