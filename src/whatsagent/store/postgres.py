@@ -61,9 +61,7 @@ class PostgresDatabase(Database):
         try:
             import psycopg  # noqa: F401
         except ImportError as exc:
-            raise ConfigurationError(
-                "PostgreSQL needs psycopg 3: pip install 'whatsagent[postgres]'"
-            ) from exc
+            raise ConfigurationError("PostgreSQL needs psycopg 3: pip install 'whatsagent[postgres]'") from exc
         engine = create_async_engine(
             self.url,
             pool_size=self.pool_size,

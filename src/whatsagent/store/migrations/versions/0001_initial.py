@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("triggers", sa.Boolean, nullable=False, comment="whether this message starts a turn"),
         sa.Column("payload", sa.Text, nullable=False, comment="the neutral message as JSON"),
         sa.Column("received_at", sa.Float, nullable=False),
-        sa.Column(
-            "turn_id", sa.BigInteger, nullable=True, comment="the turn that consumed it; NULL = pending"
-        ),
+        sa.Column("turn_id", sa.BigInteger, nullable=True, comment="the turn that consumed it; NULL = pending"),
         sa.UniqueConstraint("channel", "provider_id", name="uq_inbox_provider_id"),
     )
     op.create_index("ix_inbox_pending", "inbox", ["conversation", "turn_id", "seq"])
@@ -59,9 +57,7 @@ def upgrade() -> None:
         sa.Column("wa_id", sa.String(64), nullable=True),
         sa.Column("user_id", sa.String(255), nullable=True),
         sa.Column("user_name", sa.String(255), nullable=True),
-        sa.Column(
-            "session", sa.Integer, nullable=False, server_default=sa.text("0"), comment="bumped by /new"
-        ),
+        sa.Column("session", sa.Integer, nullable=False, server_default=sa.text("0"), comment="bumped by /new"),
         sa.Column("last_inbound_at", sa.Float, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
     )
@@ -126,9 +122,7 @@ def upgrade() -> None:
         sa.Column("args", sa.Text, nullable=False),
         sa.Column("lock", sa.String(400), nullable=True),
         sa.Column("queueing_lock", sa.String(400), nullable=True),
-        sa.Column(
-            "status", sa.String(16), nullable=False, comment="todo or doing; finished jobs are deleted"
-        ),
+        sa.Column("status", sa.String(16), nullable=False, comment="todo or doing; finished jobs are deleted"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("scheduled_at", sa.Float, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),

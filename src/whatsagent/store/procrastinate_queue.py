@@ -1,0 +1,328 @@
+"""The work queue on PostgreSQL with procrastinate: web and worker processes on many machines.
+
+Each job is a procrastinate job in the ``whatsagent`` queue. `lock=` gives the FIFO and one-at-a-time
+per conversation, `queueing_lock=` the single pending wake-up (a defer that procrastinate refuses with
+`AlreadyEnqueued` is the no-op case), and a failing job is retried with the `RetryPolicy`'s backoff
+keeping its id, hence its place in its lock's line.
+
+Two periodic tasks keep the cluster whole, each run by one worker per tick:
+- ``whatsagent.retry_stalled``: jobs left ``doing`` by a worker that stopped sending heartbeats (killed,
+  machine lost) go back to ``todo``; the turn state machine and the outbox's idempotency keys make the
+  rerun resume where the dead worker stopped.
+- ``whatsagent.sweep``: the jobs the application says should exist (`sweep`: a conversation with
+  waiting messages or an open turn needs a wake-up) and that have no live job are deferred. This covers
+  a web process that died between committing a webhook and deferring its wake-up, and a defer that
+  failed while the database was unreachable.
+
+A job that procrastinate would have to requeue while another job holds its queueing lock (a wake-up
+deferred while this one ran) gives up its queueing lock first: the unique index on waiting queueing
+locks would refuse the retry otherwise, leaving the job stuck in ``doing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from procrastinate import App, PsycopgConnector, RetryDecision
+from procrastinate import exceptions as procrastinate_errors
+from procrastinate.jobs import Job
+from procrastinate.manager import JobManager
+from procrastinate.retry import BaseRetryStrategy
+from procrastinate.worker import Worker
+from sqlalchemy.engine import make_url
+
+from whatsagent.errors import StoreUnavailable
+from whatsagent.workqueue import Handler, JobSpec, RetryPolicy, WorkQueue
+
+log = logging.getLogger("whatsagent.workqueue")
+
+QUEUE = "whatsagent"
+STALLED_TASK = "whatsagent.retry_stalled"
+SWEEP_TASK = "whatsagent.sweep"
+
+Sweep = Callable[[], Awaitable[Sequence[JobSpec]]]
+
+
+@dataclass(frozen=True)
+class WorkerPolicy:
+    """How a worker process takes and watches jobs."""
+
+    poll_interval: float = 0.25
+    """Seconds between two looks for due jobs when no notification came (retries and scheduled
+    wake-ups are due without one; a lock released by a finished job too)."""
+    heartbeat_interval: float = 5.0
+    """Seconds between two heartbeats of a worker."""
+    stalled_after: float = 30.0
+    """A worker silent this long is dead and its running jobs are retried elsewhere. Keep it well above
+    `heartbeat_interval`: a worker wrongly declared dead would run a turn twice at once."""
+    sweep_interval: int = 10
+    """Seconds between two runs of the periodic tasks (stalled jobs, conversations without a wake-up)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    pool_size: int = 5
+    """PostgreSQL connections of the queue per process (plus one listening for new jobs on workers)."""
+
+
+def conninfo(url: str) -> str:
+    """A libpq connection string from a SQLAlchemy URL (``postgresql+psycopg://`` → ``postgresql://``)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ProcrastinateQueue(WorkQueue):
+    """Jobs in procrastinate's tables on PostgreSQL.
+
+    `work`: whether this process runs jobs (a worker) or only defers them (a web process). `sweep`, set
+    by the application before `start`, lists the jobs that should exist (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        work: bool = True,
+        concurrency: int = 64,
+        policy: WorkerPolicy | None = None,
+        sweep: Sweep | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.url = url
+        self.work = work
+        self.concurrency = concurrency
+        self.policy = policy or WorkerPolicy()
+        self.sweep = sweep
+        self.name = name or f"whatsagent-{socket.gethostname()}-{os.getpid()}"
+        self.app: App | None = None
+        self._worker: Worker | None = None
+        self._run_task: asyncio.Task[None] | None = None
+
+    # -- public -------------------------------------------------------------------------------------
+
+    async def start(self, handlers: Mapping[str, Handler]) -> None:
+        connector = PsycopgConnector(
+            conninfo=conninfo(self.url),
+            min_size=1,
+            max_size=self.policy.pool_size,
+            kwargs={"application_name": self.name[:63]},
+        )
+        app = App(connector=connector)
+        app.job_manager = _JobManager(connector)
+        retry = _Backoff(self.policy.retry)
+        for task_name, handler in handlers.items():
+            app.task(name=task_name, queue=QUEUE, retry=retry)(_run_handler(handler))
+        if self.work:
+            every = f"*/{max(1, int(self.policy.sweep_interval))} * * * * *"
+            stalled = app.task(name=STALLED_TASK, queue=QUEUE, queueing_lock=STALLED_TASK)(self._retry_stalled)
+            app.periodic(cron=every)(stalled)
+            sweep = app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK)(self._sweep)
+            app.periodic(cron=every)(sweep)
+        try:
+            await app.open_async()
+        except procrastinate_errors.ConnectorException as exc:
+            raise StoreUnavailable(f"the work queue cannot reach PostgreSQL: {exc}") from exc
+        self.app = app
+        if logging.getLogger("procrastinate").level == logging.NOTSET:
+            # procrastinate logs two INFO lines per job; at hundreds of jobs a second that drowns the rest.
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
+        if not self.work:
+            return
+        self._worker = Worker(
+            app=app,
+            queues=[QUEUE],
+            name=self.name,
+            concurrency=self.concurrency,
+            fetch_job_polling_interval=self.policy.poll_interval,
+            abort_job_polling_interval=max(5.0, self.policy.poll_interval),
+            listen_notify=True,
+            delete_jobs="successful",
+            install_signal_handlers=False,
+            update_heartbeat_interval=self.policy.heartbeat_interval,
+            stalled_worker_timeout=self.policy.stalled_after,
+        )
+        self._run_task = asyncio.create_task(self._worker.run(), name=f"procrastinate worker {self.name}")
+        self._run_task.add_done_callback(_log_worker_exit)
+
+    async def defer_many(self, specs: Sequence[JobSpec]) -> int:
+        app = self._require_app()
+        added = 0
+        plain: list[Job] = []
+        try:
+            for spec in specs:
+                job = self._job(app, spec)
+                if spec.queueing_lock is None:
+                    plain.append(job)
+                    continue
+                if plain:  # keep the deferral order: what came before goes in first
+                    added += len(await app.job_manager.batch_defer_jobs_async(plain))
+                    plain = []
+                try:
+                    await app.job_manager.defer_job_async(job)
+                    added += 1
+                except procrastinate_errors.AlreadyEnqueued:
+                    pass  # a wake-up is already waiting: it will see what this one would have
+            if plain:
+                added += len(await app.job_manager.batch_defer_jobs_async(plain))
+        except procrastinate_errors.ConnectorException as exc:
+            raise StoreUnavailable(f"could not defer jobs: {exc}") from exc
+        return added
+
+    async def stop(self, grace: float = 10.0) -> None:
+        worker, run_task = self._worker, self._run_task
+        self._worker = self._run_task = None
+        if worker is not None and run_task is not None and not run_task.done():
+            # Running jobs get `grace` seconds; the rest are interrupted and go back to `todo`
+            # (the retry strategy requeues a job cancelled at shutdown at once).
+            worker.shutdown_graceful_timeout = grace
+            worker.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(run_task), grace + 15)
+            except TimeoutError:
+                log.error("the procrastinate worker did not stop within %.0fs; cancelling it", grace + 15)
+                run_task.cancel()
+                await asyncio.gather(run_task, return_exceptions=True)
+            except Exception:
+                pass  # already logged by _log_worker_exit
+        if self.app is not None:
+            await self.app.close_async()
+            self.app = None
+
+    async def depth(self) -> int:
+        app = self._require_app()
+        row = await app.connector.execute_query_one_async(
+            query="SELECT count(*) AS n FROM procrastinate_jobs "
+            "WHERE queue_name = %(queue)s AND status IN ('todo', 'doing')",
+            queue=QUEUE,
+        )
+        return int(row["n"])
+
+    # -- periodic tasks -----------------------------------------------------------------------------
+
+    async def _retry_stalled(self, timestamp: int) -> None:
+        app = self._require_app()
+        manager = app.job_manager
+        stalled = await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=self.policy.stalled_after)
+        for job in stalled:
+            log.warning(
+                "job %s[%s] (lock %s) was running on a worker silent for over %.0fs: running it again",
+                job.task_name,
+                job.id,
+                job.lock,
+                self.policy.stalled_after,
+            )
+            try:
+                await manager.retry_job(job)
+            except procrastinate_errors.ConnectorException as exc:
+                log.info("job %s was retried meanwhile: %s", job.id, exc)  # another worker got there first
+        await manager.prune_stalled_workers(self.policy.stalled_after)
+
+    async def _sweep(self, timestamp: int) -> None:
+        if self.sweep is None:
+            return
+        wanted = list(await self.sweep())
+        if not wanted:
+            return
+        app = self._require_app()
+        locks = [spec.lock for spec in wanted if spec.lock is not None]
+        rows = await app.connector.execute_query_all_async(
+            query="SELECT DISTINCT lock FROM procrastinate_jobs "
+            "WHERE lock = ANY(%(locks)s) AND status IN ('todo', 'doing')",
+            locks=locks,
+        )
+        busy = {row["lock"] for row in rows}
+        missing = [spec for spec in wanted if spec.lock is None or spec.lock not in busy]
+        if missing:
+            log.warning("deferring %d jobs that were missing (a process died before deferring?)", len(missing))
+            await self.defer_many(missing)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _job(self, app: App, spec: JobSpec) -> Job:
+        schedule_at = _in(spec.schedule_in) if spec.schedule_in > 0 else None
+        return app.configure_task(
+            spec.task,
+            allow_unknown=True,
+            queue=QUEUE,
+            lock=spec.lock,
+            queueing_lock=spec.queueing_lock,
+            schedule_at=schedule_at,
+            task_kwargs=spec.args,
+        ).job
+
+    def _require_app(self) -> App:
+        if self.app is None:
+            raise StoreUnavailable("the work queue is not started")
+        return self.app
+
+
+def _run_handler(handler: Handler) -> Callable[..., Awaitable[None]]:
+    async def run(**args: Any) -> None:
+        await handler(args)
+
+    return run
+
+
+def _log_worker_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the procrastinate worker stopped", exc_info=task.exception())
+
+
+class _Backoff(BaseRetryStrategy):
+    """The `RetryPolicy` as procrastinate's retry strategy. A job interrupted at shutdown is requeued
+    at once: it did not fail, the process stopped under it."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if isinstance(exception, (asyncio.CancelledError, procrastinate_errors.JobAborted)):
+            return RetryDecision(retry_at=_in(0.0))
+        attempt = job.attempts + 1
+        if attempt >= self.policy.max_attempts:
+            log.error(
+                "job %s[%s] (lock %s) failed %d times, giving up: %r",
+                job.task_name,
+                job.id,
+                job.lock,
+                attempt,
+                exception,
+            )
+            return None
+        delay = self.policy.delay(attempt)
+        log.warning(
+            "job %s[%s] (lock %s) failed (attempt %d), retrying in %.1fs: %r",
+            job.task_name,
+            job.id,
+            job.lock,
+            attempt,
+            delay,
+            exception,
+        )
+        return RetryDecision(retry_at=_in(delay))
+
+
+def _in(seconds: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+
+
+class _JobManager(JobManager):
+    """A retried job gives up its queueing lock: another job may hold it already (see module doc)."""
+
+    async def retry_job(
+        self,
+        job: Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        if job.queueing_lock is not None:
+            await self.connector.execute_query_async(
+                query="UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing'",
+                job_id=job.id,
+            )
+        await super().retry_job(job, retry_at=retry_at, priority=priority, queue=queue, lock=lock)
