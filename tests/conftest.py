@@ -36,3 +36,7 @@ def slow_echo():
 
     agent.seen = seen  # type: ignore[attr-defined]
     return agent
+
+
+# The real PostgreSQL (fresh database per test; skipped with a reason when unreachable, unless required).
+pytest_plugins = ["conftest_postgres"]
