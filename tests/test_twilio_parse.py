@@ -29,9 +29,7 @@ from whatsagent.messages import (
 
 ACCOUNT = "whatsapp:+14155238886"
 SID = "SM0123456789abcdef0123456789abcdef"
-MEDIA_URL = (
-    "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME0123456789abcdef0123456789abcdef"
-)
+MEDIA_URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME0123456789abcdef0123456789abcdef"
 
 
 def form(**fields: str) -> dict[str, str]:
@@ -51,9 +49,7 @@ def form(**fields: str) -> dict[str, str]:
         "ReferralNumMedia": "0",
         "MessageSid": SID,
         "AccountSid": "AC0123456789abcdef0123456789abcdef",
-        "ChannelMetadata": (
-            '{"type":"whatsapp","data":{"context":{"ProfileName":"Ana","WaId":"6285176810035"}}}'
-        ),
+        "ChannelMetadata": ('{"type":"whatsapp","data":{"context":{"ProfileName":"Ana","WaId":"6285176810035"}}}'),
         "From": "whatsapp:+6285176810035",
         "ApiVersion": "2010-04-01",
     }
@@ -100,9 +96,7 @@ def test_a_sender_known_only_by_a_business_scoped_id_is_kept_as_such() -> None:
 
 
 def test_a_photo_with_a_caption_reaches_the_agent_as_an_image_with_that_caption() -> None:
-    message = parse_one(
-        form(Body="my receipt", NumMedia="1", MediaUrl0=MEDIA_URL, MediaContentType0="image/jpeg")
-    )
+    message = parse_one(form(Body="my receipt", NumMedia="1", MediaUrl0=MEDIA_URL, MediaContentType0="image/jpeg"))
     assert isinstance(message, Image)
     assert message.media.url == MEDIA_URL
     assert message.media.mime_type == "image/jpeg"
@@ -182,9 +176,7 @@ def test_a_tap_on_a_template_quick_reply_keeps_its_payload_and_the_message_it_an
 
 
 def test_a_tap_on_a_session_quick_reply_is_a_button_reply() -> None:
-    message = parse_one(
-        form(MessageType="interactive", Body="Track", ButtonText="Track", ButtonPayload="track")
-    )
+    message = parse_one(form(MessageType="interactive", Body="Track", ButtonText="Track", ButtonPayload="track"))
     assert isinstance(message, ButtonReply)
     assert (message.button_id, message.title) == ("track", "Track")
 

@@ -83,18 +83,14 @@ async def test_a_text_reply_is_one_form_post_with_the_status_callback_carrying_t
     assert result.recipient == "6285176810035"
 
 
-async def test_sends_can_be_authenticated_with_an_api_key(
-    twilio: FakeTwilio, http: aiohttp.ClientSession
-) -> None:
+async def test_sends_can_be_authenticated_with_an_api_key(twilio: FakeTwilio, http: aiohttp.ClientSession) -> None:
     channel = make_channel(twilio, api_key_sid="SK" + "1" * 32, api_key_secret="key-secret")
     await channel.open(http)
     await channel.send(ANA, TextOut(body="hi"))
     assert twilio.sends[0].username == "SK" + "1" * 32
 
 
-async def test_a_medium_is_sent_by_url_with_its_caption_as_the_body(
-    twilio: FakeTwilio, channel: Twilio
-) -> None:
+async def test_a_medium_is_sent_by_url_with_its_caption_as_the_body(twilio: FakeTwilio, channel: Twilio) -> None:
     await channel.send(
         ANA, MediaOut(media_type="image", link="https://cdn.example.com/menu.png", caption="Today's menu")
     )
@@ -106,9 +102,7 @@ async def test_a_medium_is_sent_by_url_with_its_caption_as_the_body(
     ]
 
 
-async def test_a_stored_medium_is_sent_as_a_signed_expiring_whatsagent_url(
-    twilio: FakeTwilio, channel: Twilio
-) -> None:
+async def test_a_stored_medium_is_sent_as_a_signed_expiring_whatsagent_url(twilio: FakeTwilio, channel: Twilio) -> None:
     key = "ab" * 32
     await channel.send(ANA, MediaOut(media_type="document", stored=key))
     (url,) = twilio.sends[0].media_urls
@@ -137,9 +131,7 @@ async def test_a_template_goes_as_content_sid_and_numbered_variables_without_a_b
 async def test_cloud_api_shaped_template_components_map_their_body_parameters(
     twilio: FakeTwilio, channel: Twilio
 ) -> None:
-    components = (
-        {"type": "body", "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "7"}]},
-    )
+    components = ({"type": "body", "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "7"}]},)
     await channel.send(ANA, TemplateOut(name="order_update", components=components))
     assert twilio.sends[0].content_variables == {"1": "Ana", "2": "7"}
 
@@ -156,23 +148,17 @@ async def test_a_template_without_a_content_sid_is_refused_with_what_to_configur
 
 
 async def test_a_location_is_a_persistent_action(twilio: FakeTwilio, channel: Twilio) -> None:
-    await channel.send(
-        ANA, LocationOut(latitude=-6.2, longitude=106.8, name="Our shop", address="Jl. Merdeka 1")
-    )
+    await channel.send(ANA, LocationOut(latitude=-6.2, longitude=106.8, name="Our shop", address="Jl. Merdeka 1"))
     (sent,) = twilio.sends
     assert sent.get("Body") == "Our shop"
     assert sent.get("PersistentAction") == "geo:-6.2,106.8|Jl. Merdeka 1"
 
 
-async def test_ad_hoc_buttons_and_links_are_sent_as_readable_text(
-    twilio: FakeTwilio, channel: Twilio
-) -> None:
+async def test_ad_hoc_buttons_and_links_are_sent_as_readable_text(twilio: FakeTwilio, channel: Twilio) -> None:
     await channel.send(
         ANA, ButtonsOut(body="Pick one", buttons=(Button(id="y", title="Yes"), Button(id="n", title="No")))
     )
-    await channel.send(
-        ANA, CtaUrlOut(body="Your invoice", display_text="Open", url="https://example.com/i/1")
-    )
+    await channel.send(ANA, CtaUrlOut(body="Your invoice", display_text="Open", url="https://example.com/i/1"))
     assert twilio.sends[0].body == "Pick one\n\n1. Yes\n2. No"
     assert twilio.sends[1].body == "Your invoice\n\nOpen: https://example.com/i/1"
 
@@ -183,9 +169,7 @@ async def test_a_reaction_is_refused_for_good(twilio: FakeTwilio, channel: Twili
     assert not caught.value.retryable
 
 
-async def test_a_rate_limit_is_retryable_after_twilios_retry_after(
-    twilio: FakeTwilio, channel: Twilio
-) -> None:
+async def test_a_rate_limit_is_retryable_after_twilios_retry_after(twilio: FakeTwilio, channel: Twilio) -> None:
     twilio.fail_next("429", retry_after="7")
     with pytest.raises(SendError) as caught:
         await channel.send(ANA, TextOut(body="hi"))
@@ -206,9 +190,7 @@ async def test_twilio_outages_are_retryable(twilio: FakeTwilio, channel: Twilio,
     assert caught.value.http_status == int(fault)
 
 
-async def test_outside_the_window_is_a_permanent_error_with_code_63016(
-    twilio: FakeTwilio, channel: Twilio
-) -> None:
+async def test_outside_the_window_is_a_permanent_error_with_code_63016(twilio: FakeTwilio, channel: Twilio) -> None:
     twilio.fail_next("63016")
     with pytest.raises(SendError) as caught:
         await channel.send(ANA, TextOut(body="are you still there?"))
@@ -219,12 +201,8 @@ async def test_outside_the_window_is_a_permanent_error_with_code_63016(
     assert "24-hour" in str(error)
 
 
-@pytest.mark.parametrize(
-    ("fault", "words"), [("21617", "1,600"), ("21211", "not a valid"), ("20003", "credentials")]
-)
-async def test_permanent_errors_say_what_is_wrong(
-    twilio: FakeTwilio, channel: Twilio, fault: str, words: str
-) -> None:
+@pytest.mark.parametrize(("fault", "words"), [("21617", "1,600"), ("21211", "not a valid"), ("20003", "credentials")])
+async def test_permanent_errors_say_what_is_wrong(twilio: FakeTwilio, channel: Twilio, fault: str, words: str) -> None:
     twilio.fail_next(fault)
     with pytest.raises(SendError, match=words) as caught:
         await channel.send(ANA, TextOut(body="hi"))

@@ -90,14 +90,10 @@ def test_random_forms_agree_with_the_sdk_and_with_the_fakes_signer() -> None:
     for _ in range(200):
         names = ["Body", "From", "MediaUrl0", "ProfileName", "ButtonPayload", "Latitude", "b", "B", "_"]
         params = {
-            rng.choice(names) + str(rng.randint(0, 3)): "".join(
-                rng.choice(alphabet) for _ in range(rng.randint(0, 20))
-            )
+            rng.choice(names) + str(rng.randint(0, 3)): "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
             for _ in range(rng.randint(0, 8))
         }
-        url = rng.choice(
-            ["https://a.example/x", "https://a.example/x?y=1", "http://127.0.0.1:8000/t/webhook"]
-        )
+        url = rng.choice(["https://a.example/x", "https://a.example/x?y=1", "http://127.0.0.1:8000/t/webhook"])
         sig = validator.compute_signature(url, params)
         assert signature.compute_signature(validator.token.decode(), url, params.items()) == sig
         assert fake_sign(validator.token.decode(), url, params.items()) == sig

@@ -109,9 +109,7 @@ def client(inbox: Inbox) -> Iterator[TestClient]:
         yield client
 
 
-def test_a_signed_message_is_stored_then_acknowledged_with_an_empty_200(
-    client: TestClient, inbox: Inbox
-) -> None:
+def test_a_signed_message_is_stored_then_acknowledged_with_an_empty_200(client: TestClient, inbox: Inbox) -> None:
     response = post(client, "/twilio/webhook", inbound("hello"), signed_url=f"{PUBLIC}/twilio/webhook")
     assert response.status_code == 200
     assert response.content == b""
@@ -134,14 +132,10 @@ def test_the_default_port_in_the_configured_url_does_not_matter(inbox: Inbox) ->
     assert response.status_code == 200
 
 
-def test_a_signature_for_another_url_token_or_body_is_refused_with_403(
-    client: TestClient, inbox: Inbox
-) -> None:
+def test_a_signature_for_another_url_token_or_body_is_refused_with_403(client: TestClient, inbox: Inbox) -> None:
     url = f"{PUBLIC}/twilio/webhook"
     assert (
-        post(
-            client, "/twilio/webhook", inbound(), signed_url="http://bot.example.com/twilio/webhook"
-        ).status_code
+        post(client, "/twilio/webhook", inbound(), signed_url="http://bot.example.com/twilio/webhook").status_code
         == 403
     )
     assert post(client, "/twilio/webhook", inbound(), signed_url=None).status_code == 403
@@ -149,10 +143,7 @@ def test_a_signature_for_another_url_token_or_body_is_refused_with_403(
     assert post(client, "/twilio/webhook", inbound(), signed_url=None, headers=forged).status_code == 403
     tampered = {"X-Twilio-Signature": validator.compute_signature(url, inbound("hello"))}
     assert (
-        post(
-            client, "/twilio/webhook", inbound("send me money"), signed_url=None, headers=tampered
-        ).status_code
-        == 403
+        post(client, "/twilio/webhook", inbound("send me money"), signed_url=None, headers=tampered).status_code == 403
     )
     assert inbox.events == []
 
@@ -161,30 +152,20 @@ def test_behind_a_trusted_proxy_the_forwarded_scheme_and_host_are_what_twilio_si
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bot.example.com"}
     signed = f"{PUBLIC}/twilio/webhook"
     with client_for(channel_for(trust_forwarded_headers=True), inbox) as client:
-        assert (
-            post(client, "/twilio/webhook", inbound(), signed_url=signed, headers=forwarded).status_code
-            == 200
-        )
+        assert post(client, "/twilio/webhook", inbound(), signed_url=signed, headers=forwarded).status_code == 200
         chained = {"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "bot.example.com, internal:8000"}
-        assert (
-            post(client, "/twilio/webhook", inbound(), signed_url=signed, headers=chained).status_code == 200
-        )
+        assert post(client, "/twilio/webhook", inbound(), signed_url=signed, headers=chained).status_code == 200
     assert len(inbox.events) == 2
 
 
 def test_forwarded_headers_are_ignored_unless_trusted(inbox: Inbox) -> None:
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bot.example.com"}
     with client_for(channel_for(), inbox) as client:
-        response = post(
-            client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook", headers=forwarded
-        )
+        response = post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook", headers=forwarded)
         assert response.status_code == 403
         # What the server itself sees is what counts: the test client calls http://testserver.
         assert (
-            post(
-                client, "/twilio/webhook", inbound(), signed_url="http://testserver/twilio/webhook"
-            ).status_code
-            == 200
+            post(client, "/twilio/webhook", inbound(), signed_url="http://testserver/twilio/webhook").status_code == 200
         )
 
 
@@ -253,9 +234,7 @@ def test_a_body_that_is_not_a_form_is_refused_with_400(client: TestClient) -> No
     assert xml.status_code == 400 and "form-encoded" in xml.text
 
 
-def test_a_parser_bug_is_a_400_not_a_500(
-    client: TestClient, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_parser_bug_is_a_400_not_a_500(client: TestClient, inbox: Inbox, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
@@ -264,9 +243,7 @@ def test_a_parser_bug_is_a_400_not_a_500(
     assert response.status_code == 400
 
 
-def test_when_the_store_cannot_commit_twilio_is_told_to_come_back_with_503(
-    client: TestClient, inbox: Inbox
-) -> None:
+def test_when_the_store_cannot_commit_twilio_is_told_to_come_back_with_503(client: TestClient, inbox: Inbox) -> None:
     inbox.failure = StoreUnavailable("database is locked")
     response = post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook")
     assert response.status_code == 503
@@ -274,9 +251,7 @@ def test_when_the_store_cannot_commit_twilio_is_told_to_come_back_with_503(
     response = post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook")
     assert response.status_code == 503
     inbox.failure = None
-    assert (
-        post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook").status_code == 200
-    )
+    assert post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook").status_code == 200
     assert len(inbox.events) == 1
 
 
@@ -313,16 +288,11 @@ def test_an_undelivered_callback_is_a_failure_with_twilios_code(client: TestClie
     assert update.status == "failed" and update.errors[0].code == 63016
 
 
-def test_queued_and_sending_are_acknowledged_without_touching_the_store(
-    client: TestClient, inbox: Inbox
-) -> None:
+def test_queued_and_sending_are_acknowledged_without_touching_the_store(client: TestClient, inbox: Inbox) -> None:
     inbox.failure = StoreUnavailable("not even called")
     for value in ("queued", "accepted", "sending"):
         assert (
-            post(
-                client, "/twilio/status", status(SID, value), signed_url=f"{PUBLIC}/twilio/status"
-            ).status_code
-            == 200
+            post(client, "/twilio/status", status(SID, value), signed_url=f"{PUBLIC}/twilio/status").status_code == 200
         )
     assert inbox.events == []
 
@@ -330,15 +300,11 @@ def test_queued_and_sending_are_acknowledged_without_touching_the_store(
 def test_a_forged_status_callback_is_refused(client: TestClient, inbox: Inbox) -> None:
     # The key travels in the signed URL: changing it breaks the signature.
     signed = f"{PUBLIC}/twilio/status?cb=bWluZQ"
-    assert (
-        post(client, "/twilio/status?cb=eW91cnM", status(SID, "read"), signed_url=signed).status_code == 403
-    )
+    assert post(client, "/twilio/status?cb=eW91cnM", status(SID, "read"), signed_url=signed).status_code == 403
     assert inbox.events == []
 
 
-def test_a_status_callback_sent_to_the_message_url_is_still_a_status(
-    client: TestClient, inbox: Inbox
-) -> None:
+def test_a_status_callback_sent_to_the_message_url_is_still_a_status(client: TestClient, inbox: Inbox) -> None:
     response = post(client, "/twilio/webhook", status(SID, "read"), signed_url=f"{PUBLIC}/twilio/webhook")
     assert response.status_code == 200
     assert isinstance(inbox.events[0], StatusUpdate)
@@ -356,9 +322,7 @@ def test_webhook_rules_signed_with_a_shared_key_need_that_key(inbox: Inbox) -> N
     assert len(inbox.events) == 1
 
 
-def test_turning_signature_checks_off_is_possible_and_loud(
-    inbox: Inbox, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_turning_signature_checks_off_is_possible_and_loud(inbox: Inbox, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "whatsagent.channels.twilio"):
         channel = channel_for(verify_signatures=False)
     assert any("SIGNATURE CHECKS ARE OFF" in r.getMessage() for r in caplog.records)
@@ -446,14 +410,9 @@ async def test_over_real_http_twilio_messages_and_statuses_arrive_and_replies_ge
             photo = twilio.host_media(b"\xff\xd8\xff" + b"1" * 300, "image/jpeg")
             assert await twilio.post_inbound(f"{bot}/twilio/webhook", twilio.inbound("hi", sid=SID)) == 200
             assert (
-                await twilio.post_inbound(
-                    f"{bot}/twilio/webhook", twilio.inbound(media=[(photo, "image/jpeg")])
-                )
-                == 200
+                await twilio.post_inbound(f"{bot}/twilio/webhook", twilio.inbound(media=[(photo, "image/jpeg")])) == 200
             )
-            assert (
-                await twilio.post_inbound(f"{bot}/twilio/webhook", twilio.inbound("x"), token="wrong") == 403
-            )
+            assert await twilio.post_inbound(f"{bot}/twilio/webhook", twilio.inbound("x"), token="wrong") == 403
             text, image = inbox.events
             assert isinstance(text, Text) and text.id == SID
             assert isinstance(image, Image)

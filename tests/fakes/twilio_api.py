@@ -325,9 +325,7 @@ class FakeTwilio:
         if problem:
             self.refused.append((problem.status, form))
             return _error(problem)
-        sent = SentMessage(
-            sid=new_sid("MM" if fields.get("MediaUrl") else "SM"), form=form, username=username
-        )
+        sent = SentMessage(sid=new_sid("MM" if fields.get("MediaUrl") else "SM"), form=form, username=username)
         self.sends.append(sent)
         if self.fetch_media or self.auto_status:
             self._spawn(self._after_send(sent))

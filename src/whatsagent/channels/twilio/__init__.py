@@ -184,14 +184,10 @@ class Twilio(Channel):
             if url and not url.startswith(("http://", "https://")):
                 problems.append(f"{setting} {url!r} must be an http(s) URL")
         if self.public_url and ("?" in self.public_url or "#" in self.public_url):
-            problems.append(
-                f"TWILIO_PUBLIC_URL {self.public_url!r} must be a base URL, without a query string"
-            )
+            problems.append(f"TWILIO_PUBLIC_URL {self.public_url!r} must be a base URL, without a query string")
         for template, sid in self.content_sids.items():
             if not sid.startswith("HX"):
-                problems.append(
-                    f"content_sids[{template!r}] = {sid!r} is not a Content SID (they start with HX)"
-                )
+                problems.append(f"content_sids[{template!r}] = {sid!r} is not a Content SID (they start with HX)")
         if problems:
             raise ConfigurationError(f"Twilio channel {self.name!r}: " + "; ".join(problems) + ".")
         if not self.verify_signatures:
@@ -237,9 +233,7 @@ class Twilio(Channel):
         return [
             Route(f"{self.prefix}/webhook", webhook, methods=["POST"], name=f"{self.name}:webhook"),
             Route(f"{self.prefix}/status", status, methods=["POST"], name=f"{self.name}:status"),
-            Route(
-                f"{self.prefix}/media/{{key:path}}", media, methods=["GET", "HEAD"], name=f"{self.name}:media"
-            ),
+            Route(f"{self.prefix}/media/{{key:path}}", media, methods=["GET", "HEAD"], name=f"{self.name}:media"),
         ]
 
     async def _receive(self, request: Request, accept: Accept, *, status_route: bool) -> Response:
@@ -247,9 +241,7 @@ class Twilio(Channel):
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge:
             return PlainTextResponse("payload too large", status_code=413)
-        base = public_base(
-            request, public_url=self.public_url, trust_forwarded_headers=self.trust_forwarded_headers
-        )
+        base = public_base(request, public_url=self.public_url, trust_forwarded_headers=self.trust_forwarded_headers)
         try:
             hook = decode(request, request_url(request, base), body)
         except MalformedWebhook as exc:
@@ -298,9 +290,7 @@ class Twilio(Channel):
                     self.name,
                     settings,
                 )
-                return PlainTextResponse(
-                    "signed with a SharedKey this channel does not know", status_code=403
-                )
+                return PlainTextResponse("signed with a SharedKey this channel does not know", status_code=403)
             key = self.webhook_signing_key
         if not hook.is_signed_by(key, header, signature.algorithm_of(settings)):
             logger.warning(
@@ -335,9 +325,7 @@ class Twilio(Channel):
             messaging_base_url=self.messaging_base_url,
         )
 
-    async def send(
-        self, to: User, message: OutboundMessage, *, callback_data: str | None = None
-    ) -> SendResult:
+    async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
         api = self._require_api()
         form = [("To", to_address(to)), ("From", self.from_number or "")]
         form += message_form(message, content_sids=self.content_sids, media_url=self._media_url)

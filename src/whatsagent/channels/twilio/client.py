@@ -73,9 +73,7 @@ class TwilioAPI:
         It is cosmetic, so any failure is logged and swallowed."""
         form = [("messageId", message_id), ("channel", "whatsapp")]
         try:
-            async with self.http.post(
-                self.typing_url, data=form, headers=self.headers, timeout=TYPING_TIMEOUT
-            ) as r:
+            async with self.http.post(self.typing_url, data=form, headers=self.headers, timeout=TYPING_TIMEOUT) as r:
                 if r.status >= 400:
                     body = (await r.text())[:200]
                     logger.info("Twilio typing indicator refused (HTTP %s): %s", r.status, body)

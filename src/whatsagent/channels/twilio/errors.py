@@ -54,9 +54,7 @@ def send_error(http_status: int, payload: Any, headers: Any) -> SendError:
         message = str(payload.get("message") or "")
         more_info = str(payload.get("more_info") or "")
     retryable = http_status == 429 or http_status >= 500 or code in _RETRYABLE_CODES
-    title = (
-        (error_title(code) if code is not None else "") or message or f"Twilio answered HTTP {http_status}"
-    )
+    title = (error_title(code) if code is not None else "") or message or f"Twilio answered HTTP {http_status}"
     details = message if message and message != title else ""
     if more_info:
         details = f"{details} ({more_info})" if details else more_info

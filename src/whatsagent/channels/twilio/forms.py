@@ -61,10 +61,7 @@ def message_form(
         return [("Body", _join(message.header, message.body, "\n".join(options), message.footer))]
     if isinstance(message, ListOut):
         rows = [row for section in message.sections for row in section.rows]
-        lines = [
-            f"{i}. {r.title}" + (f" — {r.description}" if r.description else "")
-            for i, r in enumerate(rows, 1)
-        ]
+        lines = [f"{i}. {r.title}" + (f" — {r.description}" if r.description else "") for i, r in enumerate(rows, 1)]
         return [("Body", _join(message.header, message.body, "\n".join(lines), message.footer))]
     if isinstance(message, CtaUrlOut):
         link = f"{message.display_text}: {message.url}"
@@ -100,9 +97,7 @@ def _body_params(components: tuple[dict, ...]) -> tuple[str, ...]:
     # Cloud API-shaped components: only the body's text parameters map onto Twilio's numbered variables.
     for component in components:
         if str(component.get("type", "")).lower() == "body":
-            return tuple(
-                str(p.get("text", "")) for p in component.get("parameters", ()) if isinstance(p, dict)
-            )
+            return tuple(str(p.get("text", "")) for p in component.get("parameters", ()) if isinstance(p, dict))
     return ()
 
 

@@ -63,9 +63,7 @@ class MediaLinks:
             logger.info("media link refused: %s", problem)
             return PlainTextResponse(problem, status_code=410 if problem == "link expired" else 403)
         if store is None:
-            logger.error(
-                "a signed media link was fetched but no media store is attached to the Twilio channel"
-            )
+            logger.error("a signed media link was fetched but no media store is attached to the Twilio channel")
             return PlainTextResponse("media store unavailable", status_code=503)
         try:
             data, info = await store.get(key)

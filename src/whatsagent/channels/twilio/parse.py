@@ -90,9 +90,7 @@ def parse_message(form: Form, *, channel: str, account: str) -> list[InboundMess
     if form.get("ListId"):
         # list-picker selections; parameter names unconfirmed in the reference, kept tolerant.
         title = form.get("ListTitle") or body
-        return [
-            ListReply(**common, row_id=form["ListId"], title=title, description=form.get("ListDescription"))
-        ]
+        return [ListReply(**common, row_id=form["ListId"], title=title, description=form.get("ListDescription"))]
 
     if form.get("Latitude") or form.get("Longitude"):
         return [
