@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, emu: Emulator, db: Path, merge_window: float) -> None:
+    def __init__(self, emu: Emulator, db: Path, merge_window: float, agent: str = "pydantic") -> None:
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -63,6 +63,7 @@ class Server:
             "WHATSAPP_API_BASE_URL": emu.base_url,
             "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
             "BENCH_MERGE_WINDOW": str(merge_window),
+            "BENCH_AGENT": agent,
             "PYTHONPATH": str(ROOT),
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -73,8 +74,19 @@ class Server:
 
     async def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "whatsagent.cli", "serve", "benchmarks.app:os", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "whatsagent.cli",
+                "serve",
+                "benchmarks.app:os",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
             env=self.env,
             cwd=ROOT,
         )
@@ -99,13 +111,30 @@ def signed_text(secret: str, pnid: str, wa_id: str, wamid: str, text: str) -> by
     raw = json.dumps(
         {
             "object": "whatsapp_business_account",
-            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550001111", "phone_number_id": pnid},
-                "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
-                "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "text",
-                              "text": {"body": text}}],
-            }}]}],
+            "entry": [
+                {
+                    "id": "1",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001111", "phone_number_id": pnid},
+                                "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
+                                "messages": [
+                                    {
+                                        "from": wa_id,
+                                        "id": wamid,
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": text},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
         },
         separators=(",", ":"),
     ).encode()
@@ -151,7 +180,9 @@ async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
             ]
             await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[:500], args.concurrency)  # warm-up
             cpu0 = cpu_seconds(server.proc.pid)
-            elapsed, lat = await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[500:], args.concurrency)
+            elapsed, lat = await post_all(
+                f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[500:], args.concurrency
+            )
             cpu = cpu_seconds(server.proc.pid) - cpu0
             n = len(bodies) - 500
             return {
@@ -165,9 +196,9 @@ async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
             server.stop()
 
 
-async def end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dict[str, float]:
     async with Emulator(record_requests=False, page=False) as emu:
-        server = Server(emu, workdir / "e2e.db", merge_window=0)
+        server = Server(emu, workdir / f"e2e-{agent}.db", merge_window=0, agent=agent)
         await server.start()
         emu.webhook_url = f"{server.url}/whatsapp/webhook"
         try:
@@ -232,7 +263,8 @@ def main() -> None:
         if args.only in (None, "ingest"):
             results["ingest only"] = asyncio.run(ingest(args, Path(tmp)))
         if args.only in (None, "e2e"):
-            results["end to end"] = asyncio.run(end_to_end(args, Path(tmp)))
+            results["end to end, pydantic-ai agent"] = asyncio.run(end_to_end(args, Path(tmp), "pydantic"))
+            results["end to end, async function agent"] = asyncio.run(end_to_end(args, Path(tmp), "callable"))
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     for name, figures in results.items():
         print(f"\n{name}:")

@@ -61,21 +61,15 @@ class AgentOS:
         http_connections: int = 100,
     ) -> None:
         if not channels:
-            raise ConfigurationError(
-                "AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]"
-            )
+            raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
         names = [c.name for c in channels]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
-            raise ConfigurationError(
-                f"channel names must be unique, {sorted(duplicates)} repeat: pass name=..."
-            )
+            raise ConfigurationError(f"channel names must be unique, {sorted(duplicates)} repeat: pass name=...")
         for channel in channels:
             if channel.agent is None:
                 if len(agents) != 1:
-                    raise ConfigurationError(
-                        f"channel {channel.name!r} has no agent: pass CloudAPI(agent=...)"
-                    )
+                    raise ConfigurationError(f"channel {channel.name!r} has no agent: pass CloudAPI(agent=...)")
                 channel.agent = agents[0]
         self.channels = list(channels)
         self.agents = list(agents)
@@ -119,10 +113,8 @@ class AgentOS:
         for channel in self.channels:
             await channel.open(self.http)
         sender = Sender(self.db, self.send_policy)
-        runner = TurnRunner(
-            self.db, sender, {c.name: c for c in self.channels}, self.responders, self.turn_policy
-        )
-        lanes = Lanes(self.db, self.queue, runner.run)
+        runner = TurnRunner(self.db, sender, {c.name: c for c in self.channels}, self.responders, self.turn_policy)
+        lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns)
         await self.queue.start({WAKE_TASK: lanes.wake})
         await lanes.recover()
         self._ready = True

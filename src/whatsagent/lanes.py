@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_ai.messages import ModelMessage
 from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
 
+from whatsagent import history
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
 from whatsagent.store.database import Database, Prepared
@@ -46,6 +48,8 @@ class Turn:
     channel: str
     user: User
     messages: list[InboundMessage]
+    history: list[ModelMessage] = field(default_factory=list)
+    """Earlier turns of the session (only for a turn still to be answered)."""
 
 
 _CONVERSATION = Prepared(
@@ -93,8 +97,9 @@ _ASSIGN = Prepared(
 _MESSAGES = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
 
 
-def claim(conversation: str) -> Callable[[Connection], Turn | None]:
-    """Resume the conversation's open turn, or open a new one over all its waiting messages."""
+def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[Connection], Turn | None]:
+    """Resume the conversation's open turn, or open a new one over all its waiting messages; with the
+    last `history_turns(channel)` turns of context when the agent still has to answer."""
 
     def op(conn: Connection) -> Turn | None:
         conv = _CONVERSATION.first(conn, key=conversation)
@@ -124,6 +129,7 @@ def claim(conversation: str) -> Callable[[Connection], Turn | None]:
             channel=channel,
             user=user,
             messages=[inbound_adapter.validate_json(payload) for (payload,) in _MESSAGES.all(conn, turn=turn_id)],
+            history=history.load(conn, conversation, session, history_turns(channel)) if status == "running" else [],
         )
 
     return op
@@ -144,15 +150,18 @@ def open_conversations(conn: Connection) -> list[str]:
 class Lanes:
     """The handler of conversation wake-up jobs."""
 
-    def __init__(self, db: Database, queue: WorkQueue, run_turn: Callable[[Turn], Any]) -> None:
+    def __init__(
+        self, db: Database, queue: WorkQueue, run_turn: Callable[[Turn], Any], history_turns: Callable[[str], int]
+    ) -> None:
         self.db = db
         self.queue = queue
         self.run_turn = run_turn
+        self.history_turns = history_turns
 
     async def wake(self, args: dict[str, Any]) -> None:
         conversation = args["conversation"]
         for _ in range(MAX_TURNS_PER_WAKE):
-            turn = await self.db.write(claim(conversation))
+            turn = await self.db.write(claim(conversation, self.history_turns))
             if turn is None:
                 return
             await self.run_turn(turn)

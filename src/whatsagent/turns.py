@@ -70,28 +70,30 @@ class TurnRunner:
         if channel is None:
             raise LookupError(f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve")
         if turn.status == "running":
-            await self._answer(turn, channel)
-        rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
+            rows = await self._answer(turn, channel)
+        else:  # answered before a crash or shutdown: send what is left
+            rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
         ok = True
         for row in rows:
             # Parts go strictly in order: each waits until the previous one was accepted.
             ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation) and ok
         await self.db.write(_finish(turn.id, "sent" if ok else "failed"))
 
-    async def _answer(self, turn: Turn, channel: Channel) -> None:
+    def history_turns(self, channel: str) -> int:
+        responder = self.responders.get(channel)
+        return responder.history_turns if responder is not None else 0
+
+    async def _answer(self, turn: Turn, channel: Channel) -> list[outbox.OutboxRow]:
         responder = self.responders[turn.channel]
         first_typing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         typing = asyncio.create_task(self._keep_typing(channel, turn, first_typing))
         try:
-            past = await self.db.read(
-                lambda conn: history_store.load(conn, turn.conversation, turn.session, responder.history_turns)
-            )
             ctx = TurnContext(
                 conversation=turn.conversation,
                 channel=turn.channel,
                 user=turn.user,
                 messages=turn.messages,
-                history=past,
+                history=turn.history,
                 turn_id=turn.id,
             )
             started = time.perf_counter()
@@ -112,7 +114,7 @@ class TurnRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
         parts = render(reply, channel)
-        await self.db.write(
+        return await self.db.write(
             _record_answer(turn, parts, history_store.dump(reply.new_history) if reply.new_history else None)
         )
 
@@ -151,8 +153,10 @@ _FINISH = Prepared(
 )
 
 
-def _record_answer(turn: Turn, parts: list[OutboundMessage], messages_json: str | None) -> Callable[[Connection], None]:
-    def op(conn: Connection) -> None:
+def _record_answer(
+    turn: Turn, parts: list[OutboundMessage], messages_json: str | None
+) -> Callable[[Connection], list[outbox.OutboxRow]]:
+    def op(conn: Connection) -> list[outbox.OutboxRow]:
         now = time.time()
         _ANSWERED.all(conn, turn=turn.id, now=now)
         if messages_json is not None:
@@ -165,6 +169,7 @@ def _record_answer(turn: Turn, parts: list[OutboundMessage], messages_json: str 
                 now=now,
             )
         outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)
+        return outbox.unsent(conn, turn.id)
 
     return op
 
