@@ -21,7 +21,8 @@ from whatsagent import outbox
 from whatsagent.agent import Reply, Responder, TurnContext
 from whatsagent.channels.base import Channel
 from whatsagent.lanes import Turn
-from whatsagent.outbound import OutboundMessage, TextOut
+from whatsagent.outbound import OutboundMessage
+from whatsagent.render import render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import history, turns
@@ -36,18 +37,6 @@ class TurnPolicy:
     max_attempts: int = 3
     """Agent runs per turn before the user gets `error_text` instead of an answer."""
     error_text: str = "Sorry, something went wrong on my side and I could not answer that. Please try again."
-
-
-def render(reply: Reply, channel: Channel) -> list[OutboundMessage]:
-    """The reply as WhatsApp messages: Markdown rendered, long text split at natural breaks."""
-    from whatsagent.formatting import to_whatsapp
-    from whatsagent.splitting import split_message
-
-    parts: list[OutboundMessage] = []
-    if reply.text and reply.text.strip():
-        parts.extend(TextOut(body=chunk) for chunk in split_message(to_whatsapp(reply.text), channel.text_limit))
-    parts.extend(reply.messages)
-    return parts
 
 
 class TurnRunner:
