@@ -190,6 +190,14 @@ def test_a_json_body_is_accepted_through_its_body_sha256(client: TestClient, inb
     assert tampered.status_code == 403
 
 
+def test_a_message_for_another_sender_of_the_account_is_acknowledged_but_not_answered(
+    client: TestClient, inbox: Inbox
+) -> None:
+    form = inbound("for the other number", To="whatsapp:+15550009999")
+    assert post(client, "/twilio/webhook", form, signed_url=f"{PUBLIC}/twilio/webhook").status_code == 200
+    assert inbox.events == []
+
+
 def test_a_body_over_the_limit_is_refused_with_413_before_anything_else(inbox: Inbox) -> None:
     with client_for(channel_for(public_url=PUBLIC, max_body_bytes=2048), inbox) as client:
         big = inbound("x" * 4000)

@@ -308,6 +308,17 @@ class Twilio(Channel):
             callback_data = decode_callback_data(request.query_params.get("cb"))
             update = parse_status(form, channel=self.name, account=self.account, callback_data=callback_data)
             return [update] if update else []
+        to = form.get("To", "").replace(" ", "")
+        if to and self.from_number and to != self.from_number:
+            # Another sender of the same account or Messaging Service posts here; a reply would go out
+            # from the wrong number. Acknowledged and dropped, as the Cloud API channel does.
+            logger.warning(
+                "Twilio channel %r ignored message %s sent to another sender (it serves %s)",
+                self.name,
+                form.get("MessageSid", "?"),
+                self.from_number,
+            )
+            return []
         return list(parse_message(form, channel=self.name, account=self.account))
 
     # -- outbound -----------------------------------------------------------------------------------
