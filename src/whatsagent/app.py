@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -28,10 +28,14 @@ from whatsagent.errors import ConfigurationError
 from whatsagent.inbox import WAKE_TASK, Inbox
 from whatsagent.lanes import Lanes
 from whatsagent.messages import Event
+from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.store.database import Database, open_database
 from whatsagent.turns import TurnPolicy, TurnRunner
-from whatsagent.workqueue import EmbeddedQueue, WorkQueue
+from whatsagent.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from whatsagent.store.procrastinate_queue import WorkerPolicy
 
 log = logging.getLogger("whatsagent")
 
@@ -45,6 +49,8 @@ class AgentOS:
     `merge_window`: seconds to wait after a user's first message before answering, so that a burst of
     messages ("hi" / "I need help" / "with my order") becomes one turn.
     `concurrency`: conversations answered at the same time.
+    `role`: ``web``, ``worker`` or ``all`` (default, or ``WHATSAGENT_ROLE``); see `whatsagent.roles`.
+    `worker_policy`: how workers take and watch jobs on PostgreSQL (`WorkerPolicy`).
     """
 
     def __init__(
@@ -59,6 +65,8 @@ class AgentOS:
         turn_policy: TurnPolicy | None = None,
         shutdown_grace: float = 10.0,
         http_connections: int = 100,
+        role: str | Role | None = None,
+        worker_policy: WorkerPolicy | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -80,6 +88,8 @@ class AgentOS:
         self.turn_policy = turn_policy or TurnPolicy()
         self.shutdown_grace = shutdown_grace
         self.http_connections = http_connections
+        self.role = resolve_role(role, self.database_url)
+        self.worker_policy = worker_policy
         self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
         self.db: Database | None = None
         self.queue: WorkQueue | None = None
@@ -104,7 +114,9 @@ class AgentOS:
         self.validate()
         self.db = open_database(self.database_url)
         await self.db.start()
-        self.queue = EmbeddedQueue(self.db, concurrency=self.concurrency)
+        self.queue = work_queue(
+            self.db, self.database_url, self.role, concurrency=self.concurrency, policy=self.worker_policy
+        )
         self.inbox = Inbox(self.db, self.queue, merge_window=self.merge_window)
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.http_connections, ttl_dns_cache=300),
@@ -115,11 +127,11 @@ class AgentOS:
         sender = Sender(self.db, self.send_policy)
         runner = TurnRunner(self.db, sender, {c.name: c for c in self.channels}, self.responders, self.turn_policy)
         lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns)
-        await self.queue.start({WAKE_TASK: lanes.wake})
-        await lanes.recover()
+        await start_work(self.queue, self.role, self.db, {WAKE_TASK: lanes.wake}, recover=lanes.recover)
         self._ready = True
         log.info(
-            "whatsagent serving %s on %s",
+            "whatsagent (%s) serving %s on %s",
+            self.role.value,
             ", ".join(f"{c.name} at {c.prefix}/webhook" for c in self.channels),
             _redact(self.database_url),
         )
@@ -159,8 +171,9 @@ class AgentOS:
                 await self.stop()
 
         app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None)
-        for channel in self.channels:
-            app.router.routes.extend(channel.routes(self.accept))
+        if self.role.receives_webhooks:
+            for channel in self.channels:
+                app.router.routes.extend(channel.routes(self.accept))
 
         @app.get("/health", include_in_schema=False)
         async def health() -> Response:

@@ -55,11 +55,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="web (webhooks only), worker (turns and sends) or all (both, the default). "
+            "web and worker need PostgreSQL.",
+            envvar="WHATSAGENT_ROLE",
+        ),
+    ] = None,
 ) -> None:
-    """Serve an AgentOS: webhooks, turns and sends in one process."""
+    """Serve an AgentOS: webhooks, turns and sends in one process, or one role of several processes."""
     _setup_logging(log_level)
-    agent_os = load_os(target)
     try:
+        agent_os = _load_with_role(target, role)
         agent_os.serve(host=host, port=port, log_level=log_level)
     except ConfigurationError as exc:
         console.print(f"[red]Configuration error:[/red] {exc}")
@@ -108,6 +116,55 @@ def emulator(
             phone_number_id=phone_number_id,
         )
     )
+
+
+def _load_with_role(target: str, role: str | None) -> Any:
+    from whatsagent.roles import resolve_role
+
+    if role is not None:
+        os.environ["WHATSAGENT_ROLE"] = role  # for an AgentOS built at import time
+    agent_os = load_os(target)
+    if role is not None:
+        agent_os.role = resolve_role(role, agent_os.database_url)
+    return agent_os
+
+
+db_app = typer.Typer(name="db", help="The database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="sqlite:///file.db or postgresql+psycopg://user@host/db (default sqlite:///whatsagent.db).",
+            envvar="WHATSAGENT_DATABASE_URL",
+        ),
+    ] = None,
+    revision: Annotated[str, typer.Option(help="The revision to reach.")] = "head",
+) -> None:
+    """Migrate the database to the newest schema (with procrastinate's queue on PostgreSQL).
+
+    Development servers do this at start-up; in production run it as a deployment step, before the new
+    release starts, with WHATSAGENT_AUTO_MIGRATE=0 on the servers."""
+    from whatsagent.app import DEFAULT_DATABASE, _redact
+    from whatsagent.store.migrations import current_revision, sync_url, upgrade
+
+    _setup_logging("warning")
+    url = database or DEFAULT_DATABASE
+    try:
+        changed = upgrade(url, revision)
+    except Exception as exc:
+        console.print(f"[red]Migration of {_redact(url)} failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    from sqlalchemy import create_engine
+
+    engine = create_engine(sync_url(url))
+    with engine.connect() as conn:
+        now = current_revision(conn)
+    engine.dispose()
+    console.print(f"{_redact(url)}: {'migrated to' if changed else 'already at'} revision {now}")
 
 
 def main() -> None:

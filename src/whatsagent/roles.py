@@ -1,0 +1,104 @@
+"""What one whatsagent process does: receive webhooks (`web`), run turns and sends (`worker`), or both
+(`all`, the default).
+
+On SQLite one process does everything with the embedded queue. On PostgreSQL, work goes through
+procrastinate, so any number of web and worker processes on any number of machines share it:
+
+    whatsagent serve myapp:os --role web       # behind the load balancer that Meta's webhooks reach
+    whatsagent serve myapp:os --role worker    # as many as the turns need
+
+The role comes from `AgentOS(role=...)`, ``--role`` or ``WHATSAGENT_ROLE``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from whatsagent.errors import ConfigurationError
+from whatsagent.inbox import wake_job
+from whatsagent.lanes import open_conversations
+from whatsagent.store.database import Database
+from whatsagent.workqueue import EmbeddedQueue, Handler, JobSpec, WorkQueue
+
+if TYPE_CHECKING:
+    from whatsagent.store.procrastinate_queue import WorkerPolicy
+
+
+class Role(enum.Enum):
+    WEB = "web"
+    """Webhooks only: verify, store, defer a wake-up, acknowledge. Stateless; runs no jobs."""
+    WORKER = "worker"
+    """Turns, sends and other jobs; serves only ``/health`` and ``/ready``."""
+    ALL = "all"
+    """Both, in one process (the only role SQLite allows)."""
+
+    @property
+    def receives_webhooks(self) -> bool:
+        return self is not Role.WORKER
+
+    @property
+    def runs_jobs(self) -> bool:
+        return self is not Role.WEB
+
+
+def resolve_role(role: str | Role | None, database_url: str) -> Role:
+    """The role asked for (argument, else ``WHATSAGENT_ROLE``, else `all`), checked against the store."""
+    raw = role if role is not None else os.environ.get("WHATSAGENT_ROLE") or "all"
+    try:
+        resolved = raw if isinstance(raw, Role) else Role(raw.strip().lower())
+    except ValueError:
+        raise ConfigurationError(f"role {raw!r} is not one of web, worker, all") from None
+    if resolved is not Role.ALL and database_url.startswith("sqlite"):
+        raise ConfigurationError(
+            f"role {resolved.value!r} needs PostgreSQL: SQLite serves one process, which must be both web and "
+            "worker (role 'all'). To run separate web and worker processes set "
+            "WHATSAGENT_DATABASE_URL=postgresql+psycopg://user@host/db."
+        )
+    return resolved
+
+
+def work_queue(
+    db: Database,
+    database_url: str,
+    role: Role,
+    *,
+    concurrency: int,
+    policy: WorkerPolicy | None = None,
+) -> WorkQueue:
+    """The embedded queue on SQLite; procrastinate on PostgreSQL (jobs run only if the role runs jobs)."""
+    if db.dialect == "sqlite":
+        return EmbeddedQueue(db, concurrency=concurrency)
+    from whatsagent.store.procrastinate_queue import ProcrastinateQueue
+
+    return ProcrastinateQueue(database_url, work=role.runs_jobs, concurrency=concurrency, policy=policy)
+
+
+async def start_work(
+    queue: WorkQueue,
+    role: Role,
+    db: Database,
+    handlers: Mapping[str, Handler],
+    *,
+    recover: Callable[[], Awaitable[object]],
+) -> None:
+    """Start the queue for this role: a worker runs `handlers` and first wakes every conversation a
+    previous run left unfinished; on procrastinate, workers also sweep for conversations that lost
+    their wake-up (a web process that died between its commit and its defer)."""
+    if db.dialect == "postgresql":
+        from whatsagent.store.procrastinate_queue import ProcrastinateQueue
+
+        if isinstance(queue, ProcrastinateQueue):
+            queue.sweep = _wanted_wakes(db)
+    await queue.start(handlers if role.runs_jobs else {})
+    if role.runs_jobs:
+        await recover()
+
+
+def _wanted_wakes(db: Database) -> Callable[[], Awaitable[Sequence[JobSpec]]]:
+    async def wanted() -> Sequence[JobSpec]:
+        return [wake_job(conversation) for conversation in await db.read(open_conversations)]
+
+    return wanted
