@@ -1,3 +1,35 @@
-from benchmarks.webhooks import main
+"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|all] [options]``.
 
-main()
+`webhooks` (the default) takes the options of `benchmarks/webhooks.py`; `scale-out` needs PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = {
+    "webhooks": "benchmarks.webhooks",
+    "rendering": "benchmarks.rendering",
+    "sender": "benchmarks.sender_rate",
+    "scale-out": "benchmarks.scale_out",
+}
+
+
+def run(name: str) -> None:
+    print(f"\n=== {name} ===", flush=True)
+    importlib.import_module(SUITES[name]).main()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    choice = args.pop(0) if args and args[0] in (*SUITES, "all") else "webhooks"
+    sys.argv = [sys.argv[0], *args]
+    if choice == "all":
+        for name in ("rendering", "webhooks", "sender", "scale-out"):
+            try:
+                run(name)
+            except ModuleNotFoundError as exc:
+                print(f"(skipped: {exc})")
+    else:
+        run(choice)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from whatsagent.formatting import RULE, WORD_JOINER, to_whatsapp
@@ -239,33 +237,3 @@ pip install whatsagent
 
 > *Tip:* see the docs (https://docs.example.com)."""
     )
-
-
-def _four_kb_answer() -> str:
-    section = (
-        "## Step {n}\n\n"
-        "Here is **important** text with *emphasis*, a [link](https://example.com/{n}) and `code`.\n\n"
-        "- first item with ~~old~~ new\n- second item\n  1. nested\n\n"
-        "```python\ndef f(x):\n    return x * {n}\n```\n\n"
-        "| Key | Value |\n|---|---|\n| a | {n} |\n\n"
-        "> a quote 😀\n\n"
-    )
-    text = ""
-    n = 0
-    while len(text) < 4096:
-        text += section.format(n=n)
-        n += 1
-    return text[:4096]
-
-
-def test_rendering_a_4kb_answer_takes_milliseconds() -> None:
-    answer = _four_kb_answer()
-    to_whatsapp(answer)
-    timings = []
-    for _ in range(20):
-        started = time.perf_counter()
-        to_whatsapp(answer)
-        timings.append(time.perf_counter() - started)
-    best = min(timings)
-    print(f"to_whatsapp on {len(answer)} characters: best {best * 1000:.1f} ms")
-    assert best < 0.05
