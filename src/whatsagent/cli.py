@@ -164,7 +164,7 @@ def db_upgrade(
     with engine.connect() as conn:
         now = current_revision(conn)
     engine.dispose()
-    console.print(f"{_redact(url)}: {'migrated to' if changed else 'already at'} revision {now}")
+    typer.echo(f"{_redact(url)}: {'migrated to' if changed else 'already at'} revision {now}")
 
 
 def main() -> None:
