@@ -109,3 +109,29 @@ def mark_failed(row_id: int, code: int | None, error: str, attempts: int) -> Cal
         _FAILED.all(conn, row=row_id, code=code, reason=error[:2000], n=attempts, now=time.time())
 
     return op
+
+
+# A worker killed between the provider accepting a message and recording it leaves the row `pending`:
+# the turn's replay must not send it again. WhatsApp's status webhooks name the row by its idempotency
+# key (biz_opaque_callback_data), and the inbox records their state in `delivery` even on a pending row.
+_REPORTED = Prepared(select(outbox.c.delivery).where(outbox.c.id == bindparam("row")))
+_CONFIRMED = Prepared(
+    update(outbox)
+    .where(outbox.c.id == bindparam("row"), outbox.c.status == "pending")
+    .values(status="sent", updated_at=bindparam("now"))
+)
+
+
+def reported(conn: Connection, row_id: int) -> str | None:
+    """The delivery state a status webhook reported for the row, if any came: proof it was accepted."""
+    found = _REPORTED.first(conn, row=row_id)
+    return found[0] if found else None
+
+
+def mark_confirmed(row_id: int) -> Callable[[Connection], None]:
+    """A pending row that status webhooks prove was accepted: sent, without sending it again."""
+
+    def op(conn: Connection) -> None:
+        _CONFIRMED.all(conn, row=row_id, now=time.time())
+
+    return op

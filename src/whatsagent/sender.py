@@ -17,7 +17,7 @@ from whatsagent.channels.base import Channel
 from whatsagent.channels.cloudapi.errors import PAIR_RATE_LIMIT
 from whatsagent.errors import SendError
 from whatsagent.messages import User
-from whatsagent.outbox import OutboxRow, mark_failed, mark_sent
+from whatsagent.outbox import OutboxRow, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.store.database import Database
 
 log = logging.getLogger("whatsagent.sender")
@@ -35,6 +35,9 @@ class SendPolicy:
     """Meta's pair rate limit (131056): wait pair_limit_base·4^n seconds, n = 0, 1, 2..."""
     deadline: float = 3600.0
     """Give up on a message this many seconds after its first attempt."""
+    in_doubt_wait: float = 5.0
+    """A turn resumed after a crash waits this long for a status webhook proving its first unconfirmed
+    message went out before sending it (again). Meta's `sent` status comes within about a second."""
 
     def delay(self, error: SendError, attempt: int) -> float:
         jitter = random.uniform(0.75, 1.25)
@@ -49,6 +52,25 @@ class Sender:
     def __init__(self, db: Database, policy: SendPolicy | None = None) -> None:
         self.db = db
         self.policy = policy or SendPolicy()
+
+    async def sent_before(self, row: OutboxRow) -> bool:
+        """Whether a row that a crashed worker may have sent was accepted: True once a status webhook
+        for its idempotency key arrived (the row is then marked sent), False after `in_doubt_wait`
+        seconds without one (send it: at worst once more, if the provider reports no statuses)."""
+        deadline = time.monotonic() + self.policy.in_doubt_wait
+        while True:
+            state = await self.db.read(lambda conn: reported(conn, row.id))
+            if state is not None:
+                await self.db.write(mark_confirmed(row.id))
+                log.info(
+                    "send %s had gone through before the crash (status %s): not sending it again",
+                    row.idempotency_key,
+                    state,
+                )
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.25)
 
     async def deliver(self, channel: Channel, to: User, row: OutboxRow, *, conversation: str = "") -> bool:
         """Send `row`; True once the provider accepted it, False when it failed for good."""
