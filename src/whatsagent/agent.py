@@ -3,24 +3,73 @@
 `whatsagent.Agent` is a thin configuration over a `pydantic_ai.Agent`. A user may instead hand the OS
 their own `pydantic_ai.Agent`, or any async callable taking a `TurnContext` and returning text or a
 `Reply` (so agents written with other frameworks plug in too).
+
+What the model sees of a turn: text as written; media the user sent in a form its provider takes
+(`media.capabilities.to_model_input`: converted, transcribed, or described in words); locations,
+contacts, button and list replies, reactions and quoted replies as readable text; the user's memories
+and, when asked for, their number and the message id in the instructions.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic_ai.messages import ModelMessage
+from pydantic_ai.messages import (
+    BinaryContent,
+    FilePart,
+    ModelMessage,
+    ModelResponse,
+    ThinkingPart,
+    UserContent,
+)
 
-from whatsagent.messages import InboundMessage, Text, User
-from whatsagent.outbound import OutboundMessage
+from whatsagent.media.capabilities import Capabilities, capabilities_for_model, provider_of, to_model_input
+from whatsagent.media.limits import MediaKind, kind_for
+from whatsagent.messages import (
+    Audio,
+    Document,
+    Image,
+    InboundMessage,
+    Reaction,
+    Sticker,
+    Text,
+    User,
+    Video,
+)
+from whatsagent.outbound import MediaOut, OutboundMessage
 
 if TYPE_CHECKING:
     import pydantic_ai
     from pydantic_ai.models import Model
+
+    from whatsagent.media.store import MediaStore
+    from whatsagent.media.transcribe import Transcriber
+    from whatsagent.memory import Memory, MemoryBook, UserMemory
+    from whatsagent.models import ResolvedModel
+
+log = logging.getLogger("whatsagent.agent")
+
+MEDIA_TYPES = (Image, Audio, Video, Document, Sticker)
+
+
+@dataclass(frozen=True)
+class InboundMedia:
+    """A medium the user sent this turn, fetched by the turn (never on the webhook path) and kept in the
+    media store under `key`; `key` is None when it could not be fetched, and `error` says why."""
+
+    message_id: str
+    kind: MediaKind
+    key: str | None
+    mime_type: str | None
+    size: int | None
+    filename: str | None = None
+    voice: bool = False
+    error: str | None = None
 
 
 @dataclass
@@ -36,15 +85,58 @@ class TurnContext:
     """Earlier turns of this conversation, oldest first, as pydantic-ai messages."""
     turn_id: int = 0
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    agent: str = ""
+    """Name of the agent answering."""
+    media: dict[str, InboundMedia] = field(default_factory=dict)
+    """Media of this turn's messages, by inbound message id."""
+    media_store: MediaStore | None = None
+    quoted: dict[str, str] = field(default_factory=dict)
+    """Short text of messages this turn's messages quote or react to, by provider message id."""
+    memories: list[Memory] = field(default_factory=list)
+    """What is remembered about this user (when the agent has memory)."""
+    memory: MemoryBook | None = None
+    """Add, update and delete this user's memories (agentic memory tools use it)."""
+    outbound: list[OutboundMessage] = field(default_factory=list)
+    """Messages tools sent this turn. They go through the outbox with the answer (idempotency keys), before
+    it, so a replayed turn never sends them twice."""
 
     @property
     def text(self) -> str:
         """The turn's input as one text: text bodies as they are, other kinds described in words."""
-        return "\n".join(m.body if isinstance(m, Text) else m.describe() for m in self.messages)
+        return "\n".join(describe(m, self) for m in self.messages)
 
     @property
     def last_message_id(self) -> str:
         return self.messages[-1].id
+
+    def send(self, message: OutboundMessage) -> None:
+        """Send `message` to the user with this turn's answer (before the answer's text)."""
+        self.outbound.append(message)
+
+    def latest_image(self) -> InboundMedia | None:
+        """The last image the user sent this turn, if any was stored."""
+        images = [m for m in self.media.values() if m.kind in ("image", "sticker") and m.key]
+        return images[-1] if images else None
+
+
+def describe(message: InboundMessage, ctx: TurnContext | None = None) -> str:
+    """A message as readable text for a model: text as it is, other kinds described, quotes shown."""
+    text = message.body if isinstance(message, Text) else message.describe()
+    quoted = ctx.quoted if ctx is not None else {}
+    if isinstance(message, Reaction) and message.message_id in quoted:
+        text = text.replace(f"message {message.message_id}", f"the message {quoted[message.message_id]!r}")
+    if message.context is not None:
+        if message.context.reply_to:
+            snippet = quoted.get(message.context.reply_to)
+            about = f"the message {snippet!r}" if snippet else f"message {message.context.reply_to}"
+            text = f"{text}\n[This is a reply to {about}]"
+        if message.context.frequently_forwarded:
+            text += "\n[Forwarded many times]"
+        elif message.context.forwarded:
+            text += "\n[Forwarded]"
+    if message.referral is not None and (message.referral.headline or message.referral.source_url):
+        text += f"\n[The user came from an ad: {message.referral.headline or message.referral.source_url}]"
+    return text
 
 
 @dataclass
@@ -53,8 +145,13 @@ class Reply:
 
     text: str | None = None
     messages: list[OutboundMessage] = field(default_factory=list)
+    """Messages sent after the text (a medium may take the text as its caption)."""
     new_history: list[ModelMessage] = field(default_factory=list)
     """The pydantic-ai messages this turn added, kept so later turns have the context."""
+    reasoning: str | None = None
+    """The model's reasoning, sent as a separate italic message before the answer (`show_reasoning`)."""
+    tool_messages: list[OutboundMessage] = field(default_factory=list)
+    """Messages tools sent during the run: they go before the text, and a text repeating one is dropped."""
 
 
 class Responder(Protocol):
@@ -69,9 +166,19 @@ class Responder(Protocol):
 class Agent:
     """An agent that answers on WhatsApp.
 
-    `model` is a pydantic-ai model string (``"openai:gpt-4o"``, ``"anthropic:claude-sonnet-4-5"``, ...)
-    or a pydantic-ai `Model`; `instructions` its system instructions; `history_turns` how many past
-    turns go into its context; `add_datetime` adds the current date and time to its instructions.
+    `model`: a pydantic-ai model string (``"openai:gpt-4o"``, ``"anthropic:claude-sonnet-4-5"``,
+    ``"google:gemini-2.5-flash"``, ``"groq:..."``), a pydantic-ai `Model`, or with `base_url` (and
+    `api_key`) the model's name on an OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter).
+    Without one, ``WHATSAGENT_MODEL`` or a provider key in the environment picks it; with neither, the
+    clearly labelled offline model answers (see `whatsagent.models`).
+
+    `instructions`: system instructions; `history_turns`: past turns in context; `add_datetime`: the
+    current date and time in the instructions; `memory`: ``True`` or a `UserMemory` to remember facts
+    about each user; `tools`: functions or pydantic-ai toolsets (`WhatsAppTools`, `ImageTools`);
+    `show_reasoning`: the model's reasoning as a separate italic message before the answer;
+    `add_user_number` / `add_message_id`: the user's WhatsApp number and the incoming message id in the
+    instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear;
+    `capabilities`: override what media the model takes.
     """
 
     def __init__(
@@ -79,24 +186,70 @@ class Agent:
         *,
         name: str = "Assistant",
         model: str | Model | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
         instructions: str | Sequence[str] | None = None,
         history_turns: int = 5,
         add_datetime: bool = False,
         tools: Sequence[Any] = (),
         model_settings: dict[str, Any] | None = None,
         retries: int = 1,
+        memory: bool | UserMemory = False,
+        show_reasoning: bool = False,
+        add_user_number: bool = False,
+        add_message_id: bool = False,
+        transcriber: Transcriber | None = None,
+        capabilities: Capabilities | None = None,
+        description: str | None = None,
     ) -> None:
+        from whatsagent.memory import UserMemory
+
         if history_turns < 0:
             raise ValueError("history_turns must be 0 or more")
         self.name = name
         self.model = model
+        self.base_url = base_url
+        self.api_key = api_key
         self.instructions = [instructions] if isinstance(instructions, str) else list(instructions or [])
         self.history_turns = history_turns
         self.add_datetime = add_datetime
         self.tools = list(tools)
         self.model_settings = model_settings
         self.retries = retries
+        self.memory: UserMemory | None = (
+            memory if isinstance(memory, UserMemory) else UserMemory() if memory is True else None
+        )
+        self.show_reasoning = show_reasoning
+        self.add_user_number = add_user_number
+        self.add_message_id = add_message_id
+        self.transcriber = transcriber
+        self.capabilities = capabilities
+        self.description = description
+        """What this agent is good at (a team's router reads it)."""
+        self._resolved: ResolvedModel | None = None
         self._agent: pydantic_ai.Agent[TurnContext, str] | None = None
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        """The model this agent runs on (resolved on first use; no provider SDK is imported for a string)."""
+        if self._resolved is None:
+            from whatsagent.models import resolve_model
+
+            self._resolved = resolve_model(
+                self.model, base_url=self.base_url, api_key=self.api_key, capabilities=self.capabilities
+            )
+            if self._resolved.offline:
+                log.warning(
+                    "agent %r runs in OFFLINE MODE: no model is configured and no provider key is in the "
+                    "environment; it only echoes what it receives. Set model=... (e.g. 'openai:gpt-4o') and "
+                    "its key (e.g. OPENAI_API_KEY).",
+                    self.name,
+                )
+        return self._resolved
+
+    @property
+    def offline(self) -> bool:
+        return self.resolved.offline
 
     @property
     def pydantic_agent(self) -> pydantic_ai.Agent[TurnContext, str]:
@@ -105,46 +258,170 @@ class Agent:
             self._agent = self._build()
         return self._agent
 
+    def _toolsets(self) -> tuple[list[Any], list[Any]]:
+        from pydantic_ai.toolsets import AbstractToolset
+
+        tools = [t for t in self.tools if not isinstance(t, AbstractToolset)]
+        toolsets = [t for t in self.tools if isinstance(t, AbstractToolset)]
+        if self.memory is not None and self.memory.tools:
+            from whatsagent.memory import memory_toolset
+
+            toolsets.append(memory_toolset())
+        return tools, toolsets
+
     def _build(self) -> pydantic_ai.Agent[TurnContext, str]:
         import pydantic_ai
 
-        from whatsagent.offline import offline_model
-
-        model = self.model if self.model is not None else offline_model()
+        tools, toolsets = self._toolsets()
         agent: pydantic_ai.Agent[TurnContext, str] = pydantic_ai.Agent(
-            model,
+            self.resolved.model,
             name=self.name,
             deps_type=TurnContext,
             instructions="\n".join(self.instructions) or None,
-            tools=self.tools,
+            tools=tools,
+            toolsets=toolsets or None,
             model_settings=self.model_settings,  # type: ignore[arg-type]
             retries=self.retries,
         )
-        if self.add_datetime:
 
-            @agent.instructions
-            def _now(ctx: pydantic_ai.RunContext[TurnContext]) -> str:
-                return f"The current date and time is {ctx.deps.now.strftime('%A %Y-%m-%d %H:%M %Z')}."
+        @agent.instructions
+        def _context(ctx: pydantic_ai.RunContext[TurnContext]) -> str | None:
+            return self.context_instructions(ctx.deps)
 
         return agent
 
+    def context_instructions(self, ctx: TurnContext) -> str | None:
+        """The per-turn instructions: date and time, the user's number and message id, their memories."""
+        lines = []
+        if self.add_datetime:
+            lines.append(f"The current date and time is {ctx.now.strftime('%A %Y-%m-%d %H:%M %Z')}.")
+        if self.add_user_number and (ctx.user.wa_id or ctx.user.user_id):
+            number = f"+{ctx.user.wa_id}" if ctx.user.wa_id else ctx.user.user_id
+            lines.append(f"The user's WhatsApp number is {number}.")
+        if self.add_message_id and ctx.messages:
+            lines.append(f"The id of the user's latest message is {ctx.last_message_id}.")
+        if self.memory is not None and ctx.memories:
+            lines.append("What you remember about this user from earlier conversations (memory id: fact):")
+            lines.extend(f"- {m.id}: {m.fact}" for m in ctx.memories)
+        return "\n".join(lines) or None
+
     async def respond(self, ctx: TurnContext) -> Reply:
-        result = await self.pydantic_agent.run(ctx.text, message_history=ctx.history or None, deps=ctx)
-        return Reply(text=result.output, new_history=result.new_messages())
+        resolved = self.resolved
+        prompt = await build_prompt(
+            ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.transcriber
+        )
+        result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)
+        new = result.new_messages()
+        return Reply(
+            text=result.output,
+            messages=await files_from(new, ctx),
+            new_history=new,
+            reasoning=reasoning_of(new) if self.show_reasoning else None,
+        )
+
+
+async def build_prompt(
+    ctx: TurnContext,
+    provider: str,
+    model_name: str,
+    capabilities: Capabilities,
+    *,
+    transcriber: Transcriber | None = None,
+) -> str | list[UserContent]:
+    """The user prompt for a turn: one string when it is all text, else text and media in order."""
+    parts: list[UserContent] = []
+    for message in ctx.messages:
+        text = describe(message, ctx)
+        medium = ctx.media.get(message.id) if isinstance(message, MEDIA_TYPES) else None
+        if medium is None:
+            parts.append(text)
+            continue
+        if medium.key is None or ctx.media_store is None:
+            parts.append(f"{text} (It could not be fetched: {medium.error or 'no media store'}.)")
+            continue
+        try:
+            data, stored = await ctx.media_store.get(medium.key)
+        except Exception as exc:
+            parts.append(f"{text} (It is no longer stored: {exc}.)")
+            continue
+        content = await to_model_input(
+            provider,
+            model_name,
+            medium.kind,
+            data,
+            stored.mime_type,
+            text,
+            filename=medium.filename,
+            identifier=medium.key,
+            transcriber=transcriber,
+            capabilities=capabilities,
+        )
+        if isinstance(content, BinaryContent):
+            # The description goes along, so the model knows the caption and what the file is.
+            parts.append(f"{text} [media key {medium.key}]")
+        parts.append(content)
+    merged: list[UserContent] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] = f"{merged[-1]}\n{part}"
+        else:
+            merged.append(part)
+    if len(merged) == 1 and isinstance(merged[0], str):
+        return merged[0]
+    return merged
+
+
+def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:
+    """The model's reasoning (thinking parts) of a run, as one text."""
+    thoughts = [
+        part.content.strip()
+        for m in messages
+        if isinstance(m, ModelResponse)
+        for part in m.parts
+        if isinstance(part, ThinkingPart) and part.content.strip()
+    ]
+    return "\n\n".join(thoughts) or None
+
+
+async def files_from(messages: Sequence[ModelMessage], ctx: TurnContext) -> list[OutboundMessage]:
+    """Files the model answered with (an image model's pictures), stored and ready to send."""
+    found: list[OutboundMessage] = []
+    for m in messages:
+        if not isinstance(m, ModelResponse):
+            continue
+        for part in m.parts:
+            if isinstance(part, FilePart) and ctx.media_store is not None:
+                stored = await ctx.media_store.put(part.content.data, part.content.media_type)
+                found.append(MediaOut(media_type=kind_for(stored.mime_type), stored=stored.key))
+    return found
 
 
 class _PydanticAgent:
-    """A user's own `pydantic_ai.Agent`, answering with text."""
+    """A user's own `pydantic_ai.Agent`, answering with text (and media, when its model takes them)."""
 
     def __init__(self, agent: pydantic_ai.Agent[Any, Any], history_turns: int) -> None:
         self.agent = agent
         self.name = agent.name or "agent"
         self.history_turns = history_turns
+        self.memory = None
+        model = agent.model
+        self._provider, self._model_name = provider_of(model) if model is not None else ("", "")
+        self._capabilities = capabilities_for_model(model) if model is not None else None
 
     async def respond(self, ctx: TurnContext) -> Reply:
-        result = await self.agent.run(ctx.text, message_history=ctx.history or None)
+        prompt: str | list[UserContent] = ctx.text
+        if ctx.media and self._capabilities is not None:
+            prompt = await build_prompt(ctx, self._provider, self._model_name, self._capabilities)
+        # Tools written for whatsagent (WhatsAppTools, ImageTools) need the turn: give it when asked for.
+        deps = ctx if self.agent.deps_type is TurnContext else None
+        result = await self.agent.run(prompt, message_history=ctx.history or None, deps=deps)
         output = result.output
-        return Reply(text=output if isinstance(output, str) else str(output), new_history=result.new_messages())
+        new = result.new_messages()
+        return Reply(
+            text=output if isinstance(output, str) else str(output),
+            messages=await files_from(new, ctx),
+            new_history=new,
+        )
 
 
 class _Callable:
@@ -154,6 +431,7 @@ class _Callable:
         self.fn = fn
         self.name = getattr(fn, "__name__", "agent")
         self.history_turns = history_turns
+        self.memory = None
 
     async def respond(self, ctx: TurnContext) -> Reply:
         out = await self.fn(ctx)

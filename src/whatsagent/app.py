@@ -24,14 +24,21 @@ from starlette.responses import JSONResponse, Response
 
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
+from whatsagent.deliveries import delivery_routes
 from whatsagent.errors import ConfigurationError
-from whatsagent.inbox import WAKE_TASK, Inbox
+from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
 from whatsagent.lanes import Lanes
+from whatsagent.media.store import FileMediaStore, MediaStore
+from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
+from whatsagent.metrics import CONTENT_TYPE, registry
+from whatsagent.pacing import Pacing
+from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.store.database import Database, open_database
 from whatsagent.turns import TurnPolicy, TurnRunner
+from whatsagent.window import WindowPolicy
 from whatsagent.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -51,6 +58,11 @@ class AgentOS:
     `concurrency`: conversations answered at the same time.
     `role`: ``web``, ``worker`` or ``all`` (default, or ``WHATSAGENT_ROLE``); see `whatsagent.roles`.
     `worker_policy`: how workers take and watch jobs on PostgreSQL (`WorkerPolicy`).
+    `media_store`: where media bytes live (default files beside the SQLite file, or ``WHATSAGENT_MEDIA_DIR``;
+    with several worker machines, give them one shared store).
+    `pacing`: send rates per number and per user (`Pacing`; default 80 messages/s, Meta's default tier).
+    `window`: the 24-hour window's fallback template per channel (`WindowPolicy`; default: park and report).
+    `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``; or ``WHATSAGENT_API_TOKEN``).
     """
 
     def __init__(
@@ -67,6 +79,10 @@ class AgentOS:
         http_connections: int = 100,
         role: str | Role | None = None,
         worker_policy: WorkerPolicy | None = None,
+        media_store: MediaStore | None = None,
+        api_token: str | None = None,
+        pacing: Pacing | None = None,
+        window: WindowPolicy | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -90,6 +106,11 @@ class AgentOS:
         self.http_connections = http_connections
         self.role = resolve_role(role, self.database_url)
         self.worker_policy = worker_policy
+        self.media_store = media_store or FileMediaStore(_media_directory(self.database_url))
+        self.api_token = api_token or os.environ.get("WHATSAGENT_API_TOKEN")
+        self.pacing = pacing or Pacing()
+        self.window = window or WindowPolicy()
+        self.sender: Sender | None = None
         self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
         self.db: Database | None = None
         self.queue: WorkQueue | None = None
@@ -124,10 +145,38 @@ class AgentOS:
         )
         for channel in self.channels:
             await channel.open(self.http)
-        sender = Sender(self.db, self.send_policy)
-        runner = TurnRunner(self.db, sender, {c.name: c for c in self.channels}, self.responders, self.turn_policy)
+        sender = self.sender = Sender(
+            self.db,
+            self.send_policy,
+            pacing=self.pacing,
+            window=self.window,
+            channels={c.name: c for c in self.channels},
+        )
+        for channel in self.channels:
+            use_media_store = getattr(channel, "use_media_store", None)
+            if use_media_store is not None:
+                use_media_store(self.media_store)
+        runner = TurnRunner(
+            self.db,
+            sender,
+            {c.name: c for c in self.channels},
+            self.responders,
+            self.turn_policy,
+            media_store=self.media_store,
+            queue=self.queue,
+        )
         lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns)
-        await start_work(self.queue, self.role, self.db, {WAKE_TASK: lanes.wake}, recover=lanes.recover)
+        await start_work(
+            self.queue,
+            self.role,
+            self.db,
+            {
+                WAKE_TASK: lanes.wake,
+                MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
+                WINDOW_TASK: sender.on_window_closed,
+            },
+            recover=lanes.recover,
+        )
         self._ready = True
         log.info(
             "whatsagent (%s) serving %s on %s",
@@ -175,15 +224,28 @@ class AgentOS:
             for channel in self.channels:
                 app.router.routes.extend(channel.routes(self.accept))
 
+        app.router.routes.extend(memory_routes(lambda: self.db, self.api_token))
+        app.router.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
+        app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(registry.exposition(), media_type=CONTENT_TYPE)
+
         @app.get("/health", include_in_schema=False)
         async def health() -> Response:
-            return JSONResponse({"status": "ok"})
+            # A refused access token stops sending (see whatsagent.breaker): degraded, not dead — a
+            # restart would not fix the token, and webhooks are still taken in and kept.
+            sending = self.sender.sending_status() if self.sender is not None else {}
+            stopped = any(not s["sending"] for s in sending.values())
+            return JSONResponse({"status": "degraded" if stopped else "ok", "sending": sending})
 
         @app.get("/ready", include_in_schema=False)
         async def ready(_request: Request) -> Response:
             if not self._ready or self.queue is None:
                 return JSONResponse({"status": "starting"}, status_code=503)
-            return JSONResponse({"status": "ready", "queue_depth": await self.queue.depth()})
+            sending = self.sender.sending_status() if self.sender is not None else {}
+            return JSONResponse({"status": "ready", "queue_depth": await self.queue.depth(), "sending": sending})
 
         self._app = app
         return app
@@ -201,6 +263,16 @@ class AgentOS:
 
         config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
         await uvicorn.Server(config).serve()
+
+
+def _media_directory(database_url: str) -> str:
+    """Media files beside the SQLite file; else ``WHATSAGENT_MEDIA_DIR`` or ``./whatsagent-media``."""
+    configured = os.environ.get("WHATSAGENT_MEDIA_DIR")
+    if configured:
+        return configured
+    if database_url.startswith("sqlite") and "///" in database_url:
+        return os.path.join(os.path.dirname(database_url.split("///", 1)[1]) or ".", "whatsagent-media")
+    return "whatsagent-media"
 
 
 def _redact(url: str) -> str:

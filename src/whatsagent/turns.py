@@ -3,6 +3,12 @@
 A turn is a small state machine persisted in `turns`: ``running`` → ``answered`` → ``sent`` (or
 ``failed``). The answer and its outbox rows are committed together before anything is sent, so a crash
 after the model ran does not pay for it again, and a replay sends only what was not yet accepted.
+
+The context is built here, inside the turn and never on the webhook path: media the user sent are
+downloaded (size-capped, with a timeout: Meta's media URLs live 5 minutes) into the media store, the
+text of quoted messages is looked up, the user's memories are loaded. A turn that is a command
+(``/new``, ``/memories``, ``/forget``) is answered without the agent. After the answer is stored, a
+memory-capture job is deferred for agents that remember their users.
 """
 
 from __future__ import annotations
@@ -12,20 +18,30 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from whatsagent import history as history_store
 from whatsagent import outbox
-from whatsagent.agent import Reply, Responder, TurnContext
+from whatsagent.agent import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
 from whatsagent.channels.base import Channel
+from whatsagent.commands import CommandName, Commands
 from whatsagent.lanes import Turn
-from whatsagent.outbound import OutboundMessage
-from whatsagent.render import render
+from whatsagent.media.limits import MB
+from whatsagent.media.references import externalize
+from whatsagent.media.store import MediaStore
+from whatsagent.memory import MemoryBook, capture_job, user_ref
+from whatsagent.memory import load as load_memories
+from whatsagent.messages import InboundMessage, Reaction, inbound_adapter
+from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import history, turns
+from whatsagent.store.schema import conversations, history, inbox, turns
+from whatsagent.store.schema import outbox as outbox_table
+from whatsagent.workqueue import WorkQueue
 
 log = logging.getLogger("whatsagent.turns")
 
@@ -37,6 +53,12 @@ class TurnPolicy:
     max_attempts: int = 3
     """Agent runs per turn before the user gets `error_text` instead of an answer."""
     error_text: str = "Sorry, something went wrong on my side and I could not answer that. Please try again."
+    max_media_bytes: int = 25 * MB
+    """Largest medium a user may send that is downloaded for the agent (WhatsApp allows up to 100 MB)."""
+    media_timeout: float = 60.0
+    """Seconds to download one medium; Meta's download URLs expire after 5 minutes anyway."""
+    commands: Commands = field(default_factory=Commands)
+    """The words of ``/new``, ``/memories`` and ``/forget`` (set one to None to turn it off)."""
 
 
 class TurnRunner:
@@ -47,12 +69,17 @@ class TurnRunner:
         channels: Mapping[str, Channel],
         responders: Mapping[str, Responder],
         policy: TurnPolicy | None = None,
+        *,
+        media_store: MediaStore | None = None,
+        queue: WorkQueue | None = None,
     ) -> None:
         self.db = db
         self.sender = sender
         self.channels = channels
         self.responders = responders
         self.policy = policy or TurnPolicy()
+        self.media_store = media_store
+        self.queue = queue
 
     async def run(self, turn: Turn) -> None:
         channel = self.channels.get(turn.channel)
@@ -62,6 +89,9 @@ class TurnRunner:
             rows = await self._answer(turn, channel)
         else:  # answered before a crash or shutdown: send what is left
             rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
+            # Parts go one at a time, so only the first unsent one may have gone out unrecorded.
+            if rows and await self.sender.sent_before(rows[0]):
+                rows = rows[1:]
         ok = True
         for row in rows:
             # Parts go strictly in order: each waits until the previous one was accepted.
@@ -74,20 +104,20 @@ class TurnRunner:
 
     async def _answer(self, turn: Turn, channel: Channel) -> list[outbox.OutboxRow]:
         responder = self.responders[turn.channel]
+        command = self.policy.commands.match(turn.messages)
+        if command is not None:
+            reply = await self._command(command, turn, responder)
+            parts = render(reply, channel)
+            return await self.db.write(_record_answer(turn, parts, None, new_session=command == "new"))
         first_typing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         typing = asyncio.create_task(self._keep_typing(channel, turn, first_typing))
+        ctx: TurnContext | None = None
         try:
-            ctx = TurnContext(
-                conversation=turn.conversation,
-                channel=turn.channel,
-                user=turn.user,
-                messages=turn.messages,
-                history=turn.history,
-                turn_id=turn.id,
-            )
             started = time.perf_counter()
             try:
+                ctx = await self._context(turn, channel, responder)
                 reply = await responder.respond(ctx)
+                reply.tool_messages = [*ctx.outbound, *reply.tool_messages]
             except Exception:
                 if turn.attempts < self.policy.max_attempts:
                     raise  # the lane's job is retried with backoff; the turn stays `running`
@@ -102,10 +132,97 @@ class TurnRunner:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
+        reply.tool_messages = await prepare_media(reply.tool_messages, self.media_store)
+        reply.messages = await prepare_media(reply.messages, self.media_store)
         parts = render(reply, channel)
-        return await self.db.write(
-            _record_answer(turn, parts, history_store.dump(reply.new_history) if reply.new_history else None)
+        messages_json = None
+        if reply.new_history:
+            new = reply.new_history
+            if self.media_store is not None:
+                new = await externalize(new, self.media_store)  # history JSON keeps keys, never bytes
+            messages_json = history_store.dump(new)
+        rows = await self.db.write(_record_answer(turn, parts, messages_json))
+        await self._defer_capture(turn, responder, messages_json)
+        return rows
+
+    async def _context(self, turn: Turn, channel: Channel, responder: Responder) -> TurnContext:
+        ctx = TurnContext(
+            conversation=turn.conversation,
+            channel=turn.channel,
+            user=turn.user,
+            messages=turn.messages,
+            history=turn.history,
+            turn_id=turn.id,
+            agent=responder.name,
+            media_store=self.media_store,
         )
+        memory = getattr(responder, "memory", None)
+        if memory is not None:
+            ref = user_ref(turn.user.key)
+            ctx.memory = MemoryBook(self.db, responder.name, ref, max_facts=memory.max_facts)
+            ctx.memories = await self.db.read(lambda conn: load_memories(conn, responder.name, ref))
+        for message in turn.messages:
+            if isinstance(message, MEDIA_TYPES):
+                ctx.media[message.id] = await self._fetch(channel, message)
+        referred = [m.context.reply_to for m in turn.messages if m.context is not None and m.context.reply_to]
+        referred += [m.message_id for m in turn.messages if isinstance(m, Reaction)]
+        if referred:
+            ctx.quoted = await self.db.read(_quoted(turn.channel, referred))
+        return ctx
+
+    async def _fetch(self, channel: Channel, message: Any) -> InboundMedia:
+        media = message.media
+        kind = message.kind
+        voice = bool(getattr(message, "voice", False))
+
+        def missing(error: str) -> InboundMedia:
+            return InboundMedia(message.id, kind, None, media.mime_type, media.size, media.filename, voice, error)
+
+        if self.media_store is None:
+            return missing("no media store is configured")
+        try:
+            data, mime = await asyncio.wait_for(
+                channel.download(media, max_bytes=self.policy.max_media_bytes), self.policy.media_timeout
+            )
+        except TimeoutError:
+            return missing(f"the download took longer than {self.policy.media_timeout:g} seconds")
+        except NotImplementedError as exc:
+            return missing(str(exc))
+        except Exception as exc:  # the user still gets an answer, about a medium the agent cannot see
+            log.warning("medium of message %s not fetched: %s", message.id, exc)
+            return missing(str(exc))
+        stored = await self.media_store.put(data, mime or media.mime_type or "application/octet-stream", media.filename)
+        return InboundMedia(message.id, kind, stored.key, stored.mime_type, stored.size, media.filename, voice)
+
+    async def _command(self, command: CommandName, turn: Turn, responder: Responder) -> Reply:
+        words = self.policy.commands
+        if command == "new":
+            return Reply(text=words.new_text)
+        memory = getattr(responder, "memory", None)
+        if memory is None:
+            return Reply(text=words.memory_off_text)
+        book = MemoryBook(self.db, responder.name, user_ref(turn.user.key))
+        if command == "forget":
+            return Reply(text=words.forget_text.format(count=await book.forget()))
+        facts = await book.all()
+        if not facts:
+            return Reply(text=words.no_memories_text)
+        listed = "\n".join(f"{i}. {m.fact}" for i, m in enumerate(facts, 1))
+        return Reply(text=f"Here is what I remember about you:\n{listed}\n\nSend {words.forget} to erase it.")
+
+    async def _defer_capture(self, turn: Turn, responder: Responder, messages_json: str | None) -> None:
+        memory = getattr(responder, "memory", None)
+        if self.queue is None or memory is None or not memory.capture or messages_json is None:
+            return
+        if getattr(responder, "offline", False):
+            return
+        # After the commit: a crash in between loses one capture, never the answer (capture is best effort).
+        try:
+            await self.queue.defer_many(
+                [capture_job(channel=turn.channel, turn_id=turn.id, agent=responder.name, user=user_ref(turn.user.key))]
+            )
+        except Exception as exc:
+            log.warning("memory capture for turn %d not scheduled: %s", turn.id, exc)
 
     async def _keep_typing(self, channel: Channel, turn: Turn, first: asyncio.Future[None]) -> None:
         last = turn.messages[-1].id if turn.messages else None
@@ -137,17 +254,25 @@ _HISTORY = Prepared(
         created_at=bindparam("now"),
     )
 )
+_NEW_SESSION = Prepared(
+    update(conversations)
+    .where(conversations.c.key == bindparam("conversation"))
+    .values(session=conversations.c.session + 1)
+)
 _FINISH = Prepared(
     update(turns).where(turns.c.id == bindparam("turn")).values(status=bindparam("state"), updated_at=bindparam("now"))
 )
 
 
 def _record_answer(
-    turn: Turn, parts: list[OutboundMessage], messages_json: str | None
+    turn: Turn, parts: list[OutboundMessage], messages_json: str | None, *, new_session: bool = False
 ) -> Callable[[Connection], list[outbox.OutboxRow]]:
     def op(conn: Connection) -> list[outbox.OutboxRow]:
         now = time.time()
         _ANSWERED.all(conn, turn=turn.id, now=now)
+        if new_session:
+            # `/new`: later turns open in the next session; this one's rows and history stay stored.
+            _NEW_SESSION.all(conn, conversation=turn.conversation)
         if messages_json is not None:
             _HISTORY.all(
                 conn,
@@ -168,3 +293,44 @@ def _finish(turn_id: int, status: str) -> Callable[[Connection], None]:
         _FINISH.all(conn, turn=turn_id, state=status, now=time.time())
 
     return op
+
+
+QUOTE_CHARS = 200
+
+
+def _quoted(channel: str, ids: list[str]) -> Callable[[Connection], dict[str, str]]:
+    """Short text of the messages `ids` name: the user's own (inbox) or the bot's (outbox)."""
+
+    def op(conn: Connection) -> dict[str, str]:
+        found: dict[str, str] = {}
+        rows = conn.execute(
+            select(inbox.c.provider_id, inbox.c.payload).where(inbox.c.channel == channel, inbox.c.provider_id.in_(ids))
+        )
+        for provider_id, payload in rows:
+            message: InboundMessage = inbound_adapter.validate_json(payload)
+            found[provider_id] = _short(message.describe())
+        rows = conn.execute(
+            select(outbox_table.c.provider_message_id, outbox_table.c.message).where(
+                outbox_table.c.provider_message_id.in_(ids)
+            )
+        )
+        for provider_id, raw in rows:
+            said = _text_of(outbound_adapter.validate_json(raw))
+            if said:
+                found[provider_id] = _short(said)
+        return found
+
+    return op
+
+
+def _text_of(message: OutboundMessage) -> str | None:
+    for name in ("body", "caption", "name"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"

@@ -2,8 +2,8 @@
 
 Tables follow the flow: `inbox` (what arrived, deduped) → `conversations` (one per agent, channel and
 user) → `turns` (one agent run each, a small state machine) → `history` (append-only, one row per turn)
-→ `outbox` (what to send, written before any send) ← `statuses` (what became of it). `jobs` is the
-embedded work queue.
+→ `outbox` (what to send, written before any send) ← `statuses` (what became of it). `memories` holds
+facts about each user, one row per fact. `jobs` is the embedded work queue.
 """
 
 from __future__ import annotations
@@ -67,7 +67,13 @@ conversations = Table(
     Column("user_id", String(255), nullable=True),
     Column("user_name", String(255), nullable=True),
     Column("session", Integer, nullable=False, server_default=text("0"), comment="bumped by /new"),
-    Column("last_inbound_at", Float, nullable=False),
+    Column("last_inbound_at", Float, nullable=False, comment="0 for a conversation the bot opened"),
+    Column(
+        "window_closed_at",
+        Float,
+        nullable=True,
+        comment="the last_inbound_at whose 24-hour window the provider reported closed (131047, 63016)",
+    ),
     Column("created_at", Float, nullable=False),
 )
 
@@ -108,7 +114,7 @@ outbox = Table(
     Column("conversation", String(400), nullable=False),
     Column("position", Integer, nullable=False),
     Column("message", Text, nullable=False, comment="the neutral outbound message as JSON"),
-    Column("status", String(16), nullable=False, comment="pending, sending, sent, failed"),
+    Column("status", String(16), nullable=False, comment="pending, sent, failed, parked"),
     Column("provider_message_id", String(255), nullable=True),
     Column("delivery", String(16), nullable=True, comment="sent, delivered, read, failed (from webhooks)"),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -119,6 +125,7 @@ outbox = Table(
 )
 Index("ix_outbox_turn", outbox.c.turn_id, outbox.c.position)
 Index("ix_outbox_provider_id", outbox.c.provider_message_id)
+Index("ix_outbox_conversation", outbox.c.conversation, outbox.c.status)
 
 jobs = Table(
     "jobs",
@@ -134,3 +141,16 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_jobs_lock", jobs.c.lock, jobs.c.id)
+
+memories = Table(
+    "memories",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("agent", String(100), nullable=False, comment="the agent that remembers"),
+    Column("user_ref", String(255), nullable=False, comment="the user's key, or its keyed hash when asked"),
+    Column("fact", Text, nullable=False, comment="one short fact about the user"),
+    Column("source", String(16), nullable=False, comment="capture (after a turn) or tool (the agent asked)"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_memories_user", memories.c.agent, memories.c.user_ref, memories.c.id)

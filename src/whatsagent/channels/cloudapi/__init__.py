@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from typing import Any
 
 import aiohttp
@@ -19,8 +20,9 @@ from whatsagent.channels.cloudapi.errors import GraphAPIError, graph_error
 from whatsagent.channels.cloudapi.parse import parse_webhook
 from whatsagent.channels.cloudapi.wire import body_for, recipient
 from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
+from whatsagent.media.store import MediaNotFound, MediaStore
 from whatsagent.messages import Media, User
-from whatsagent.outbound import OutboundMessage, SendResult
+from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
 
 __all__ = ["CloudAPI", "GraphAPIError"]
 
@@ -32,6 +34,7 @@ DEFAULT_API_VERSION = "v25.0"
 MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 WEBHOOK_OBJECT = "whatsapp_business_account"
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+UPLOAD_REUSE_SECONDS = 24 * 3600
 
 
 def _env(name: str) -> str | None:
@@ -82,6 +85,8 @@ class CloudAPI(Channel):
         self.max_body_bytes = max_body_bytes
         self._http: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
+        self.media_store: MediaStore | None = None
+        self._uploaded: dict[str, tuple[str, float]] = {}
 
     @property
     def account(self) -> str:
@@ -218,7 +223,30 @@ class CloudAPI(Channel):
             raise SendError("the Graph API answered 200 with a body that is not JSON", retryable=True) from exc
         return answer if isinstance(answer, dict) else {}
 
+    def use_media_store(self, store: MediaStore) -> None:
+        """Upload `MediaOut.stored` media from `store` when they are sent."""
+        self.media_store = store
+
+    async def _media_id(self, key: str, mime_type: str | None, filename: str | None) -> str:
+        # Meta keeps an uploaded medium 30 days; re-sending the same bytes within a day reuses the upload.
+        cached = self._uploaded.get(key)
+        if cached is not None and time.monotonic() - cached[1] < UPLOAD_REUSE_SECONDS:
+            return cached[0]
+        if self.media_store is None:
+            raise SendError("a stored medium cannot be sent: the channel has no media store")
+        try:
+            data, stored = await self.media_store.get(key)
+        except MediaNotFound as exc:
+            raise SendError(f"the medium to send is gone from the media store: {exc}") from exc
+        media_id = await self.upload(data, mime_type or stored.mime_type, filename or stored.filename)
+        self._uploaded[key] = (media_id, time.monotonic())
+        return media_id
+
     async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
+        if isinstance(message, MediaOut) and message.stored:
+            # Uploaded at send time, so the outbox row holds only a media-store key; a retry re-uploads.
+            media_id = await self._media_id(message.stored, message.mime_type, message.filename)
+            message = message.model_copy(update={"stored": None, "media_id": media_id})
         answer = await self._post(self.messages_url, body_for(to, message, callback_data=callback_data))
         try:
             message_id = answer["messages"][0]["id"]

@@ -3,8 +3,9 @@
 `upgrade(url)` brings a database to the newest revision (``whatsagent db upgrade`` runs it); the stores
 call `upgrade_connection` at start-up in development. Revisions live in ``versions/``: ``0001`` is the
 schema of `whatsagent.store.schema`, ``0002`` procrastinate's tables on PostgreSQL (the scale-out work
-queue). Several processes starting at once on a fresh PostgreSQL database take turns on an advisory lock,
-so only one of them migrates.
+queue), later ones follow the schema's changes, each naming the previous head as its `down_revision`.
+Several processes starting at once on a fresh PostgreSQL database take turns on an advisory lock, so only
+one of them migrates.
 
 After a revision creates tables, the database's statistics are refreshed (``ANALYZE``): PostgreSQL
 planned the queue's fetch on a never-analysed table about 7× slower than after one ANALYZE.
@@ -13,6 +14,7 @@ planned the queue's fetch on a never-analysed table about 7× slower than after 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, inspect, text
@@ -22,8 +24,29 @@ log = logging.getLogger("whatsagent.store.migrations")
 
 HERE = Path(__file__).parent
 INITIAL = "0001"
-HEAD = "0002"
-"""The newest revision; `tests/test_migrations.py` checks it is Alembic's head."""
+_REVISION = re.compile(r"^revision\s*=\s*[\"'](\w+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*[\"'](\w+)[\"']", re.MULTILINE)
+
+
+def _newest_revision() -> str:
+    """The head of the revision chain, read from the files (without importing Alembic at start-up)."""
+    revisions: list[str] = []
+    parents: set[str] = set()
+    for path in (HERE / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revisions.extend(_REVISION.findall(source))
+        parents.update(_DOWN_REVISION.findall(source))
+    heads = sorted(set(revisions) - parents)
+    if len(heads) != 1 or len(revisions) != len(set(revisions)):
+        raise RuntimeError(
+            f"whatsagent's migrations have {len(heads)} heads {heads}: each new revision must name the "
+            "previous newest one as its down_revision (and have a revision id of its own)"
+        )
+    return heads[0]
+
+
+HEAD = _newest_revision()
+"""The newest revision; `tests/test_migrations.py` checks that Alembic agrees."""
 
 # pg_advisory_lock key: "whatsagent" as an integer, so that concurrent start-ups migrate one at a time.
 _LOCK_KEY = int.from_bytes(b"whatsage", "big") >> 1

@@ -1,0 +1,124 @@
+"""Which model answers: a pydantic-ai model string, a pydantic-ai `Model`, an OpenAI-compatible endpoint,
+or — when nothing is configured — the offline model.
+
+    Agent(model="openai:gpt-4o")                                   # key from OPENAI_API_KEY
+    Agent(model="anthropic:claude-sonnet-4-5")                     # ANTHROPIC_API_KEY
+    Agent(model="google:gemini-2.5-flash")                         # GOOGLE_API_KEY (google-gla: works too)
+    Agent(model="llama3.2", base_url="http://localhost:11434/v1")  # Ollama, vLLM, LM Studio, OpenRouter...
+    Agent()                                                        # WHATSAGENT_MODEL, a key in the
+                                                                   # environment, else the offline model
+
+Provider SDKs are imported only when a model of theirs is built (the first turn), never at start-up:
+a model string stays a string until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from whatsagent.media.capabilities import Capabilities, capabilities_for, capabilities_for_model, provider_of
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+log = logging.getLogger("whatsagent.models")
+
+# pydantic-ai 2.x renamed Google's providers; the old names are what most tutorials still show.
+ALIASES = {"google-gla": "google", "google-vertex": "google-cloud"}
+
+# With no model given, the first key found in the environment picks a sensible default model.
+DEFAULTS_BY_KEY = (
+    ("OPENAI_API_KEY", "openai:gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
+    ("GOOGLE_API_KEY", "google:gemini-2.5-flash"),
+    ("GEMINI_API_KEY", "google:gemini-2.5-flash"),
+    ("GROQ_API_KEY", "groq:llama-3.3-70b-versatile"),
+    ("MISTRAL_API_KEY", "mistral:mistral-small-latest"),
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What an agent will run on, and what media that model takes."""
+
+    model: str | Model
+    """A pydantic-ai model string (built lazily by pydantic-ai) or a `Model`."""
+    provider: str
+    """Provider name as in the capability table (``openai-chat``, ``google``, ``function``...)."""
+    name: str
+    capabilities: Capabilities
+    offline: bool = False
+    """True for the offline model: not an AI, labelled as such in every answer."""
+
+    @property
+    def label(self) -> str:
+        return "offline (no AI model configured)" if self.offline else f"{self.provider}:{self.name}"
+
+
+def resolve_model(
+    model: str | Model | None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    capabilities: Capabilities | None = None,
+) -> ResolvedModel:
+    """The model for `whatsagent.Agent`'s arguments. Never imports a provider SDK for a plain string."""
+    if base_url is not None:
+        return _openai_compatible(model, base_url, api_key, capabilities)
+    if model is None:
+        model = os.environ.get("WHATSAGENT_MODEL") or next(
+            (default for env, default in DEFAULTS_BY_KEY if os.environ.get(env)), None
+        )
+        if model is None:
+            from whatsagent.offline import offline_model
+
+            return ResolvedModel(
+                offline_model(), "function", "whatsagent-offline", capabilities_for("function"), offline=True
+            )
+        log.info("no model given; using %s (found its key in the environment)", model)
+    if isinstance(model, str):
+        provider, _, name = model.partition(":")
+        if not name:
+            if model == "test":
+                return ResolvedModel(model, "test", "", capabilities or capabilities_for("test"))
+            raise ValueError(
+                f"model {model!r} needs a provider prefix, e.g. 'openai:gpt-4o', 'anthropic:claude-sonnet-4-5', "
+                "'google:gemini-2.5-flash', or pass base_url= for an OpenAI-compatible server"
+            )
+        provider = ALIASES.get(provider, provider)
+        if api_key is not None:
+            return _with_key(provider, name, api_key, capabilities)
+        return ResolvedModel(f"{provider}:{name}", provider, name, capabilities or capabilities_for(provider, name))
+    provider, name = provider_of(model)
+    return ResolvedModel(model, provider, name, capabilities or capabilities_for_model(model))
+
+
+def _openai_compatible(
+    model: str | Model | None, base_url: str, api_key: str | None, capabilities: Capabilities | None
+) -> ResolvedModel:
+    if not isinstance(model, str) or not model:
+        raise ValueError("with base_url=, give the model's name as the server knows it, e.g. model='llama3.2'")
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    # "openai-chat:gpt-4o" and "gpt-4o" both mean the model name on that server.
+    prefix, _, rest = model.partition(":")
+    name = rest if rest and prefix in ("openai", "openai-chat", "openai-compatible") else model
+    # Local servers (Ollama, LM Studio) accept any key; the SDK insists on one.
+    key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+    built = OpenAIChatModel(name, provider=OpenAIProvider(base_url=base_url, api_key=key))
+    official = "api.openai.com" in base_url
+    table = capabilities_for("openai-chat" if official else "openai-compatible", name)
+    return ResolvedModel(built, "openai-chat" if official else "openai-compatible", name, capabilities or table)
+
+
+def _with_key(provider: str, name: str, api_key: str, capabilities: Capabilities | None) -> ResolvedModel:
+    from pydantic_ai.models import infer_model
+    from pydantic_ai.providers import infer_provider_class
+
+    provider_class: Any = infer_provider_class(provider)
+    built = infer_model(f"{provider}:{name}", provider_factory=lambda _name: provider_class(api_key=api_key))
+    return ResolvedModel(built, provider, name, capabilities or capabilities_for(provider, name))
