@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, case, func, update
+from sqlalchemy import Connection, bindparam, case, func, or_, update
 
+from whatsagent import metrics
+from whatsagent import outbox as outbox_rows
+from whatsagent import window as windows
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
+from whatsagent.outbound import TemplateOut, outbound_adapter
 from whatsagent.store.database import Database, Prepared, upsert_insert
 from whatsagent.store.schema import conversations, inbox, outbox, statuses
 from whatsagent.workqueue import JobSpec, WorkQueue
@@ -23,6 +27,8 @@ from whatsagent.workqueue import JobSpec, WorkQueue
 log = logging.getLogger("whatsagent.inbox")
 
 WAKE_TASK = "conversation.wake"
+WINDOW_TASK = "conversation.window_closed"
+"""Send the window's fallback template after a `failed` status reported 131047/63016 (`Sender`)."""
 
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4}
 
@@ -42,6 +48,30 @@ def wake_job(conversation: str, *, schedule_in: float = 0.0) -> JobSpec:
     )
 
 
+def window_job(conversation: str) -> JobSpec:
+    return JobSpec(
+        WINDOW_TASK,
+        {"conversation": conversation},
+        lock=conversation,
+        queueing_lock=f"window|{conversation}",
+    )
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A `failed` status webhook for one of the bot's messages."""
+
+    channel: str
+    conversation: str
+    key: str
+    code: int | None
+    error: str
+    answered: str | None
+    """The inbound message id the failed message answered (None outside a turn)."""
+    parked: bool
+    """It was a free-form message refused for a closed window: parked, and a fallback is due."""
+
+
 @dataclass
 class Accepted:
     """What a webhook added: new messages (duplicates excluded) and new statuses."""
@@ -50,6 +80,7 @@ class Accepted:
     duplicates: int
     statuses: int
     conversations: list[str]
+    failures: list[DeliveryFailure] = field(default_factory=list)
 
 
 class Inbox:
@@ -62,10 +93,31 @@ class Inbox:
         accepted = await self.db.write(_store(events))
         if accepted.conversations:
             await self.queue.defer_many([wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations])
+        if accepted.failures:
+            await self._report(accepted.failures)
         for notice in (e for e in events if isinstance(e, ChannelNotice)):
             for err in notice.errors:
                 log.warning("WhatsApp reports for %s: %s %s %s", notice.account, err.code, err.title, err.details)
         return accepted
+
+    async def _report(self, failures: list[DeliveryFailure]) -> None:
+        for f in failures:
+            log.error(
+                "message %s for %s (answering %s) failed after it was accepted: %s%s",
+                f.key,
+                _masked(f.conversation),
+                f.answered or "no inbound message",
+                f.error,
+                "; parked until the user writes again" if f.parked else "",
+            )
+        windows_closed = sorted({f.conversation for f in failures if f.parked})
+        if windows_closed:
+            await self.queue.defer_many([window_job(c) for c in windows_closed])
+
+
+def _masked(conversation: str) -> str:
+    channel, _, user = conversation.rpartition("|")
+    return f"{channel}|…{user[-4:]}" if user else conversation
 
 
 def _params(*names: str) -> dict[str, object]:
@@ -117,11 +169,13 @@ _RANK = case(
 )
 # Statuses name the outbox row by the idempotency key echoed in biz_opaque_callback_data when present
 # (it exists before the send, so a fast `sent` webhook never races the send's own bookkeeping), else by
-# the provider's message id.
+# the provider's message id. A row parked and sent again keeps its key: a late status of the first
+# message (another provider id) must not move the new one, hence the id check once the id is known.
+_SAME_MESSAGE = or_(outbox.c.provider_message_id.is_(None), outbox.c.provider_message_id == bindparam("mid"))
 _ADVANCE = {
     by: Prepared(
         update(outbox)
-        .where(column == bindparam("ref"), _RANK < bindparam("rank"))
+        .where(column == bindparam("ref"), _SAME_MESSAGE, _RANK < bindparam("rank"))
         .values(delivery=bindparam("delivery"), updated_at=bindparam("now"))
     )
     for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
@@ -129,8 +183,16 @@ _ADVANCE = {
 _FAIL = {
     by: Prepared(
         update(outbox)
-        .where(column == bindparam("ref"))
+        .where(column == bindparam("ref"), _SAME_MESSAGE)
         .values(delivery="failed", error_code=bindparam("code"), error=bindparam("error"), updated_at=bindparam("now"))
+        .returning(
+            outbox.c.id,
+            outbox.c.idempotency_key,
+            outbox.c.conversation,
+            outbox.c.turn_id,
+            outbox.c.status,
+            outbox.c.message,
+        )
     )
     for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
 }
@@ -141,6 +203,7 @@ def _store(events: Sequence[Event]) -> Callable[[Connection], Accepted]:
         now = time.time()
         new = duplicates = new_statuses = 0
         woken: list[str] = []
+        failures: list[DeliveryFailure] = []
         for e in events:
             if isinstance(e, ChannelNotice):
                 continue
@@ -155,7 +218,10 @@ def _store(events: Sequence[Event]) -> Callable[[Connection], Accepted]:
                     received_at=now,
                 ):
                     new_statuses += 1
-                    _apply_status(conn, e, now)
+                    metrics.delivery_statuses.inc(channel=e.channel, status=e.status)
+                    failure = _apply_status(conn, e, now)
+                    if failure is not None:
+                        failures.append(failure)
                 continue
             key = conversation_key(e.channel, e.user.key)
             # Dedup in the same transaction: a redelivered message (any batching) inserts nothing.
@@ -187,23 +253,45 @@ def _store(events: Sequence[Event]) -> Callable[[Connection], Accepted]:
             )
             if e.triggers_reply and key not in woken:
                 woken.append(key)
-        return Accepted(messages=new, duplicates=duplicates, statuses=new_statuses, conversations=woken)
+        return Accepted(
+            messages=new, duplicates=duplicates, statuses=new_statuses, conversations=woken, failures=failures
+        )
 
     return op
 
 
-def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> None:
-    """Move an outbox row's delivery state forward: sent < delivered < read; `failed` is final.
-    Statuses arrive out of order (read before delivered), so a lower rank never overwrites a higher."""
+def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> DeliveryFailure | None:
+    """Move an outbox row's delivery state forward: sent < delivered < read (a read message was
+    delivered, even when `delivered` never arrives); `failed` is final. Statuses arrive out of order
+    (read before delivered, sent after failed), so a lower rank never overwrites a higher.
+
+    A free-form message that failed for a closed window (131047, Twilio 63016) is parked, to be sent
+    when the user writes again, and the conversation's window is marked closed; the caller then has the
+    fallback template sent, once."""
     by, ref = ("key", s.callback_data) if s.callback_data else ("id", s.message_id)
-    if s.status == "failed":
-        err = s.errors[0] if s.errors else None
-        _FAIL[by].all(
-            conn,
-            ref=ref,
-            code=err.code if err else None,
-            error=(f"{err.title}: {err.details or err.message}" if err else "failed"),
-            now=now,
-        )
-    else:
-        _ADVANCE[by].all(conn, ref=ref, rank=DELIVERY_RANK[s.status], delivery=s.status, now=now)
+    if s.status != "failed":
+        _ADVANCE[by].all(conn, ref=ref, mid=s.message_id, rank=DELIVERY_RANK[s.status], delivery=s.status, now=now)
+        return None
+    err = s.errors[0] if s.errors else None
+    code = err.code if err else None
+    error = f"{err.title}: {err.details or err.message}" if err else "failed"
+    row = _FAIL[by].first(conn, ref=ref, mid=s.message_id, code=code, error=error, now=now)
+    if row is None:
+        return None  # not one of ours, or a late status of a message already sent again
+    row_id, key, conversation, turn_id, status, message = row
+    parked = False
+    # `pending`: the status beat the send's own bookkeeping (mark_sent then leaves the row parked).
+    if code in windows.WINDOW_CLOSED_CODES and status in ("pending", "sent"):
+        if not isinstance(outbound_adapter.validate_json(message), TemplateOut):
+            outbox_rows.park(row_id)(conn)
+            windows.mark_closed(conn, conversation)
+            parked = True
+    return DeliveryFailure(
+        channel=s.channel,
+        conversation=conversation,
+        key=key,
+        code=code,
+        error=error,
+        answered=outbox_rows.answered_message(conn, turn_id),
+        parked=parked,
+    )

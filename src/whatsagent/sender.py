@@ -1,24 +1,41 @@
-"""The sender: one outbox row to the provider, retried politely until it is accepted or hopeless.
+"""The sender: one outbox row to the provider, paced, retried politely until accepted or hopeless.
 
+Every send first waits for its slot (`whatsagent.pacing`: the number's throughput and the pair rate)
+and for the channel's circuit breaker (`whatsagent.breaker`: stopped while the access token is refused).
 Retryable failures (rate limits 429/130429/80007, Meta's pair limit 131056, 5xx/131000, timeouts) wait
 and try again with jitter until a deadline; the pair limit wants 4^n seconds (reference §3.3), and a
-provider's Retry-After is honoured. Permanent failures are recorded at once with their code.
+provider's Retry-After is honoured. Permanent failures are recorded at once with their code and logged
+with the inbound message the row answered.
+
+Free-form messages respect the 24-hour window (`whatsagent.window`): outside it they are parked and the
+channel's fallback template goes instead, once per window; a 131047/63016 refusal does the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from whatsagent import metrics, outbox
+from whatsagent import templates as template_errors
+from whatsagent import window as windows
+from whatsagent.breaker import CircuitBreaker, is_token_error
 from whatsagent.channels.base import Channel
 from whatsagent.channels.cloudapi.errors import PAIR_RATE_LIMIT
 from whatsagent.errors import SendError
 from whatsagent.messages import User
+from whatsagent.outbound import OutboundMessage, TemplateOut
 from whatsagent.outbox import OutboxRow, mark_confirmed, mark_failed, mark_sent, reported
+from whatsagent.pacing import Pacing
 from whatsagent.store.database import Database
+from whatsagent.window import WINDOW_CLOSED_CODES, WindowPolicy, WindowState
 
 log = logging.getLogger("whatsagent.sender")
 
@@ -38,6 +55,8 @@ class SendPolicy:
     in_doubt_wait: float = 5.0
     """A turn resumed after a crash waits this long for a status webhook proving its first unconfirmed
     message went out before sending it (again). Meta's `sent` status comes within about a second."""
+    token_cool_down: float = 60.0
+    """While the access token is refused, probe the API again after this long (doubling, up to 15 min)."""
 
     def delay(self, error: SendError, attempt: int) -> float:
         jitter = random.uniform(0.75, 1.25)
@@ -48,10 +67,46 @@ class SendPolicy:
         return min(self.cap, self.base * 2 ** (attempt - 1)) * jitter
 
 
+class Outcome(enum.Enum):
+    SENT = "sent"
+    """The provider accepted the message."""
+    FAILED = "failed"
+    """Refused for good (recorded with its code)."""
+    PARKED = "parked"
+    """Held back: the user's 24-hour window is closed. It goes out when they write again."""
+
+
 class Sender:
-    def __init__(self, db: Database, policy: SendPolicy | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: SendPolicy | None = None,
+        *,
+        pacing: Pacing | None = None,
+        window: WindowPolicy | None = None,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
         self.db = db
         self.policy = policy or SendPolicy()
+        self.pacing = pacing or Pacing()
+        self.window = window or WindowPolicy()
+        self.channels = dict(channels or {})
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    def breaker(self, channel: Channel) -> CircuitBreaker:
+        found = self.breakers.get(channel.name)
+        if found is None:
+            found = self.breakers[channel.name] = CircuitBreaker(channel.name, cool_down=self.policy.token_cool_down)
+        return found
+
+    def sending_status(self) -> dict[str, dict[str, Any]]:
+        """Per channel: sending, or stopped and why (``/health`` shows this)."""
+        names = set(self.channels) | set(self.breakers)
+        return {
+            name: self.breakers[name].status() if name in self.breakers else {"sending": True} for name in sorted(names)
+        }
+
+    # -- one outbox row ---------------------------------------------------------------------------
 
     async def sent_before(self, row: OutboxRow) -> bool:
         """Whether a row that a crashed worker may have sent was accepted: True once a status webhook
@@ -72,18 +127,112 @@ class Sender:
                 return False
             await asyncio.sleep(0.25)
 
-    async def deliver(self, channel: Channel, to: User, row: OutboxRow, *, conversation: str = "") -> bool:
-        """Send `row`; True once the provider accepted it, False when it failed for good."""
+    async def deliver(
+        self,
+        channel: Channel,
+        to: User,
+        row: OutboxRow,
+        *,
+        conversation: str = "",
+        deadline: float | None = None,
+    ) -> bool:
+        """Send `row`; True once the provider accepted it (or it was parked for a closed window, to go
+        out when the user writes again), False when it failed for good."""
+        return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline) in (
+            Outcome.SENT,
+            Outcome.PARKED,
+        )
+
+    async def deliver_row(
+        self,
+        channel: Channel,
+        to: User,
+        row: OutboxRow,
+        *,
+        conversation: str = "",
+        deadline: float | None = None,
+    ) -> Outcome:
+        free_form = not isinstance(row.message, TemplateOut)
+        if free_form and conversation:
+            state = await self.db.read(windows.state(conversation))
+            if state is not None:
+                if not self.window.is_open(state):
+                    await self._park(channel, to, row, conversation, state)
+                    return Outcome.PARKED
+                if not await self._release_parked(channel, to, conversation, deadline):
+                    # An older message is parked again: this one must not overtake it.
+                    await self._park(channel, to, row, conversation, state, fallback=False)
+                    return Outcome.PARKED
+        outcome = await self._send(channel, to, row, conversation=conversation, deadline=deadline)
+        if outcome is Outcome.PARKED:
+            state = await self.db.write(_closed(conversation))
+            await self._park(channel, to, row, conversation, state, already_parked=True)
+        return outcome
+
+    async def send(
+        self,
+        channel: Channel,
+        to: User,
+        message: OutboundMessage,
+        *,
+        conversation: str | None = None,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> tuple[Outcome, OutboxRow]:
+        """Send one message outside a turn (a tool's message, a proactive template): stored in the
+        outbox first, then paced, retried and window-checked like an answer. `key` makes it idempotent."""
+        from whatsagent.inbox import conversation_key
+
+        conversation = conversation or conversation_key(channel.name, to.key)
+        key = key or f"send:{uuid.uuid4().hex}"
+        row = await self.db.write(outbox.insert_one(key, conversation, message))
+        if row is None:
+            found = await self.db.read(lambda conn: outbox.by_key(conn, key))
+            assert found is not None
+            existing, status = found
+            if status != "pending":
+                return Outcome(status) if status in ("sent", "failed", "parked") else Outcome.FAILED, existing
+            row = existing
+        return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline), row
+
+    async def _send(
+        self,
+        channel: Channel,
+        to: User,
+        row: OutboxRow,
+        *,
+        conversation: str,
+        deadline: float | None,
+    ) -> Outcome:
+        limit = self.policy.deadline if deadline is None else deadline
+        breaker = self.breaker(channel)
         started = time.monotonic()
         attempt = row.attempts
         while True:
-            attempt += 1
+            probe = await breaker.admit()
             try:
+                await self.pacing.acquire(channel.account, to.wa_id or to.user_id)
+                attempt += 1
                 result = await channel.send(to, row.message, callback_data=row.idempotency_key)
             except SendError as exc:
+                if is_token_error(channel.provider, exc):
+                    breaker.trip(exc)
+                    metrics.sends.inc(channel=channel.name, result="token_refused", code=exc.code)
+                    if time.monotonic() - started < limit:
+                        continue
+                    return await self._failed(channel, row, conversation, exc, attempt)
+                if exc.http_status is not None:
+                    breaker.answered()
+                elif probe:
+                    breaker.abandon_probe()
+                if exc.code in WINDOW_CLOSED_CODES and not isinstance(row.message, TemplateOut):
+                    metrics.sends.inc(channel=channel.name, result="window_closed", code=exc.code)
+                    await self.db.write(outbox.park(row.id, attempt))
+                    return Outcome.PARKED
                 if exc.retryable:
                     delay = self.policy.delay(exc, attempt)
-                    if time.monotonic() - started + delay <= self.policy.deadline:
+                    if time.monotonic() - started + delay <= limit:
+                        metrics.sends.inc(channel=channel.name, result="retried", code=exc.code)
                         log.info(
                             "send %s attempt %d failed (%s); retrying in %.2fs",
                             row.idempotency_key,
@@ -93,21 +242,125 @@ class Sender:
                         )
                         await asyncio.sleep(delay)
                         continue
-                log.error(
-                    "send %s for %s failed for good after %d attempts: %s",
-                    row.idempotency_key,
-                    _masked(conversation),
-                    attempt,
-                    exc,
-                )
-                await self.db.write(mark_failed(row.id, exc.code, str(exc), attempt))
-                return False
+                return await self._failed(channel, row, conversation, exc, attempt)
             except ValueError as exc:  # a message breaking WhatsApp's limits: no retry can help
+                if probe:
+                    breaker.abandon_probe()
                 log.error("send %s refused before sending: %s", row.idempotency_key, exc)
+                metrics.sends.inc(channel=channel.name, result="failed", code="invalid")
                 await self.db.write(mark_failed(row.id, None, str(exc), attempt))
-                return False
+                return Outcome.FAILED
+            except BaseException:
+                if probe:
+                    breaker.abandon_probe()
+                raise
+            breaker.answered()
+            metrics.sends.inc(channel=channel.name, result="sent", code="")
             await self.db.write(mark_sent(row.id, result.message_id, attempt))
+            return Outcome.SENT
+
+    async def _failed(
+        self, channel: Channel, row: OutboxRow, conversation: str, exc: SendError, attempts: int
+    ) -> Outcome:
+        reason = template_errors.describe(row.message, exc) if isinstance(row.message, TemplateOut) else str(exc)
+        answered = await self.db.read(lambda conn: outbox.answered_message(conn, row.turn_id))
+        log.error(
+            "send %s for %s (answering %s) failed for good after %d attempts: %s",
+            row.idempotency_key,
+            _masked(conversation),
+            answered or "no inbound message",
+            attempts,
+            reason,
+        )
+        metrics.sends.inc(channel=channel.name, result="failed", code=exc.code)
+        await self.db.write(mark_failed(row.id, exc.code, reason, attempts))
+        return Outcome.FAILED
+
+    # -- the 24-hour window -------------------------------------------------------------------------
+
+    async def _park(
+        self,
+        channel: Channel,
+        to: User,
+        row: OutboxRow,
+        conversation: str,
+        state: WindowState | None,
+        *,
+        fallback: bool = True,
+        already_parked: bool = False,
+    ) -> None:
+        if not already_parked:
+            await self.db.write(outbox.park(row.id, row.attempts))
+        metrics.parked.inc(channel=channel.name)
+        log.warning(
+            "message %s for %s parked: the 24-hour window is closed; it goes out when the user writes again",
+            row.idempotency_key,
+            _masked(conversation),
+        )
+        if fallback and state is not None:
+            await self.send_fallback(channel, to, conversation, state)
+
+    async def send_fallback(self, channel: Channel, to: User, conversation: str, state: WindowState) -> Outcome | None:
+        """Send the channel's fallback template for this closed window, unless it went already."""
+        template = self.window.fallback_for(channel.name, to)
+        if template is None:
+            log.warning(
+                "no fallback template for channel %r (WindowPolicy(fallback=...)): %s is not told that a reply waits",
+                channel.name,
+                _masked(conversation),
+            )
+            return None
+        key = windows.fallback_key(conversation, state.epoch)
+        row = await self.db.write(outbox.insert_one(key, conversation, template))
+        if row is None:
+            return None  # this window's fallback exists: sent, sending or failed — never a second one
+        metrics.window_fallbacks.inc(channel=channel.name)
+        log.info("window closed for %s: sending fallback template %r", _masked(conversation), template.name)
+        return await self._send(channel, to, row, conversation=conversation, deadline=None)
+
+    async def _release_parked(self, channel: Channel, to: User, conversation: str, deadline: float | None) -> bool:
+        """The window is open: send what was parked, in order. False if one was refused again."""
+        rows = await self.db.read(lambda conn: outbox.parked(conn, conversation))
+        if not rows:
             return True
+        log.info("window open again for %s: sending %d parked message(s)", _masked(conversation), len(rows))
+        await self.db.write(outbox.release([r.id for r in rows]))
+        for i, parked_row in enumerate(rows):
+            outcome = await self._send(channel, to, parked_row, conversation=conversation, deadline=deadline)
+            if outcome is Outcome.PARKED:
+                await self.db.write(_closed(conversation))
+                # Keep the rest behind it, in order; no fallback: the user just wrote.
+                await self.db.write(_park_all([r.id for r in rows[i + 1 :]]))
+                return False
+        return True
+
+    async def on_window_closed(self, args: dict[str, Any]) -> None:
+        """The job run after a `failed` status webhook with 131047/63016 parked a message."""
+        conversation = args["conversation"]
+        state = await self.db.read(windows.state(conversation))
+        if state is None:
+            return
+        channel = self.channels.get(state.channel)
+        if channel is None:
+            log.warning("window closed on channel %r, which this process does not serve", state.channel)
+            return
+        await self.send_fallback(channel, state.user, conversation, state)
+
+
+def _closed(conversation: str) -> Any:
+    def op(conn: Any) -> WindowState | None:
+        windows.mark_closed(conn, conversation)
+        return windows.state(conversation)(conn)
+
+    return op
+
+
+def _park_all(row_ids: list[int]) -> Any:
+    def op(conn: Any) -> None:
+        for row_id in row_ids:
+            outbox.park(row_id)(conn)
+
+    return op
 
 
 def _masked(conversation: str) -> str:

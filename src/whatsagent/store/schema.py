@@ -67,7 +67,7 @@ conversations = Table(
     Column("user_id", String(255), nullable=True),
     Column("user_name", String(255), nullable=True),
     Column("session", Integer, nullable=False, server_default=text("0"), comment="bumped by /new"),
-    Column("last_inbound_at", Float, nullable=False, comment="0 for a conversation the bot opened"),
+    Column("last_inbound_at", Float, nullable=False),
     Column(
         "window_closed_at",
         Float,
@@ -114,7 +114,7 @@ outbox = Table(
     Column("conversation", String(400), nullable=False),
     Column("position", Integer, nullable=False),
     Column("message", Text, nullable=False, comment="the neutral outbound message as JSON"),
-    Column("status", String(16), nullable=False, comment="pending, sent, failed, parked"),
+    Column("status", String(16), nullable=False, comment="pending, sending, sent, failed"),
     Column("provider_message_id", String(255), nullable=True),
     Column("delivery", String(16), nullable=True, comment="sent, delivered, read, failed (from webhooks)"),
     Column("attempts", Integer, nullable=False, server_default=text("0")),

@@ -1,0 +1,175 @@
+"""Pacing, retries and the invalid-token breaker: WhatsApp's limits respected before it has to refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from whatsagent import Reply
+from whatsagent.errors import SendError
+from whatsagent.outbound import TextOut
+from whatsagent.pacing import Pacing
+from whatsagent.sender import SendPolicy
+from whatsagent.testing import BotHarness
+
+
+def message_sends(bot, to: str | None = None):
+    """The bot's message sends (not typing indicators), in arrival order."""
+    return [
+        r
+        for r in bot.emulator.requests
+        if r.path.endswith("/messages") and "type" in (r.json or {}) and (to is None or r.json.get("to") == to)
+    ]
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best = start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_a_number_never_sends_more_than_its_rate_in_any_second():
+    pacing = Pacing(rate=200, pair_interval=0)
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await pacing.acquire("100200300")
+        stamps.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(500)))
+    took = time.monotonic() - started
+    # Slots are 5 ms apart, so any second holds at most 200 of them; the +1 is timer jitter (the first of
+    # 201 slots spanning exactly one second woke a little late).
+    assert max_in_window(stamps, 1.0) <= 201
+    assert max_in_window(stamps, 0.1) <= 21
+    assert 2.3 < took < 2.8, f"500 messages at 200/s took {took:.2f}s"
+
+
+def test_the_rate_is_meta_s_tiers_at_most():
+    Pacing(rate=1000)
+    with pytest.raises(ValueError, match="1000"):
+        Pacing(rate=1001)
+
+
+async def test_one_user_gets_a_burst_then_one_message_per_pair_interval_while_others_are_not_held_up():
+    pacing = Pacing(rate=1000, pair_interval=0.2, pair_burst=2)
+    stamps: dict[str, list[float]] = {"ana": [], "bo": []}
+    started = time.monotonic()
+
+    async def send(user: str) -> None:
+        await pacing.acquire("n", user)
+        stamps[user].append(time.monotonic() - started)
+
+    await asyncio.gather(*(send("ana") for _ in range(5)), send("bo"))
+    ana = stamps["ana"]
+    assert ana[1] < 0.05, "the first two go at once (the burst)"
+    gaps = [b - a for a, b in zip(ana[1:], ana[2:], strict=False)]
+    assert all(0.17 < g < 0.3 for g in gaps), gaps
+    assert stamps["bo"][0] < 0.05, "another user's message does not wait behind Ana's"
+
+
+async def test_a_long_answer_in_parts_is_paced_per_recipient(tmp_path):
+    async def five_parts(ctx):
+        return Reply(messages=[TextOut(body=f"part {i}") for i in range(5)])
+
+    pacing = Pacing(pair_interval=0.15, pair_burst=2)
+    async with BotHarness(five_parts, tmp_path, pacing=pacing) as bot:
+        ana = bot.user("15551234567")
+        await ana.send_text("tell me everything")
+        replies = await ana.wait_for_replies(5)
+        assert [r.text for r in replies] == [f"part {i}" for i in range(5)]
+        times = [r.time for r in message_sends(bot)]
+        gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+        assert all(g >= 0.12 for g in gaps), f"after the burst of 2, parts are paced: {gaps}"
+
+
+async def test_the_pair_rate_limit_is_retried_after_4_to_the_n_times_the_base(tmp_path, echo):
+    policy = SendPolicy(pair_limit_base=0.05)
+    async with BotHarness(echo, tmp_path, send_policy=policy) as bot:
+        bot.emulator.faults.fail_next(3, http_status=400, code=131056)
+        ana = bot.user("15551234567")
+        await ana.send_text("hi")
+        [reply] = await ana.wait_for_replies(1)
+        assert reply.text == "echo: hi"
+        sends = message_sends(bot)
+        assert [s.status for s in sends] == [400, 400, 400, 200]
+        gaps = [b.time - a.time for a, b in zip(sends, sends[1:], strict=False)]
+        # 0.05·4^n with ±25% jitter: ~0.05, ~0.2, ~0.8
+        for gap, expected in zip(gaps, (0.05, 0.2, 0.8), strict=True):
+            assert expected * 0.75 <= gap <= expected * 1.25 + 0.1, gaps
+        await asyncio.sleep(0.3)
+        assert len(ana.replies) == 1
+
+
+async def test_throughput_429s_are_retried_with_growing_backoff_and_the_user_gets_one_answer(tmp_path, echo):
+    policy = SendPolicy(base=0.05)
+    async with BotHarness(echo, tmp_path, send_policy=policy) as bot:
+        bot.emulator.faults.fail_next(2, http_status=429, code=130429)
+        ana = bot.user("15551234567")
+        await ana.send_text("hi")
+        [reply] = await ana.wait_for_replies(1)
+        assert reply.text == "echo: hi"
+        sends = message_sends(bot)
+        assert [s.status for s in sends] == [429, 429, 200]
+        first, second = (b.time - a.time for a, b in zip(sends, sends[1:], strict=False))
+        assert 0.0375 <= first <= 0.2 and 0.075 <= second <= 0.3
+
+
+def test_retry_after_from_the_provider_wins_over_the_backoff():
+    policy = SendPolicy(base=0.5)
+    error = SendError("slow down", code=20429, http_status=429, retryable=True, retry_after=7.0)
+    assert 7.0 <= policy.delay(error, attempt=1) <= 7.5
+    assert 7.0 <= policy.delay(error, attempt=5) <= 7.5
+
+
+async def test_a_permanent_error_is_not_retried_and_is_recorded(tmp_path, echo):
+    async with BotHarness(echo, tmp_path, send_policy=SendPolicy(base=0.01)) as bot:
+        bot.emulator.faults.fail_next(1, http_status=400, code=131026)
+        ana = bot.user("15551234567")
+        await ana.send_text("hi")
+        await asyncio.sleep(0.8)
+        assert not ana.replies
+        assert [s.status for s in message_sends(bot)] == [400]
+
+
+async def get_json(url: str) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return await r.json()
+
+
+async def test_an_invalid_token_stops_sending_says_so_in_health_and_resumes_once_accepted(tmp_path, echo):
+    policy = SendPolicy(token_cool_down=0.4)
+    async with BotHarness(echo, tmp_path, send_policy=policy) as bot:
+        bot.emulator.faults.fail_sends(1.0, errors=[(401, 190)], duration=1.5)
+        users = [bot.user(f"155512300{i:02d}") for i in range(3)]
+        for u in users:
+            await u.send_text(f"hi from {u.wa_id}")
+        await asyncio.sleep(0.6)
+        health = await get_json(f"{bot.url}/health")
+        assert health["status"] == "degraded"
+        [channel_status] = health["sending"].values()
+        assert channel_status["sending"] is False and "190" in channel_status["reason"]
+        ready = await get_json(f"{bot.url}/ready")
+        assert ready["status"] == "ready", "webhooks are still taken in while sending is stopped"
+        async with aiohttp.ClientSession() as http, http.get(f"{bot.url}/metrics") as r:
+            assert 'whatsagent_sending_stopped{channel="cloudapi:100200300"} 1' in await r.text()
+
+        for u in users:
+            [reply] = await u.wait_for_replies(1, timeout=10)
+            assert reply.text == f"echo: hi from {u.wa_id}"
+        refused = [s for s in message_sends(bot) if s.status == 401]
+        # Without the breaker three conversations retrying for 1.5 s would make dozens of calls; with it:
+        # the sends in flight when it tripped, then one probe per cool-down (0.4 s, 0.8 s).
+        assert len(refused) <= 6, f"{len(refused)} sends with a refused token"
+        health = await get_json(f"{bot.url}/health")
+        assert health["status"] == "ok"
+        await asyncio.sleep(0.3)
+        assert all(len(u.replies) == 1 for u in users)
