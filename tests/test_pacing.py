@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import aiohttp
@@ -71,7 +72,7 @@ async def test_one_user_gets_a_burst_then_one_message_per_pair_interval_while_ot
     await asyncio.gather(*(send("ana") for _ in range(5)), send("bo"))
     ana = stamps["ana"]
     assert ana[1] < 0.05, "the first two go at once (the burst)"
-    gaps = [b - a for a, b in zip(ana[1:], ana[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ana[1:])]
     assert all(0.17 < g < 0.3 for g in gaps), gaps
     assert stamps["bo"][0] < 0.05, "another user's message does not wait behind Ana's"
 
@@ -87,7 +88,7 @@ async def test_a_long_answer_in_parts_is_paced_per_recipient(tmp_path):
         replies = await ana.wait_for_replies(5)
         assert [r.text for r in replies] == [f"part {i}" for i in range(5)]
         times = [r.time for r in message_sends(bot)]
-        gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times[1:])]
         assert all(g >= 0.12 for g in gaps), f"after the burst of 2, parts are paced: {gaps}"
 
 
@@ -101,7 +102,7 @@ async def test_the_pair_rate_limit_is_retried_after_4_to_the_n_times_the_base(tm
         assert reply.text == "echo: hi"
         sends = message_sends(bot)
         assert [s.status for s in sends] == [400, 400, 400, 200]
-        gaps = [b.time - a.time for a, b in zip(sends, sends[1:], strict=False)]
+        gaps = [b.time - a.time for a, b in itertools.pairwise(sends)]
         # 0.05·4^n with ±25% jitter: ~0.05, ~0.2, ~0.8
         for gap, expected in zip(gaps, (0.05, 0.2, 0.8), strict=True):
             assert expected * 0.75 <= gap <= expected * 1.25 + 0.1, gaps
@@ -119,7 +120,7 @@ async def test_throughput_429s_are_retried_with_growing_backoff_and_the_user_get
         assert reply.text == "echo: hi"
         sends = message_sends(bot)
         assert [s.status for s in sends] == [429, 429, 200]
-        first, second = (b.time - a.time for a, b in zip(sends, sends[1:], strict=False))
+        first, second = (b.time - a.time for a, b in itertools.pairwise(sends))
         assert 0.0375 <= first <= 0.2 and 0.075 <= second <= 0.3
 
 
