@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+from pydantic_ai import ModelRetry, RunContext
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from whatsagent.agent import TurnContext
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import history, memories
 from whatsagent.workqueue import JobSpec
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
     from pydantic_ai.models import Model
     from pydantic_ai.toolsets import FunctionToolset
     from starlette.routing import BaseRoute
-
-    from whatsagent.agent import TurnContext
 
 log = logging.getLogger("whatsagent.memory")
 
@@ -222,7 +222,6 @@ class MemoryBook:
 
 def memory_toolset() -> FunctionToolset[TurnContext]:
     """Tools an agent calls to manage what it remembers about the current user."""
-    from pydantic_ai import ModelRetry, RunContext
     from pydantic_ai.toolsets import FunctionToolset
 
     toolset: FunctionToolset[TurnContext] = FunctionToolset(
