@@ -138,7 +138,7 @@ class AgentOS:
         self.queue = work_queue(
             self.db, self.database_url, self.role, concurrency=self.concurrency, policy=self.worker_policy
         )
-        self.inbox = Inbox(self.db, self.queue, merge_window=self.merge_window)
+        self.inbox = Inbox(self.db, self.queue, merge_window=self.merge_window, clock=self.window.clock)
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.http_connections, ttl_dns_cache=300),
             json_serialize=None,  # type: ignore[arg-type]

@@ -84,13 +84,17 @@ class Accepted:
 
 
 class Inbox:
-    def __init__(self, db: Database, queue: WorkQueue, *, merge_window: float = 0.0) -> None:
+    def __init__(
+        self, db: Database, queue: WorkQueue, *, merge_window: float = 0.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.db = db
         self.queue = queue
         self.merge_window = merge_window
+        self.clock = clock
+        """Stamps `last_inbound_at`: the same clock the `WindowPolicy` judges the 24-hour window by."""
 
     async def accept(self, events: Sequence[Event]) -> Accepted:
-        accepted = await self.db.write(_store(events))
+        accepted = await self.db.write(_store(events, self.clock()))
         if accepted.conversations:
             await self.queue.defer_many([wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations])
         if accepted.failures:
@@ -198,9 +202,8 @@ _FAIL = {
 }
 
 
-def _store(events: Sequence[Event]) -> Callable[[Connection], Accepted]:
+def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accepted]:
     def op(conn: Connection) -> Accepted:
-        now = time.time()
         new = duplicates = new_statuses = 0
         woken: list[str] = []
         failures: list[DeliveryFailure] = []
