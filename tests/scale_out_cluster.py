@@ -1,0 +1,250 @@
+"""A whatsagent cluster on one machine: web and worker processes on PostgreSQL, behind a round-robin
+load balancer, against the emulator (which plays WhatsApp in this process).
+
+    async with Cluster(url, directory, webs=2, workers=3) as cluster:
+        ana = cluster.emulator.user("15551234567")
+        await ana.send_text("hi")            # Meta → load balancer → a web process → PostgreSQL
+        await ana.wait_for_replies(1)        # a worker ran the turn and sent the answer
+        cluster.kill(cluster.worker_processes[0])  # kill -9
+
+Used by `test_scale_out.py` and `benchmarks/scale_out.py`; the bot is `scale_out_app.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from whatsagent.emulator import Emulator
+
+HERE = Path(__file__).parent
+APP = "scale_out_app:agent_os"
+PHONE_NUMBER_ID = "100200300"
+ACCESS_TOKEN = "cluster-token"
+APP_SECRET = "cluster-app-secret"
+VERIFY_TOKEN = "cluster-verify-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    role: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class LoadBalancer:
+    """Spreads webhooks round-robin over the web processes, as the load balancer in front of them would."""
+
+    def __init__(self, backends: Sequence[str]) -> None:
+        self.backends = list(backends)
+        self._next = itertools.cycle(range(len(self.backends)))
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=30)
+        )
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=2048).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        backend = self.backends[next(self._next)]
+        try:
+            async with self._session.request(
+                request.method, backend + request.path_qs, data=body, headers=headers
+            ) as answer:
+                return web.Response(status=answer.status, body=await answer.read())
+        except (aiohttp.ClientError, TimeoutError):
+            return web.Response(status=502, text="backend unavailable")
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    directory: Path
+    webs: int = 2
+    workers: int = 3
+    model_latency: tuple[float, float] = (0.0, 0.0)
+    concurrency: int = 64
+    turn_log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    emulator: Emulator = field(init=False)
+    processes: list[Process] = field(default_factory=list, init=False)
+    balancer: LoadBalancer = field(init=False)
+
+    async def __aenter__(self) -> Cluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def web_processes(self) -> list[Process]:
+        return [p for p in self.processes if p.role == "web"]
+
+    @property
+    def worker_processes(self) -> list[Process]:
+        return [p for p in self.processes if p.role == "worker"]
+
+    async def start(self) -> None:
+        from whatsagent.store.migrations import upgrade
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Production order: migrate once, then start servers that do not migrate.
+        await asyncio.to_thread(upgrade, self.database_url)
+        self.emulator = Emulator(
+            phone_number_id=PHONE_NUMBER_ID,
+            access_token=ACCESS_TOKEN,
+            app_secret=APP_SECRET,
+            record_requests=False,
+            page=False,
+        )
+        await self.emulator.start()
+        for _ in range(self.webs):
+            self.spawn("web")
+        for _ in range(self.workers):
+            self.spawn("worker")
+        await self.wait_ready(self.processes)
+        self.balancer = LoadBalancer([p.url for p in self.web_processes])
+        await self.balancer.start()
+        self.emulator.webhook_url = f"{self.balancer.url}/whatsapp/webhook"
+
+    def spawn(self, role: str) -> Process:
+        port = free_port()
+        log = self.directory / f"{role}-{len(self.processes)}.log"
+        env = {
+            **os.environ,
+            "WHATSAGENT_DATABASE_URL": self.database_url,
+            "WHATSAGENT_AUTO_MIGRATE": "0",
+            "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
+            "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+            "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_API_BASE_URL": self.emulator.base_url,
+            "SCALE_MODEL_LATENCY": f"{self.model_latency[0]},{self.model_latency[1]}",
+            "SCALE_CONCURRENCY": str(self.concurrency),
+            **({"SCALE_TURN_LOG": str(self.turn_log)} if self.turn_log else {}),
+            **self.env,
+        }
+        command = [sys.executable, "-m", "whatsagent.cli", "serve", APP, "--role", role]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        with open(log, "wb") as out:
+            popen = subprocess.Popen(command, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = Process(role, port, popen, log)
+        self.processes.append(process)
+        return process
+
+    async def wait_ready(self, processes: Sequence[Process], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            for process in processes:
+                while True:
+                    if process.popen.poll() is not None:
+                        raise RuntimeError(f"{process.role} process exited at start-up:\n{process.tail()}")
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with http.get(f"{process.url}/ready", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                            if r.status == 200:
+                                break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{process.role} process not ready in {timeout:g}s:\n{process.tail()}")
+                    await asyncio.sleep(0.1)
+
+    def kill(self, process: Process) -> None:
+        """kill -9: no shutdown, no cleanup, heartbeats just stop."""
+        process.popen.send_signal(signal.SIGKILL)
+        process.popen.wait(10)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(AttributeError):
+            await self.balancer.stop()
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                await asyncio.to_thread(process.popen.wait, 20)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait(5)
+        with contextlib.suppress(AttributeError):
+            await self.emulator.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.role} {p.pid} ---\n{p.tail()}" for p in self.processes)
+
+
+def turn_events(path: Path) -> list[tuple[int, str, int]]:
+    """``(pid, start|end, turn id)`` lines the model wrote, in order."""
+    events: list[tuple[int, str, int]] = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                events.append((int(parts[0]), parts[1], int(parts[2])))
+    return events
+
+
+def in_flight(events: Sequence[tuple[int, str, int]]) -> dict[int, set[int]]:
+    """Turns each process started and has not finished."""
+    running: dict[int, set[int]] = {}
+    for pid, event, turn in events:
+        turns = running.setdefault(pid, set())
+        if event == "start":
+            turns.add(turn)
+        else:
+            turns.discard(turn)
+    return running
+
+
+__all__ = ["Cluster", "LoadBalancer", "Process", "in_flight", "turn_events"]
