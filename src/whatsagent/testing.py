@@ -144,10 +144,24 @@ class BotHarness:
         if self._own_emulator and self.emulator is not None:
             await self.emulator.stop()
 
-    def build_channel(self) -> Channel:
+    def build_channel(self, url: str = "") -> Channel:
+        """The bot's channel, pointed at the emulator; `url` is where the bot is served."""
         assert self.emulator is not None
         if self.provider == "twilio":
-            raise NotImplementedError("the emulator speaks Twilio from the next commit on")
+            from whatsagent.channels.twilio import Twilio
+
+            account = self.emulator.twilio_account
+            if account is None or account.account_sid != TWILIO_ACCOUNT_SID:
+                account = self.emulator.twilio(account_sid=TWILIO_ACCOUNT_SID, auth_token=TWILIO_AUTH_TOKEN)
+            return Twilio(
+                agent=self.agent,
+                account_sid=account.account_sid,
+                auth_token=account.auth_token,
+                from_number=account.from_number,
+                api_base_url=self.emulator.base_url,
+                public_url=url or None,
+                content_sids=account.content_sids,
+            )
         from whatsagent.channels.cloudapi import CloudAPI
 
         return CloudAPI(
@@ -159,10 +173,10 @@ class BotHarness:
             api_base_url=self.emulator.base_url,
         )
 
-    def build_os(self) -> AgentOS:
+    def build_os(self, url: str = "") -> AgentOS:
         from whatsagent.app import AgentOS
 
-        self.channel = self.build_channel()
+        self.channel = self.build_channel(url)
         return AgentOS(
             channels=[self.channel], database=self.database, merge_window=self.merge_window, **self.os_options
         )
@@ -171,11 +185,11 @@ class BotHarness:
         """Serve (again) on a fresh port; the emulator's webhooks follow."""
         import uvicorn
 
-        self.os = self.build_os()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        self.os = self.build_os(f"http://127.0.0.1:{port}")
         config = uvicorn.Config(self.os.get_app(), log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
         self._serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
@@ -186,8 +200,7 @@ class BotHarness:
             await asyncio.sleep(0.01)
         self.url = f"http://127.0.0.1:{port}"
         assert self.emulator is not None and self.channel is not None
-        webhook = f"{self.url}{self.channel.prefix}/webhook"
-        self.emulator.webhook_url = webhook
+        self.emulator.webhook_url = f"{self.url}{self.channel.prefix}/webhook"
 
     async def stop(self) -> None:
         if self._server is not None and self._serve_task is not None:

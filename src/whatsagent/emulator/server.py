@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whatsagent.emulator import graph, ids
+from whatsagent.emulator import graph, ids, twilio
 from whatsagent.emulator.errors import EmulatorError, GraphError, status_error
 from whatsagent.emulator.faults import Faults
 from whatsagent.emulator.live import Hub
@@ -25,6 +25,7 @@ from whatsagent.emulator.media import URL_TTL, MediaStore, fits
 from whatsagent.emulator.state import Delivery, InboundRecord, OutboundRecord, RequestRecord
 from whatsagent.emulator.statuses import StatusPolicy, status_item
 from whatsagent.emulator.templates import DEFAULT_TEMPLATES, Template, Templates
+from whatsagent.emulator.twilio import TwilioAccount
 from whatsagent.emulator.users import SimulatedUser
 from whatsagent.emulator.validation import MEDIA_TYPES, Send
 from whatsagent.emulator.webhooks import WebhookPoster, encode, envelope, timestamp
@@ -90,6 +91,8 @@ class Emulator:
         self._hold_timer: asyncio.TimerHandle | None = None
         self._runner: web.AppRunner | None = None
         self._page = page
+        self.twilio_account: TwilioAccount | None = None
+        """Set by `twilio()`: the emulator then speaks Twilio's wire format to the bot."""
         self.base_url = ""
         self.app = self._build_app()
 
@@ -99,6 +102,7 @@ class Emulator:
         # Documents may be 100 MB (reference §2.3); multipart overhead on top.
         app = web.Application(client_max_size=110 * 1024 * 1024)
         graph.GraphAPI(self).register(app)
+        twilio.register(app, self)
         if self._page:
             from whatsagent.emulator import chat
 
@@ -159,6 +163,20 @@ class Emulator:
         return f"{self.base_url}/{self.api_version}"
 
     # -- configuration ------------------------------------------------------------------------------
+
+    def twilio(
+        self,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        from_number: str | None = None,
+    ) -> TwilioAccount:
+        """Speak Twilio's WhatsApp wire format to the bot from now on (see `whatsagent.emulator.twilio`):
+        users' messages go to `webhook_url` as signed Twilio forms, and the bot sends through the
+        Messages API at `base_url`. Returns the emulated account (SID, Auth Token, sender, Content SIDs)."""
+        if self.twilio_account is None or account_sid or auth_token or from_number:
+            options = {"account_sid": account_sid, "auth_token": auth_token, "from_number": from_number}
+            self.twilio_account = TwilioAccount(self, **{k: v for k, v in options.items() if v})
+        return self.twilio_account
 
     @property
     def statuses(self) -> StatusPolicy:
@@ -314,6 +332,8 @@ class Emulator:
         self._spawn(newest_first())
 
     async def _post_messages(self, raw: bytes, records: list[InboundRecord]) -> tuple[int, str]:
+        if self.twilio_account is not None:
+            return await self.twilio_account.post_messages(records)
         url = self._require_url()
         if self.faults.duplicate():
             first, second = await asyncio.gather(self._poster.post(url, raw), self._poster.post(url, raw))
@@ -519,6 +539,9 @@ class Emulator:
                     event["errors"] = record.errors
                 self.hub.publish(event)
             if policy.dropped() or self.faults.drop_status() or not self.webhook_url:
+                continue
+            if self.twilio_account is not None:
+                await self.twilio_account.post_status(record, stage, user)
                 continue
             item = status_item(
                 record,

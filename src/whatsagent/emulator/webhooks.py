@@ -80,6 +80,12 @@ class WebhookPoster:
                 headers={"User-Agent": "facebookexternalua"},
             )
 
+    async def session(self) -> aiohttp.ClientSession:
+        """The pooled session (opened on first use), for the emulator's other outbound calls."""
+        await self.open()
+        assert self._session is not None
+        return self._session
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
