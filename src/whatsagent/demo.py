@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
 import logging
 import os
@@ -86,12 +87,14 @@ def assistant(model: str) -> Agent:
     # Memory and the tool sets arrive with issue 3; the demo uses them as soon as they exist.
     if "memory" in inspect.signature(Agent).parameters:
         options["memory"] = True
-    try:
-        from whatsagent.tools import ImageTools, WhatsAppTools  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        options["tools"] = [WhatsAppTools(), ImageTools()]
+    tools = []
+    for name in ("WhatsAppTools", "ImageTools"):
+        try:
+            tools.append(getattr(importlib.import_module("whatsagent.tools"), name)())
+        except (ImportError, AttributeError):
+            log.info("this version of whatsagent has no %s; the demo assistant goes without", name)
+    if tools:
+        options["tools"] = tools
     return Agent(name="Assistant", model=model, instructions=INSTRUCTIONS, add_datetime=True, **options)
 
 
