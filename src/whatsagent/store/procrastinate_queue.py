@@ -192,11 +192,13 @@ class ProcrastinateQueue(WorkQueue):
             self.app = None
 
     async def depth(self) -> int:
+        """Application jobs waiting or running (the queue's own periodic tasks left out)."""
         app = self._require_app()
         row = await app.connector.execute_query_one_async(
-            query="SELECT count(*) AS n FROM procrastinate_jobs "
-            "WHERE queue_name = %(queue)s AND status IN ('todo', 'doing')",
+            query="SELECT count(*) AS n FROM procrastinate_jobs WHERE queue_name = %(queue)s "
+            "AND status IN ('todo', 'doing') AND task_name <> ALL(%(internal)s)",
             queue=QUEUE,
+            internal=[STALLED_TASK, SWEEP_TASK],
         )
         return int(row["n"])
 
