@@ -167,6 +167,67 @@ def db_upgrade(
     typer.echo(f"{_redact(url)}: {'migrated to' if changed else 'already at'} revision {now}")
 
 
+@app.command()
+def send(
+    template: Annotated[str, typer.Option(help="Name of an approved template, e.g. order_update.")],
+    to: Annotated[str, typer.Option(help="The user's phone number (any format) or business-scoped id.")],
+    param: Annotated[
+        list[str] | None, typer.Option(help="A body parameter ({{1}}, {{2}}, ... in order); repeat for several.")
+    ] = None,
+    language: Annotated[str, typer.Option(help="The template's language code.")] = "en_US",
+    channel: Annotated[str | None, typer.Option(help="The channel's name, when the bot serves several.")] = None,
+    text: Annotated[
+        str | None, typer.Option(help="What the user reads, so the agent knows what they are answering.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Idempotency key: sending again with it sends nothing.")] = None,
+    url: Annotated[
+        str, typer.Option(help="The running bot's base URL.", envvar="WHATSAGENT_URL")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(help="The operator API token of the bot.", envvar="WHATSAGENT_API_TOKEN")
+    ] = None,
+) -> None:
+    """Send a template to a user through a running bot: it opens a conversation the agent continues."""
+    import asyncio
+
+    import aiohttp
+
+    if not token:
+        console.print("[red]No API token:[/red] pass --token or set WHATSAGENT_API_TOKEN (the bot's api_token).")
+        raise typer.Exit(2)
+    body: dict[str, Any] = {"to": to, "template": template, "language": language, "params": param or []}
+    for name, value in (("channel", channel), ("text", text), ("key", key)):
+        if value is not None:
+            body[name] = value
+
+    async def post() -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url.rstrip('/')}/messages/template",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=120),
+            ) as r,
+        ):
+            try:
+                return r.status, await r.json(content_type=None)
+            except ValueError:
+                return r.status, {"error": await r.text()}
+
+    try:
+        status, answer = asyncio.run(post())
+    except aiohttp.ClientError as exc:
+        console.print(f"[red]Cannot reach the bot at {url}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if status != 200:
+        console.print(f"[red]Not sent ({status}):[/red] {answer.get('error', answer)}")
+        raise typer.Exit(1)
+    state = answer.get("status")
+    detail = f"message {answer.get('message_id')}" if state == "sent" else "held back"
+    console.print(f"{template} to {to}: {state} ({detail}); conversation {answer.get('conversation')}")
+
+
 def main() -> None:
     app()
 
