@@ -227,7 +227,7 @@ class Agent:
         self.description = description
         """What this agent is good at (a team's router reads it)."""
         self._resolved: ResolvedModel | None = None
-        self._agent: pydantic_ai.Agent[TurnContext, str] | None = None
+        self._agent: pydantic_ai.Agent[TurnContext, str | None] | None = None
 
     @property
     def resolved(self) -> ResolvedModel:
@@ -252,7 +252,7 @@ class Agent:
         return self.resolved.offline
 
     @property
-    def pydantic_agent(self) -> pydantic_ai.Agent[TurnContext, str]:
+    def pydantic_agent(self) -> pydantic_ai.Agent[TurnContext, str | None]:
         """The underlying pydantic-ai agent, built on first use (provider SDKs load only then)."""
         if self._agent is None:
             self._agent = self._build()
@@ -269,14 +269,16 @@ class Agent:
             toolsets.append(memory_toolset())
         return tools, toolsets
 
-    def _build(self) -> pydantic_ai.Agent[TurnContext, str]:
+    def _build(self) -> pydantic_ai.Agent[TurnContext, str | None]:
         import pydantic_ai
 
         tools, toolsets = self._toolsets()
-        agent: pydantic_ai.Agent[TurnContext, str] = pydantic_ai.Agent(
+        agent: pydantic_ai.Agent[TurnContext, str | None] = pydantic_ai.Agent(  # type: ignore[misc]
             self.resolved.model,
             name=self.name,
             deps_type=TurnContext,
+            # None: a model that said everything through tools (buttons, an image) may end with no text.
+            output_type=str | None,  # type: ignore[arg-type]
             instructions="\n".join(self.instructions) or None,
             tools=tools,
             toolsets=toolsets or None,
