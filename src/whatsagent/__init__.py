@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from whatsagent.agent import Agent, Reply, TurnContext
     from whatsagent.app import AgentOS
-from whatsagent.memory import UserMemory
-from whatsagent.teams import Team
+    from whatsagent.memory import UserMemory
+    from whatsagent.teams import Team
 
 __all__ = ["Agent", "AgentOS", "Reply", "Team", "TurnContext", "UserMemory"]
 __version__ = "0.1.0"
@@ -18,6 +18,8 @@ _EXPORTS = {
     "Reply": "whatsagent.agent",
     "TurnContext": "whatsagent.agent",
     "AgentOS": "whatsagent.app",
+    "UserMemory": "whatsagent.memory",
+    "Team": "whatsagent.teams",
 }
 
 
