@@ -9,19 +9,25 @@ Two limits apply to every message a business number sends (reference §3.3):
 Both are paced with GCRA (the "virtual scheduling" form of a token bucket): each key keeps the time its
 next message is due; a send waits until then and moves it on by one interval. Waiting for a slot costs
 no lock and no polling, and slots are computed from the schedule rather than from when a task woke up,
-so timer jitter does not lower the rate. One `Pacing` is shared by every send of the process (answers,
-fallback templates, proactive templates, tools through `Sender.send`).
+so timer jitter does not lower the rate. Timer jitter could still bunch sends that woke late, so each
+number also keeps the times of its last `rate` sends and holds a send until the oldest is a second old:
+no sliding second ever holds more than `rate` sends, by construction. One `Pacing` is shared by every
+send of the process (answers, fallback templates, proactive templates, tools through `Sender.send`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 META_MAX_RATE = 1000.0
 """Meta's highest throughput tier, messages per second per number."""
+_SECOND = 1.005
+"""The sliding second of the hard cap, with 5 ms to spare for the moments between the cap's clock reading
+and the request leaving."""
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Pacing:
     sleep: Callable[[float], object] = asyncio.sleep
     _numbers: dict[str, _Schedule] = field(default_factory=dict, init=False, repr=False)
     _pairs: dict[tuple[str, str], _Schedule] = field(default_factory=dict, init=False, repr=False)
+    _recent: dict[str, deque[float]] = field(default_factory=dict, init=False, repr=False)
     _last_prune: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +101,17 @@ class Pacing:
         if wait > 0:
             await self.sleep(wait)  # type: ignore[misc]
             waited += wait
+        recent = self._recent.get(account)
+        if recent is None:
+            recent = self._recent[account] = deque(maxlen=max(1, int(self.rate)))
+        while len(recent) == recent.maxlen:
+            # Nothing is awaited between this check and the append: no other send slips in between.
+            gap = recent[0] + _SECOND - self.clock()
+            if gap <= 0:
+                break
+            await self.sleep(gap)  # type: ignore[misc]
+            waited += gap
+        recent.append(self.clock())
         return waited
 
     def _prune(self, now: float) -> None:
