@@ -46,10 +46,9 @@ async def test_an_image_the_user_sent_is_edited_and_sent_back(tmp_path):
     async with FakeOpenAI() as fake:
         fake.image = png(24, 24, (250, 0, 0))
         fake.call_tool("edit_image", {"prompt": "make it red"}).reply("Done, it is red now.")
-        image_model = OpenAIImageGenerationModel(
-            "gpt-image-1", provider=OpenAIProvider(base_url=fake.base_url, api_key="k")
-        )
-        agent = Agent(model=chat_model(fake), tools=[ImageTools(image_model)])
+        # A model string with its own endpoint and key: the same interface as a model object.
+        tools = ImageTools("openai:gpt-image-1", base_url=fake.base_url, api_key="k")
+        agent = Agent(model=chat_model(fake), tools=[tools])
         async with BotHarness(agent, tmp_path) as bot:
             ana = bot.user("15551234567")
             await ana.send_image(photo, mime_type="image/jpeg", caption="make it red")

@@ -173,3 +173,21 @@ async def test_memory_commands_say_so_when_the_agent_keeps_no_memories(tmp_path)
         await ana.send_text("/memories")
         [reply] = await ana.wait_for_replies(1)
         assert reply.text == "I don't keep memories about you."
+
+
+async def test_the_users_number_and_message_id_reach_the_context_only_when_asked(tmp_path):
+    chat = Chat()
+    agent = Agent(model=chat.model, add_user_number=True, add_message_id=True)
+    async with BotHarness(agent, tmp_path) as bot:
+        ana = bot.user("15551234567")
+        delivery = await ana.send_text("hi")
+        await ana.wait_for_replies(1)
+    assert "The user's WhatsApp number is +15551234567." in chat.instructions[0]
+    assert f"The id of the user's latest message is {delivery.message_id}." in chat.instructions[0]
+
+    quiet = Chat()
+    async with BotHarness(Agent(model=quiet.model), tmp_path / "off") as bot:
+        ana = bot.user("15551234567")
+        await ana.send_text("hi")
+        await ana.wait_for_replies(1)
+    assert "15551234567" not in quiet.instructions[0], "off by default"

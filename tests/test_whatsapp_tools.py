@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from typing import Any
@@ -240,3 +241,29 @@ async def test_tool_sends_go_through_the_outbox_with_idempotency_keys(tmp_path):
     assert [status for _, status in rows] == ["sent", "sent"]
     assert all(key.startswith("turn:") for key, _ in rows)
     assert sent.body["biz_opaque_callback_data"] == rows[0][0]
+
+
+async def test_a_turn_run_again_after_a_failure_never_sends_a_tools_message_twice(tmp_path):
+    from whatsagent.workqueue import RetryPolicy
+
+    runs = 0
+
+    def flaky(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        nonlocal runs
+        last = messages[-1]
+        if isinstance(last, ModelRequest) and any(isinstance(p, ToolReturnPart) for p in last.parts):
+            runs += 1
+            if runs == 1:
+                raise RuntimeError("the provider fell over after the tool ran")
+            return ModelResponse(parts=[TextPart("All set.")])
+        return ModelResponse(parts=[ToolCallPart("send_text", {"text": "Your table is booked for 8 pm."})])
+
+    async with BotHarness(Agent(model=FunctionModel(flaky), tools=[WhatsAppTools()]), tmp_path) as bot:
+        bot.os.queue.retry = RetryPolicy(base=0.01)
+        ana = bot.user("15551234567")
+        await ana.send_text("book it")
+        await ana.wait_for_replies(2, timeout=15)
+        await asyncio.sleep(0.3)
+        await bot.emulator.settle()
+    assert runs == 2, "the turn really ran twice"
+    assert [r.text for r in ana.replies] == ["Your table is booked for 8 pm.", "All set."]
