@@ -161,3 +161,20 @@ async def test_a_fallback_template_that_fails_is_reported_by_name_and_never_retr
         assert not sends(bot, "text")
         assert "template 'no_such_template' (en_US) was refused" in caplog.text
         assert "does not exist in this language" in caplog.text
+
+
+async def test_twilio_63016_parks_the_answer_without_retrying_and_it_follows_when_the_user_writes(tmp_path):
+    from test_twilio_e2e import TwilioBot, echo_agent
+
+    async with TwilioBot(echo_agent(), tmp_path) as bot:
+        bot.twilio.fail_next("63016")
+        await bot.say("hello after two days")
+        [row] = await bot.wait_for_outbox(lambda rows: rows[0].status == "parked")
+        assert row.error_code is None or row.error_code == 63016
+        assert len(bot.twilio.refused) == 1 and bot.twilio.sends == [], "63016 is not retried"
+
+        await bot.say("anyone there?")  # a new window
+        replies = await bot.wait_for_replies(2)
+        assert [r.body for r in replies] == ["echo: hello after two days", "echo: anyone there?"]
+        await settle()
+        assert len(bot.twilio.refused) == 1 and len(bot.replies()) == 2
