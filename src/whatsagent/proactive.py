@@ -25,13 +25,15 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from sqlalchemy import Connection, bindparam, insert, select
 
 from whatsagent import history as history_store
+from whatsagent import outbox
 from whatsagent.channels.base import Channel
 from whatsagent.inbox import conversation_key
 from whatsagent.messages import User
 from whatsagent.outbound import TemplateOut
 from whatsagent.sender import Outcome, Sender
 from whatsagent.store.database import Prepared, upsert_insert
-from whatsagent.store.schema import conversations, history, outbox, turns
+from whatsagent.store.schema import conversations, history, turns
+from whatsagent.store.schema import outbox as outbox_table
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -90,8 +92,12 @@ async def send_template(
     """Send `template` to `to` and open (or continue) their conversation with it."""
     conversation = conversation_key(channel.name, to.key)
     said = text or _describe(template)
-    await sender.db.write(_open_conversation(channel, to, conversation, said))
     outbox_key = f"proactive:{key}" if key else None
+    repeated = None
+    if outbox_key is not None:
+        repeated = await sender.db.read(lambda conn: outbox.by_key(conn, outbox_key))
+    if repeated is None:  # a retried call with the same key adds nothing to the history
+        await sender.db.write(_open_conversation(channel, to, conversation, said))
     outcome, row = await sender.send(
         channel, to, template, conversation=conversation, key=outbox_key, deadline=deadline
     )
@@ -144,7 +150,9 @@ _HISTORY = Prepared(
         created_at=bindparam("now"),
     )
 )
-_SENT = Prepared(select(outbox.c.provider_message_id, outbox.c.error).where(outbox.c.id == bindparam("row")))
+_SENT = Prepared(
+    select(outbox_table.c.provider_message_id, outbox_table.c.error).where(outbox_table.c.id == bindparam("row"))
+)
 
 
 def _open_conversation(channel: Channel, to: User, conversation: str, said: str) -> Callable[[Connection], None]:

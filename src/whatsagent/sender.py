@@ -159,7 +159,7 @@ class Sender:
                 if not self.window.is_open(state):
                     await self._park(channel, to, row, conversation, state)
                     return Outcome.PARKED
-                if not await self._release_parked(channel, to, conversation, deadline):
+                if state.parked and not await self._release_parked(channel, to, conversation, deadline):
                     # An older message is parked again: this one must not overtake it.
                     await self._park(channel, to, row, conversation, state, fallback=False)
                     return Outcome.PARKED

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 
 from whatsagent.messages import User
 from whatsagent.outbound import TemplateOut
 from whatsagent.store.database import Prepared
-from whatsagent.store.schema import conversations
+from whatsagent.store.schema import conversations, outbox
 
 WINDOW_SECONDS = 24 * 3600.0
 WINDOW_CLOSED_CODES = frozenset({131047, 63016})
@@ -85,6 +85,8 @@ class WindowState:
     """When the user last wrote (0: never, the bot opened the conversation)."""
     closed_at: float | None
     """The `last_inbound_at` whose window the provider reported closed, if it did."""
+    parked: bool = False
+    """Messages of this conversation wait for the window to open."""
 
     @property
     def epoch(self) -> str:
@@ -100,6 +102,7 @@ _STATE = Prepared(
         conversations.c.user_name,
         conversations.c.last_inbound_at,
         conversations.c.window_closed_at,
+        exists().where(outbox.c.conversation == conversations.c.key, outbox.c.status == "parked"),
     ).where(conversations.c.key == bindparam("key"))
 )
 _CLOSED = Prepared(
@@ -114,8 +117,9 @@ def state(conversation: str) -> Callable[[Connection], WindowState | None]:
         found = _STATE.first(conn, key=conversation)
         if found is None:
             return None
-        channel, wa_id, user_id, name, last_inbound_at, closed_at = found
-        return WindowState(channel, User(wa_id=wa_id, user_id=user_id, name=name), last_inbound_at, closed_at)
+        channel, wa_id, user_id, name, last_inbound_at, closed_at, parked = found
+        user = User(wa_id=wa_id, user_id=user_id, name=name)
+        return WindowState(channel, user, last_inbound_at, closed_at, bool(parked))
 
     return op
 
