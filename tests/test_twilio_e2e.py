@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
+from fakes.media_files import image_bytes
 from fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio, SentMessage
 from whatsagent import AgentOS, Reply, TurnContext
 from whatsagent.channels.twilio import Twilio
@@ -210,10 +211,10 @@ async def test_media_the_agent_sends_are_fetched_by_twilio_from_a_link_or_whatsa
     tmp_path: Path,
 ) -> None:
     store = MemoryMediaStore()
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 300
+    png = image_bytes("PNG", 64, 48)
     stored = await store.put(png, "image/png")
 
-    async def agent(ctx: TurnContext) -> Reply:
+    async def agent(ctx: TurnContext) -> Reply:  # a tool would have put the chart in the OS's media store
         return Reply(
             text="Here you go",
             messages=[MediaOut(media_type="image", stored=stored.key, caption="the chart")],
@@ -221,7 +222,7 @@ async def test_media_the_agent_sends_are_fetched_by_twilio_from_a_link_or_whatsa
 
     async with TwilioBot(agent, tmp_path, fetch_media=True) as bot:
         assert bot.channel is not None
-        bot.channel.use_media_store(store)  # NEEDS THE CORE: AgentOS does not attach its media store yet
+        await bot.os.media_store.put(png, "image/png")
         await bot.say("send me the chart")
         text, image = await bot.wait_for_replies(2)
         assert text.body == "Here you go"
@@ -248,16 +249,16 @@ async def test_rate_limits_and_outages_are_retried_honouring_retry_after(tmp_pat
         assert (row.attempts, row.provider_message_id) == (3, reply.sid)
 
 
-async def test_outside_the_window_the_send_fails_for_good_with_63016_and_is_not_retried(
+async def test_outside_the_window_63016_parks_the_answer_instead_of_retrying(
     tmp_path: Path,
 ) -> None:
     agent = echo_agent()
     async with TwilioBot(agent, tmp_path) as bot:
         bot.twilio.fail_next("63016")
         await bot.say("hello after two days")
-        [row] = await bot.wait_for_outbox(lambda rows: rows[0].status == "failed")
-        assert row.error_code == 63016
-        assert "24-hour" in row.error
+        # Not retried, not lost: parked until the user writes again (or a fallback template goes).
+        [row] = await bot.wait_for_outbox(lambda rows: rows[0].status == "parked")
+        await asyncio.sleep(0.3)
         assert len(bot.twilio.refused) == 1 and bot.twilio.sends == []
 
 
