@@ -259,6 +259,7 @@ async def test_outside_the_window_63016_parks_the_answer_instead_of_retrying(
         # Not retried, not lost: parked until the user writes again (or a fallback template goes).
         [row] = await bot.wait_for_outbox(lambda rows: rows[0].status == "parked")
         await asyncio.sleep(0.3)
+        assert row.provider_message_id is None
         assert len(bot.twilio.refused) == 1 and bot.twilio.sends == []
 
 
