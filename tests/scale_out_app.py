@@ -46,5 +46,7 @@ agent_os = AgentOS(
     merge_window=0.2,
     concurrency=int(os.environ.get("SCALE_CONCURRENCY", "64")),
     shutdown_grace=2.0,
-    worker_policy=WorkerPolicy(poll_interval=0.05, heartbeat_interval=0.5, stalled_after=3.0, sweep_interval=1),
+    worker_policy=WorkerPolicy(
+        poll_interval=0.05, heartbeat_interval=0.5, stalled_after=3.0, sweep_interval=1, pool_size=3
+    ),
 )

@@ -167,6 +167,9 @@ class Cluster:
             **os.environ,
             "WHATSAGENT_DATABASE_URL": self.database_url,
             "WHATSAGENT_AUTO_MIGRATE": "0",
+            # 5 processes share PostgreSQL's 100 connections with the tests' own.
+            "WHATSAGENT_DB_POOL_SIZE": "3",
+            "WHATSAGENT_DB_MAX_OVERFLOW": "3",
             "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
             "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
             "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,

@@ -37,9 +37,10 @@ def auto_migrate_enabled() -> bool:
 
 
 class PostgresDatabase(Database):
-    """PostgreSQL through psycopg 3. `pool_size` + `max_overflow` connections at most per process:
-    store operations are short, so a few serve hundreds of concurrent turns (mind
-    ``max_connections``, 100 by default, across all processes)."""
+    """PostgreSQL through psycopg 3. `pool_size` + `max_overflow` connections at most per process
+    (default 5 + 5, or ``WHATSAGENT_DB_POOL_SIZE`` and ``WHATSAGENT_DB_MAX_OVERFLOW``): store operations
+    are short, so a few serve hundreds of concurrent turns. Mind ``max_connections`` (100 by default)
+    across all processes, the work queue's own connections included."""
 
     dialect = "postgresql"
 
@@ -47,13 +48,13 @@ class PostgresDatabase(Database):
         self,
         url: str,
         *,
-        pool_size: int = 5,
-        max_overflow: int = 5,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
         auto_migrate: bool | None = None,
     ) -> None:
         self.url = sync_url(url)
-        self.pool_size = pool_size
-        self.max_overflow = max_overflow
+        self.pool_size = pool_size if pool_size is not None else _env_int("WHATSAGENT_DB_POOL_SIZE", 5)
+        self.max_overflow = max_overflow if max_overflow is not None else _env_int("WHATSAGENT_DB_MAX_OVERFLOW", 5)
         self.auto_migrate = auto_migrate_enabled() if auto_migrate is None else auto_migrate
         self._engine: AsyncEngine | None = None
 
@@ -66,7 +67,9 @@ class PostgresDatabase(Database):
             self.url,
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it would add a round trip to every transaction. A connection PostgreSQL dropped
+            # fails its next statement instead; SQLAlchemy then discards the pool and the caller retries
+            # (a webhook gets 503 and is redelivered, a job is retried).
             pool_recycle=1800,
         )
         try:
@@ -126,6 +129,16 @@ class PostgresDatabase(Database):
         if self._engine is None:
             raise StoreUnavailable("the store is closed")
         return self._engine
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -6,9 +6,9 @@ per conversation, `queueing_lock=` the single pending wake-up (a defer that proc
 keeping its id, hence its place in its lock's line.
 
 Two periodic tasks keep the cluster whole, each run by one worker per tick:
-- ``whatsagent.retry_stalled``: jobs left ``doing`` by a worker that stopped sending heartbeats (killed,
+- ``whatsagent.maintain``: jobs left ``doing`` by a worker that stopped sending heartbeats (killed,
   machine lost) go back to ``todo``; the turn state machine and the outbox's idempotency keys make the
-  rerun resume where the dead worker stopped.
+  rerun resume where the dead worker stopped. It also keeps the jobs table's statistics fresh.
 - ``whatsagent.sweep``: the jobs the application says should exist (`sweep`: a conversation with
   waiting messages or an open turn needs a wake-up) and that have no live job are deferred. This covers
   a web process that died between committing a webhook and deferring its wake-up, and a defer that
@@ -44,8 +44,11 @@ from whatsagent.workqueue import Handler, JobSpec, RetryPolicy, WorkQueue
 log = logging.getLogger("whatsagent.workqueue")
 
 QUEUE = "whatsagent"
-STALLED_TASK = "whatsagent.retry_stalled"
+MAINTENANCE_TASK = "whatsagent.maintain"
 SWEEP_TASK = "whatsagent.sweep"
+
+# The jobs table is analysed again once this many rows (or as many as it holds) changed since last time.
+STATISTICS_MIN_CHANGES = 500
 
 Sweep = Callable[[], Awaitable[Sequence[JobSpec]]]
 
@@ -117,8 +120,8 @@ class ProcrastinateQueue(WorkQueue):
             app.task(name=task_name, queue=QUEUE, retry=retry)(_run_handler(handler))
         if self.work:
             every = f"*/{max(1, int(self.policy.sweep_interval))} * * * * *"
-            stalled = app.task(name=STALLED_TASK, queue=QUEUE, queueing_lock=STALLED_TASK)(self._retry_stalled)
-            app.periodic(cron=every)(stalled)
+            maintain = app.task(name=MAINTENANCE_TASK, queue=QUEUE, queueing_lock=MAINTENANCE_TASK)(self._maintain)
+            app.periodic(cron=every)(maintain)
             sweep = app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK)(self._sweep)
             app.periodic(cron=every)(sweep)
         try:
@@ -198,13 +201,17 @@ class ProcrastinateQueue(WorkQueue):
             query="SELECT count(*) AS n FROM procrastinate_jobs WHERE queue_name = %(queue)s "
             "AND status IN ('todo', 'doing') AND task_name <> ALL(%(internal)s)",
             queue=QUEUE,
-            internal=[STALLED_TASK, SWEEP_TASK],
+            internal=[MAINTENANCE_TASK, SWEEP_TASK],
         )
         return int(row["n"])
 
     # -- periodic tasks -----------------------------------------------------------------------------
 
-    async def _retry_stalled(self, timestamp: int) -> None:
+    async def _maintain(self, timestamp: int) -> None:
+        await self._retry_stalled()
+        await self._refresh_statistics()
+
+    async def _retry_stalled(self) -> None:
         app = self._require_app()
         manager = app.job_manager
         stalled = await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=self.policy.stalled_after)
@@ -221,6 +228,23 @@ class ProcrastinateQueue(WorkQueue):
             except procrastinate_errors.ConnectorException as exc:
                 log.info("job %s was retried meanwhile: %s", job.id, exc)  # another worker got there first
         await manager.prune_stalled_workers(self.policy.stalled_after)
+
+    async def _refresh_statistics(self) -> None:
+        """ANALYZE the jobs table once a good share of it changed. Its size swings from empty to thousands
+        of jobs within seconds, faster than autovacuum's minute: on statistics from an emptier moment,
+        PostgreSQL sorted every waiting job on each fetch (90 ms with 1,000 waiting, measured here)
+        instead of walking the priority index to the first one (0.1 ms)."""
+        app = self._require_app()
+        row = await app.connector.execute_query_one_async(
+            query="SELECT n_mod_since_analyze AS changed, n_live_tup AS live FROM pg_stat_user_tables "
+            "WHERE relid = 'procrastinate_jobs'::regclass"
+        )
+        if row is None or row["changed"] < max(STATISTICS_MIN_CHANGES, row["live"]):
+            return
+        try:
+            await app.connector.execute_query_async(query="ANALYZE procrastinate_jobs")
+        except procrastinate_errors.ConnectorException as exc:  # not the table's owner: autovacuum will do
+            log.debug("could not analyze procrastinate_jobs: %s", exc)
 
     async def _sweep(self, timestamp: int) -> None:
         if self.sweep is None:
