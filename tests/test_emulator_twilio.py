@@ -187,3 +187,29 @@ def test_the_pytest_plugin_serves_a_twilio_bot(wa):
     chat.send("hi from the plugin")
     assert chat.last_reply.text == "echo: hi from the plugin"
     assert chat.typing_shown
+
+
+async def test_the_emulator_command_can_start_in_twilio_mode():
+    import asyncio
+    import socket
+
+    from whatsagent.emulator import run_emulator
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started: asyncio.Future[Emulator] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_emulator("127.0.0.1", port, webhook_url="http://127.0.0.1:9/twilio/webhook", twilio=True, started=started)
+    )
+    try:
+        emu = await asyncio.wait_for(started, 10)
+        assert emu.twilio_account is not None
+        account = emu.twilio_account
+        async with aiohttp.ClientSession() as http:
+            url = f"{emu.base_url}/2010-04-01/Accounts/{account.account_sid}/Messages.json"
+            async with http.post(url, data={"To": "whatsapp:+15551234567", "Body": "hi"}) as r:
+                assert r.status == 401, "the Messages API wants the account's basic auth"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -598,8 +598,10 @@ async def run_emulator(
     api_version: str = "v25.0",
     statuses: StatusPolicy | bool | str = True,
     started: asyncio.Future[Emulator] | None = None,
+    twilio: bool = False,
 ) -> None:
     """Serve the emulator and its chat page until cancelled (the `whatsagent emulator` command).
+    `twilio=True` speaks Twilio's wire format instead of the Cloud API's (webhooks as signed forms).
 
     Status webhooks are on, with a visible pace, so the page shows ticks turning blue. `started`, when
     given, receives the running emulator (for a demo that runs a bot next to it)."""
@@ -628,6 +630,16 @@ async def run_emulator(
         shown_secret,
         webhook_url,
     )
+    if twilio:
+        account = emulator.twilio()
+        log.info(
+            "speaking Twilio's wire format: TWILIO_API_BASE_URL=%s TWILIO_ACCOUNT_SID=%s TWILIO_AUTH_TOKEN=%s "
+            "TWILIO_FROM_NUMBER=%s",
+            emulator.base_url,
+            account.account_sid,
+            account.auth_token,
+            account.from_number,
+        )
     if started is not None and not started.done():
         started.set_result(emulator)
     try:
