@@ -106,7 +106,7 @@ async def test_failed_after_sent_is_final_logged_with_the_inbound_message_and_co
             assert r.headers["content-type"].startswith("text/plain")
             text = await r.text()
         assert f'whatsagent_delivery_statuses_total{{channel="{CHANNEL}",status="failed"}}' in text
-        assert f'whatsagent_sends_total{{channel="{CHANNEL}",result="sent",code=""}}' in text
+        assert f'whatsagent_sends_total{{channel="{CHANNEL}",code="",result="sent"}}' in text
 
 
 async def test_the_delivery_api_needs_the_operator_token(tmp_path, echo):

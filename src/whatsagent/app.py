@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from whatsagent import metrics
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
@@ -31,7 +33,6 @@ from whatsagent.lanes import Lanes
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
-from whatsagent.metrics import CONTENT_TYPE, registry
 from whatsagent.pacing import Pacing
 from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
@@ -201,7 +202,15 @@ class AgentOS:
             from whatsagent.errors import StoreUnavailable
 
             raise StoreUnavailable("whatsagent is not started")
-        await self.inbox.accept(events)
+        started = time.perf_counter()
+        accepted = await self.inbox.accept(events)
+        metrics.webhook_store_seconds.observe(time.perf_counter() - started)
+        if accepted.messages or accepted.duplicates:
+            channel = events[0].channel
+            if accepted.messages:
+                metrics.inbound.labels(channel=channel, result="stored").inc(accepted.messages)
+            if accepted.duplicates:
+                metrics.inbound.labels(channel=channel, result="duplicate").inc(accepted.duplicates)
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
@@ -229,8 +238,10 @@ class AgentOS:
         app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
 
         @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
-            return Response(registry.exposition(), media_type=CONTENT_TYPE)
+        async def metrics_endpoint() -> Response:
+            if self.queue is not None:
+                metrics.queue_depth.set(await self.queue.depth())
+            return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
         @app.get("/health", include_in_schema=False)
         async def health() -> Response:

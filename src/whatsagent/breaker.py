@@ -79,7 +79,7 @@ class CircuitBreaker:
         elif self.state == "closed":
             self.cool_down = self.base_cool_down
             self.stopped_since = time.time()
-            metrics.sending_stopped.set(1, channel=self.channel)
+            metrics.sending_stopped.labels(channel=self.channel).set(1)
         else:
             return  # already stopped: sends that were in flight when it tripped add nothing
         self.error = error
@@ -101,7 +101,7 @@ class CircuitBreaker:
         self.error = None
         self.stopped_since = None
         self.cool_down = self.base_cool_down
-        metrics.sending_stopped.set(0, channel=self.channel)
+        metrics.sending_stopped.labels(channel=self.channel).set(0)
         self._set("closed")
 
     def abandon_probe(self) -> None:

@@ -221,7 +221,7 @@ def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accept
                     received_at=now,
                 ):
                     new_statuses += 1
-                    metrics.delivery_statuses.inc(channel=e.channel, status=e.status)
+                    metrics.delivery_statuses.labels(channel=e.channel, status=e.status).inc()
                     failure = _apply_status(conn, e, now)
                     if failure is not None:
                         failures.append(failure)

@@ -1,107 +1,75 @@
-"""Prometheus metrics, in the text exposition format, served at ``/metrics``.
+"""Prometheus metrics, served at ``/metrics`` (prometheus-client, one registry per process).
 
-A handful of counters and gauges with labels is all whatsagent reports, so they are kept here rather
-than pulling in a client library: each process counts its own, as Prometheus expects.
+Each process counts its own, as Prometheus expects: scrape web and worker processes alike.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# `_created` timestamps double every series for little use here.
+disable_created_metrics()
+registry = CollectorRegistry()
 
 
-class Counter:
-    """A monotonically increasing count per label set."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: Iterable[str] = ()) -> None:
-        self.name = name
-        self.help = help
-        self.labels = tuple(labels)
-        self._values: dict[tuple[str, ...], float] = {}
-        self._lock = threading.Lock()
-
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        key = tuple(str(labels.get(name, "")) for name in self.labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: object) -> float:
-        return self._values.get(tuple(str(labels.get(name, "")) for name in self.labels), 0.0)
-
-    def samples(self) -> list[tuple[tuple[str, ...], float]]:
-        with self._lock:
-            return sorted(self._values.items())
+def exposition() -> bytes:
+    return generate_latest(registry)
 
 
-class Gauge(Counter):
-    """A value that goes up and down (e.g. whether a channel's sending is stopped)."""
-
-    kind = "gauge"
-
-    def set(self, value: float, **labels: object) -> None:
-        key = tuple(str(labels.get(name, "")) for name in self.labels)
-        with self._lock:
-            self._values[key] = value
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-class Registry:
-    def __init__(self) -> None:
-        self.metrics: list[Counter] = []
-
-    def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Counter:
-        metric = Counter(name, help, labels)
-        self.metrics.append(metric)
-        return metric
-
-    def gauge(self, name: str, help: str, labels: Iterable[str] = ()) -> Gauge:
-        metric = Gauge(name, help, labels)
-        self.metrics.append(metric)
-        return metric
-
-    def exposition(self) -> str:
-        """Every metric in Prometheus' text format (version 0.0.4)."""
-        lines: list[str] = []
-        for metric in self.metrics:
-            lines.append(f"# HELP {metric.name} {metric.help}")
-            lines.append(f"# TYPE {metric.name} {metric.kind}")
-            for key, value in metric.samples():
-                labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(metric.labels, key, strict=True))
-                lines.append(f"{metric.name}{{{labels}}} {value:g}" if labels else f"{metric.name} {value:g}")
-        return "\n".join(lines) + "\n"
-
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-registry = Registry()
-
-sends = registry.counter(
-    "whatsagent_sends_total",
+inbound = Counter(
+    "whatsagent_inbound_messages",
+    "Inbound messages by channel and result: stored (new) or duplicate (a redelivery, stored once).",
+    ("channel", "result"),
+    registry=registry,
+)
+webhook_store_seconds = Histogram(
+    "whatsagent_webhook_store_seconds",
+    "Time to commit a webhook's events durably: the part of the acknowledgement whatsagent controls.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=registry,
+)
+turn_seconds = Histogram(
+    "whatsagent_turn_seconds",
+    "Time from a turn's start to its answer being stored (the agent's thinking, mostly).",
+    ("channel",),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0),
+    registry=registry,
+)
+queue_depth = Gauge(
+    "whatsagent_queue_depth",
+    "Jobs waiting or running in this process's work queue (conversation wake-ups, memory capture).",
+    registry=registry,
+)
+sends = Counter(
+    "whatsagent_sends",
     "Send attempts by channel, result (sent, retried, failed, parked) and provider error code.",
     ("channel", "result", "code"),
+    registry=registry,
 )
-window_fallbacks = registry.counter(
-    "whatsagent_window_fallbacks_total",
+window_fallbacks = Counter(
+    "whatsagent_window_fallbacks",
     "Fallback templates sent because the 24-hour customer service window was closed.",
     ("channel",),
+    registry=registry,
 )
-parked = registry.counter(
-    "whatsagent_parked_messages_total",
+parked = Counter(
+    "whatsagent_parked_messages",
     "Free-form messages held back because the 24-hour window was closed.",
     ("channel",),
+    registry=registry,
 )
-delivery_statuses = registry.counter(
-    "whatsagent_delivery_statuses_total",
+delivery_statuses = Counter(
+    "whatsagent_delivery_statuses",
     "Status webhooks (sent, delivered, read, failed) received for the bot's messages.",
     ("channel", "status"),
+    registry=registry,
 )
-sending_stopped = registry.gauge(
+sending_stopped = Gauge(
     "whatsagent_sending_stopped",
     "1 while a channel's sending is stopped because its access token was rejected (code 190/0).",
     ("channel",),
+    registry=registry,
 )

@@ -217,7 +217,7 @@ class Sender:
             except SendError as exc:
                 if is_token_error(channel.provider, exc):
                     breaker.trip(exc)
-                    metrics.sends.inc(channel=channel.name, result="token_refused", code=exc.code)
+                    metrics.sends.labels(channel=channel.name, result="token_refused", code=exc.code).inc()
                     if time.monotonic() - started < limit:
                         continue
                     return await self._failed(channel, row, conversation, exc, attempt)
@@ -226,13 +226,13 @@ class Sender:
                 elif probe:
                     breaker.abandon_probe()
                 if exc.code in WINDOW_CLOSED_CODES and not isinstance(row.message, TemplateOut):
-                    metrics.sends.inc(channel=channel.name, result="window_closed", code=exc.code)
+                    metrics.sends.labels(channel=channel.name, result="window_closed", code=exc.code).inc()
                     await self.db.write(outbox.park(row.id, attempt))
                     return Outcome.PARKED
                 if exc.retryable:
                     delay = self.policy.delay(exc, attempt)
                     if time.monotonic() - started + delay <= limit:
-                        metrics.sends.inc(channel=channel.name, result="retried", code=exc.code)
+                        metrics.sends.labels(channel=channel.name, result="retried", code=exc.code).inc()
                         log.info(
                             "send %s attempt %d failed (%s); retrying in %.2fs",
                             row.idempotency_key,
@@ -247,7 +247,7 @@ class Sender:
                 if probe:
                     breaker.abandon_probe()
                 log.error("send %s refused before sending: %s", row.idempotency_key, exc)
-                metrics.sends.inc(channel=channel.name, result="failed", code="invalid")
+                metrics.sends.labels(channel=channel.name, result="failed", code="invalid").inc()
                 await self.db.write(mark_failed(row.id, None, str(exc), attempt))
                 return Outcome.FAILED
             except BaseException:
@@ -255,7 +255,7 @@ class Sender:
                     breaker.abandon_probe()
                 raise
             breaker.answered()
-            metrics.sends.inc(channel=channel.name, result="sent", code="")
+            metrics.sends.labels(channel=channel.name, result="sent", code="").inc()
             await self.db.write(mark_sent(row.id, result.message_id, attempt))
             return Outcome.SENT
 
@@ -272,7 +272,7 @@ class Sender:
             attempts,
             reason,
         )
-        metrics.sends.inc(channel=channel.name, result="failed", code=exc.code)
+        metrics.sends.labels(channel=channel.name, result="failed", code=exc.code).inc()
         await self.db.write(mark_failed(row.id, exc.code, reason, attempts))
         return Outcome.FAILED
 
@@ -291,7 +291,7 @@ class Sender:
     ) -> None:
         if not already_parked:
             await self.db.write(outbox.park(row.id, row.attempts))
-        metrics.parked.inc(channel=channel.name)
+        metrics.parked.labels(channel=channel.name).inc()
         log.warning(
             "message %s for %s parked: the 24-hour window is closed; it goes out when the user writes again",
             row.idempotency_key,
@@ -314,7 +314,7 @@ class Sender:
         row = await self.db.write(outbox.insert_one(key, conversation, template))
         if row is None:
             return None  # this window's fallback exists: sent, sending or failed — never a second one
-        metrics.window_fallbacks.inc(channel=channel.name)
+        metrics.window_fallbacks.labels(channel=channel.name).inc()
         log.info("window closed for %s: sending fallback template %r", _masked(conversation), template.name)
         return await self._send(channel, to, row, conversation=conversation, deadline=None)
 

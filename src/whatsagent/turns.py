@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from whatsagent import history as history_store
-from whatsagent import outbox
+from whatsagent import metrics, outbox
 from whatsagent.agent import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
 from whatsagent.channels.base import Channel
 from whatsagent.commands import CommandName, Commands
@@ -123,7 +123,9 @@ class TurnRunner:
                     raise  # the lane's job is retried with backoff; the turn stays `running`
                 log.exception("turn %d failed %d times; telling the user", turn.id, turn.attempts)
                 reply = Reply(text=self.policy.error_text)
-            log.debug("turn %d answered in %.3fs", turn.id, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            metrics.turn_seconds.labels(channel=turn.channel).observe(took)
+            log.debug("turn %d answered in %.3fs", turn.id, took)
         finally:
             # The answer must not overtake the typing indicator (it would show "typing…" after the
             # answer), so the first one is let finish; the refreshes stop.
