@@ -5,7 +5,9 @@ processes (``whatsagent serve scale_out_app:agent_os --role ...``), configured b
 - ``SCALE_MODEL_LATENCY``: ``min,max`` seconds the model "thinks" (uniformly random), default ``0,0``;
 - ``SCALE_TURN_LOG``: a file where each model call appends ``<pid> start|end <turn id>`` (the test picks
   a worker that is mid-turn to kill);
-- ``SCALE_CONCURRENCY``: turns a worker runs at once (default 64).
+- ``SCALE_CONCURRENCY``: turns a worker runs at once (default 64);
+- ``SCALE_SEND_RATE``: messages per second one process may send (default 80, Meta's default tier; pacing
+  is per process).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 
 from whatsagent import AgentOS, TurnContext
 from whatsagent.channels.cloudapi import CloudAPI
+from whatsagent.pacing import Pacing
 from whatsagent.store.procrastinate_queue import WorkerPolicy
 
 low, high = (float(x) for x in os.environ.get("SCALE_MODEL_LATENCY", "0,0").split(","))
@@ -46,6 +49,7 @@ agent_os = AgentOS(
     merge_window=0.2,
     concurrency=int(os.environ.get("SCALE_CONCURRENCY", "64")),
     shutdown_grace=2.0,
+    pacing=Pacing(rate=float(os.environ.get("SCALE_SEND_RATE", "80"))),
     worker_policy=WorkerPolicy(
         poll_interval=0.05, heartbeat_interval=0.5, stalled_after=3.0, sweep_interval=1, pool_size=3
     ),

@@ -47,6 +47,7 @@ QUEUE = "whatsagent"
 MAINTENANCE_TASK = "whatsagent.maintain"
 SWEEP_TASK = "whatsagent.sweep"
 
+MAINTENANCE_PRIORITY = 100
 # The jobs table is analysed again once this many rows (or as many as it holds) changed since last time.
 STATISTICS_MIN_CHANGES = 500
 
@@ -120,9 +121,14 @@ class ProcrastinateQueue(WorkQueue):
             app.task(name=task_name, queue=QUEUE, retry=retry)(_run_handler(handler))
         if self.work:
             every = f"*/{max(1, int(self.policy.sweep_interval))} * * * * *"
-            maintain = app.task(name=MAINTENANCE_TASK, queue=QUEUE, queueing_lock=MAINTENANCE_TASK)(self._maintain)
+            # Ahead of any backlog: they are what clears it (a dead worker's jobs, a lost wake-up).
+            maintain = app.task(
+                name=MAINTENANCE_TASK, queue=QUEUE, queueing_lock=MAINTENANCE_TASK, priority=MAINTENANCE_PRIORITY
+            )(self._maintain)
             app.periodic(cron=every)(maintain)
-            sweep = app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK)(self._sweep)
+            sweep = app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK, priority=MAINTENANCE_PRIORITY)(
+                self._sweep
+            )
             app.periodic(cron=every)(sweep)
         try:
             await app.open_async()

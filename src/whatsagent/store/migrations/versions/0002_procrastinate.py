@@ -5,8 +5,9 @@ Revises: 0001
 Create Date: 2025-01-02
 
 Applies procrastinate 3.10.0's schema (kept beside these revisions, so a later procrastinate release
-cannot change what this revision does). Upgrading procrastinate means a new revision that runs the
-release's files from ``procrastinate/sql/migrations``. SQLite has no procrastinate: nothing to do there.
+cannot change what this revision does), and keeps its job fetch on the priority index. Upgrading
+procrastinate means a new revision that runs the release's files from ``procrastinate/sql/migrations``.
+SQLite has no procrastinate: nothing to do there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ branch_labels = None
 depends_on = None
 
 SCHEMA = Path(__file__).parent.parent / "sql" / "procrastinate-3.10.0.sql"
+FETCH_FUNCTION = "procrastinate_fetch_job_v2(character varying[], bigint)"
 
 
 def upgrade() -> None:
@@ -28,10 +30,14 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         return
     exists = bind.exec_driver_sql("SELECT to_regclass('procrastinate_jobs')").scalar()
-    if exists is not None:
-        return  # applied by procrastinate's own `procrastinate schema --apply` before
-    # Run as one script through the driver: it holds functions whose bodies contain semicolons.
-    bind.exec_driver_sql(SCHEMA.read_text(encoding="utf-8").replace("%", "%%"))
+    if exists is None:  # else applied by procrastinate's own `procrastinate schema --apply` before
+        # Run as one script through the driver: it holds functions whose bodies contain semicolons.
+        bind.exec_driver_sql(SCHEMA.read_text(encoding="utf-8").replace("%", "%%"))
+    # The fetch wants the first due job in priority order: walking the priority index stops at it.
+    # With statistics from an emptier table PostgreSQL chose to collect and sort every waiting job
+    # instead, 44 ms per fetch with 1,400 jobs waiting against 0.26 ms (measured here); without sorts
+    # the function's plan is the index walk whatever the statistics say.
+    bind.exec_driver_sql(f"ALTER FUNCTION {FETCH_FUNCTION} SET enable_sort = off")
 
 
 def downgrade() -> None:
