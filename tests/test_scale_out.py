@@ -64,9 +64,9 @@ async def test_web_and_worker_processes_answer_every_message_once_in_order_throu
                 candidates = [p for p in cluster.worker_processes if running.get(p.pid)]
                 if finished >= 100 and candidates:
                     victim = max(candidates, key=lambda p: len(running[p.pid]))
-                    interrupted = set(running[victim.pid])
                     cluster.kill(victim)
-                    return victim.pid, interrupted
+                    # Read again after the kill: a turn may have finished between the look and the kill.
+                    return victim.pid, set(in_flight(turn_events(turn_log)).get(victim.pid, set()))
                 await asyncio.sleep(0.02)
             raise AssertionError("no worker was ever mid-turn")
 
