@@ -16,6 +16,7 @@ import pytest
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DATABASE_PREFIX = "whatsagent_test_"
 _numbers = itertools.count(1)
+_skipped_because: list[str] = []
 
 
 def _required() -> bool:
@@ -75,6 +76,7 @@ def postgres_server() -> str:
     reason = "PostgreSQL is unreachable (" + "; ".join(errors) + "); set WHATSAGENT_TEST_POSTGRES_URL"
     if _required():
         pytest.fail(reason + " — WHATSAGENT_REQUIRE_POSTGRES=1 makes this a failure", pytrace=False)
+    _skipped_because.append(reason)
     pytest.skip(reason)
 
 
@@ -92,3 +94,9 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     finally:
         with _connect(postgres_server) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Say once, at the end of every run, that the PostgreSQL tests did not run and why."""
+    if _skipped_because:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {_skipped_because[0]}", yellow=True, bold=True)
