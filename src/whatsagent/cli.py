@@ -44,9 +44,7 @@ def load_os(target: str) -> Any:
         if hasattr(module, name):
             obj = getattr(module, name)
             return obj() if callable(obj) and not hasattr(obj, "serve") else obj
-    raise typer.BadParameter(
-        f"{module_name!r} has no {' or '.join(candidates)}: point at your AgentOS, e.g. myapp:os"
-    )
+    raise typer.BadParameter(f"{module_name!r} has no {' or '.join(candidates)}: point at your AgentOS, e.g. myapp:os")
 
 
 @app.command()
@@ -78,9 +76,7 @@ def serve(
 def demo(
     port: Annotated[int, typer.Option(help="Port of the bot; the emulator's chat page uses port+1.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    database: Annotated[
-        str, typer.Option(help="Where the demo keeps its data.")
-    ] = "sqlite:///whatsagent-demo.db",
+    database: Annotated[str, typer.Option(help="Where the demo keeps its data.")] = "sqlite:///whatsagent-demo.db",
 ) -> None:
     """A bot and a local WhatsApp emulator, on SQLite, with no accounts: chat with it in your browser."""
     _setup_logging("info")
@@ -99,6 +95,9 @@ def emulator(
     app_secret: Annotated[str, typer.Option(envvar="WHATSAPP_APP_SECRET")] = "emulator-app-secret",
     access_token: Annotated[str, typer.Option(envvar="WHATSAPP_ACCESS_TOKEN")] = "emulator-token",
     phone_number_id: Annotated[str, typer.Option(envvar="WHATSAPP_PHONE_NUMBER_ID")] = "100200300",
+    twilio: Annotated[
+        bool, typer.Option("--twilio", help="Speak Twilio's WhatsApp wire format (webhooks to /twilio/webhook).")
+    ] = False,
 ) -> None:
     """A local stand-in for WhatsApp's Cloud API, with a chat page, for developing and testing bots."""
     import asyncio
@@ -106,6 +105,8 @@ def emulator(
     _setup_logging("info")
     from whatsagent.emulator import run_emulator
 
+    if twilio and webhook_url == "http://127.0.0.1:8000/whatsapp/webhook":
+        webhook_url = "http://127.0.0.1:8000/twilio/webhook"
     asyncio.run(
         run_emulator(
             host=host,
@@ -114,6 +115,7 @@ def emulator(
             app_secret=app_secret,
             access_token=access_token,
             phone_number_id=phone_number_id,
+            twilio=twilio,
         )
     )
 

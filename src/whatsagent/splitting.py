@@ -211,8 +211,7 @@ def _may_cut(text: str, fences: list[_Fence], pos: int, cut: int) -> bool:
         if f.header_end <= cut <= f.close_start:
             # Inside a code block: both halves must hold some code, or a part shows an empty block.
             return bool(
-                _NONSPACE.search(text, max(pos, f.header_end), cut)
-                and _NONSPACE.search(text, cut, f.close_start)
+                _NONSPACE.search(text, max(pos, f.header_end), cut) and _NONSPACE.search(text, cut, f.close_start)
             )
     return True
 
