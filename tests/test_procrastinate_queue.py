@@ -123,3 +123,38 @@ async def test_a_conversation_whose_wake_up_was_lost_is_woken_by_the_sweep(migra
             await queue.stop(1.0)
     finally:
         await db.close()
+
+
+async def test_the_worker_carries_on_after_postgresql_drops_its_connections(migrated: str):
+    ran: list[int] = []
+
+    async def handler(args: dict[str, Any]) -> None:
+        ran.append(args["n"])
+
+    queue = ProcrastinateQueue(migrated, policy=FAST)
+    await queue.start({"t": handler})
+    try:
+        await queue.defer("t", {"n": 1})
+        await eventually(lambda: ran == [1], what="the first job ran")
+        # PostgreSQL goes away for a while (a restart, a failover): connections drop, new ones are refused.
+        database = migrated.rsplit("/", 1)[1]
+        server = migrated.rsplit("/", 1)[0] + "/postgres"
+        execute(server, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        execute(
+            server,
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{database}'",
+        )
+        await asyncio.sleep(2.0)
+        execute(server, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                await queue.defer("t", {"n": 2})
+                break
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        await eventually(lambda: 2 in ran, timeout=30, what="a job deferred after the outage ran")
+    finally:
+        await queue.stop(1.0)

@@ -22,10 +22,12 @@ locks would refuse the retry otherwise, leaving the job stuck in ``doing``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +106,7 @@ class ProcrastinateQueue(WorkQueue):
         self.app: App | None = None
         self._worker: Worker | None = None
         self._run_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -140,7 +143,33 @@ class ProcrastinateQueue(WorkQueue):
             logging.getLogger("procrastinate").setLevel(logging.WARNING)
         if not self.work:
             return
-        self._worker = Worker(
+        self._stopping = asyncio.Event()
+        self._run_task = asyncio.create_task(self._supervise(app), name=f"procrastinate worker {self.name}")
+        self._run_task.add_done_callback(_log_worker_exit)
+
+    async def _supervise(self, app: App) -> None:
+        """Run the worker, and run it again if it stops by itself: procrastinate stops a worker whose
+        heartbeat or listener lost the database (a PostgreSQL restart, a failover), which would leave
+        this process up but idle."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            self._worker = self._new_worker(app)
+            started = time.monotonic()
+            try:
+                await self._worker.run()
+            except Exception as exc:
+                log.error("the procrastinate worker failed: %r", exc)
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            log.error("the procrastinate worker stopped by itself; starting it again in %.0fs", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(30.0, delay * 2)
+
+    def _new_worker(self, app: App) -> Worker:
+        return Worker(
             app=app,
             queues=[QUEUE],
             name=self.name,
@@ -153,8 +182,6 @@ class ProcrastinateQueue(WorkQueue):
             update_heartbeat_interval=self.policy.heartbeat_interval,
             stalled_worker_timeout=self.policy.stalled_after,
         )
-        self._run_task = asyncio.create_task(self._worker.run(), name=f"procrastinate worker {self.name}")
-        self._run_task.add_done_callback(_log_worker_exit)
 
     async def defer_many(self, specs: Sequence[JobSpec]) -> int:
         app = self._require_app()
@@ -183,6 +210,7 @@ class ProcrastinateQueue(WorkQueue):
     async def stop(self, grace: float = 10.0) -> None:
         worker, run_task = self._worker, self._run_task
         self._worker = self._run_task = None
+        self._stopping.set()
         if worker is not None and run_task is not None and not run_task.done():
             # Running jobs get `grace` seconds; the rest are interrupted and go back to `todo`
             # (the retry strategy requeues a job cancelled at shutdown at once).
