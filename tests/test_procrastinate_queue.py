@@ -1,7 +1,9 @@
-"""What the scale-out queue does beyond the common conformance suite: it recovers from processes that die.
+"""What the PostgreSQL side does beyond the common conformance suite: it recovers from processes that
+die and from PostgreSQL going away.
 
 A job left running by a worker that stopped sending heartbeats runs again elsewhere; a conversation
-whose wake-up was never deferred (its web process died right after the commit) is woken by the sweep.
+whose wake-up was never deferred (its web process died right after the commit) is woken by the sweep;
+a worker and the store carry on once PostgreSQL is back.
 """
 
 from __future__ import annotations
@@ -158,3 +160,25 @@ async def test_the_worker_carries_on_after_postgresql_drops_its_connections(migr
         await eventually(lambda: 2 in ran, timeout=30, what="a job deferred after the outage ran")
     finally:
         await queue.stop(1.0)
+
+
+async def test_the_store_answers_unavailable_once_then_reconnects_after_postgresql_drops_it(migrated: str):
+    from sqlalchemy import text
+
+    db = PostgresDatabase(migrated)
+    await db.start()
+    try:
+        assert await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+        database = migrated.rsplit("/", 1)[1]
+        server = migrated.rsplit("/", 1)[0] + "/postgres"
+        execute(server, f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{database}'")
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append(await db.write(lambda conn: conn.execute(text("SELECT 2")).scalar()))
+            except StoreUnavailable:  # a webhook would answer 503 and be redelivered
+                outcomes.append("unavailable")
+        assert outcomes[-1] == 2, outcomes
+        assert outcomes.count("unavailable") <= 1, outcomes
+    finally:
+        await db.close()
