@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai.messages import ModelMessage
-from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
 
 from whatsagent import history
 from whatsagent.inbox import wake_job
@@ -135,15 +135,16 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
     return op
 
 
+# Spelled as the partial indexes' predicates (constants, not parameters), so that PostgreSQL uses them
+# even in a prepared statement's generic plan: the sweep then reads only unfinished rows.
+_UNFINISHED_TURNS = select(turns.c.conversation).where(text("status IN ('running', 'answered')"))
+_WAITING_MESSAGES = select(inbox.c.conversation).where(text("turn_id IS NULL"), inbox.c.triggers.is_(True)).distinct()
+
+
 def open_conversations(conn: Connection) -> list[str]:
     """Conversations with an open turn or a waiting message that calls for an answer."""
-    with_turns = {r[0] for r in conn.execute(select(turns.c.conversation).where(turns.c.status.in_(OPEN_STATES)))}
-    waiting = {
-        r[0]
-        for r in conn.execute(
-            select(inbox.c.conversation).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True)).distinct()
-        )
-    }
+    with_turns = {r[0] for r in conn.execute(_UNFINISHED_TURNS)}
+    waiting = {r[0] for r in conn.execute(_WAITING_MESSAGES)}
     return sorted(with_turns | waiting)
 
 

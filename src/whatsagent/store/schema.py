@@ -43,6 +43,9 @@ inbox = Table(
     UniqueConstraint("channel", "provider_id", name="uq_inbox_provider_id"),
 )
 Index("ix_inbox_pending", inbox.c.conversation, inbox.c.turn_id, inbox.c.seq)
+# Only the messages no turn has taken yet: the recovery sweep finds them without reading the whole inbox.
+_WAITING = text("turn_id IS NULL")
+Index("ix_inbox_waiting", inbox.c.conversation, postgresql_where=_WAITING, sqlite_where=_WAITING)
 
 statuses = Table(
     "statuses",
@@ -92,6 +95,9 @@ turns = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_turns_open", turns.c.conversation, turns.c.status)
+# Only the turns still running or sending: the recovery sweep finds them without reading every turn.
+_UNFINISHED = text("status IN ('running', 'answered')")
+Index("ix_turns_unfinished", turns.c.conversation, postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED)
 
 history = Table(
     "history",
