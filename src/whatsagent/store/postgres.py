@@ -18,6 +18,7 @@ import os
 import random
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
@@ -108,6 +109,8 @@ class PostgresDatabase(Database):
                     await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
                     continue
                 raise _as_store_error(exc) from exc
+            except PoolTimeout as exc:
+                raise StoreUnavailable(f"no free database connection (raise WHATSAGENT_DB_POOL_SIZE?): {exc}") from exc
             except OSError as exc:
                 raise StoreUnavailable(f"the store could not commit: {exc}") from exc
         raise AssertionError("unreachable")
@@ -122,6 +125,8 @@ class PostgresDatabase(Database):
                     await conn.rollback()
         except DBAPIError as exc:
             raise _as_store_error(exc) from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"no free database connection (raise WHATSAGENT_DB_POOL_SIZE?): {exc}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"the store could not be read: {exc}") from exc
 
