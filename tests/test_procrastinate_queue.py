@@ -77,7 +77,10 @@ async def test_a_job_left_running_by_a_dead_worker_runs_again_first_in_its_line(
     try:
         await eventually(lambda: len(ran) == 2, what=f"both jobs ran: {ran}")
         assert ran == [1, 2], "the dead worker's job kept its place at the head of the conversation's line"
-        assert execute(migrated, f"SELECT count(*) FROM procrastinate_workers WHERE id = {dead}") == 0
+        await eventually(
+            lambda: execute(migrated, f"SELECT count(*) FROM procrastinate_workers WHERE id = {dead}") == 0,
+            what="the dead worker was pruned",
+        )
     finally:
         await queue.stop(1.0)
 
