@@ -1,6 +1,6 @@
 """Rendering speed: a 4 KB Markdown answer through `to_whatsapp` and `split_message`.
 
-    python -m benchmarks rendering
+python -m benchmarks rendering
 """
 
 from __future__ import annotations

@@ -804,9 +804,7 @@ MALFORMED: list[tuple[str, Callable[[], object], str]] = [
 @pytest.mark.parametrize(
     ("payload", "reason"), [pytest.param(make, reason, id=story) for story, make, reason in MALFORMED]
 )
-def test_a_malformed_webhook_is_refused_with_a_precise_reason(
-    payload: Callable[[], object], reason: str
-) -> None:
+def test_a_malformed_webhook_is_refused_with_a_precise_reason(payload: Callable[[], object], reason: str) -> None:
     with pytest.raises(MalformedWebhook, match=re.escape(reason)):
         parse_webhook(payload(), channel=CHANNEL)
 

@@ -52,9 +52,7 @@ def test_a_bold_word_in_a_heading_is_not_bolded_twice() -> None:
 
 
 def test_fenced_code_keeps_its_content_untouched_and_drops_the_info_string() -> None:
-    markdown = (
-        "Run:\n\n```python\ndef f(x):\n    return x**2  # *not* _formatted_\n\n\nprint(f(3))\n```\n\nDone."
-    )
+    markdown = "Run:\n\n```python\ndef f(x):\n    return x**2  # *not* _formatted_\n\n\nprint(f(3))\n```\n\nDone."
     assert to_whatsapp(markdown) == (
         "Run:\n\n```\ndef f(x):\n    return x**2  # *not* _formatted_\n\n\nprint(f(3))\n```\n\nDone."
     )
@@ -81,9 +79,7 @@ def test_a_loose_list_keeps_its_blank_lines_and_item_paragraphs() -> None:
 
 
 def test_code_inside_a_list_item_stays_flush_left() -> None:
-    assert to_whatsapp("- Install:\n\n  ```sh\n  pip install x\n  ```") == (
-        "- Install:\n\n```\npip install x\n```"
-    )
+    assert to_whatsapp("- Install:\n\n  ```sh\n  pip install x\n  ```") == ("- Install:\n\n```\npip install x\n```")
 
 
 def test_block_quotes_are_quoted_line_by_line() -> None:
@@ -103,12 +99,8 @@ def test_block_quotes_are_quoted_line_by_line() -> None:
         pytest.param("Mail <ana@example.com>", "Mail ana@example.com", id="email-autolink"),
         pytest.param("[ana@example.com](mailto:ana@example.com)", "ana@example.com", id="mailto"),
         pytest.param("[**Docs**](https://x.org)", "*Docs* (https://x.org)", id="bold-link-text"),
-        pytest.param(
-            "[München](https://münchen.de/a b)", "[München](https://münchen.de/a b)", id="not-a-link"
-        ),
-        pytest.param(
-            "[Stadt](https://münchen.de/)", "Stadt (https://münchen.de/)", id="unicode-url-as-written"
-        ),
+        pytest.param("[München](https://münchen.de/a b)", "[München](https://münchen.de/a b)", id="not-a-link"),
+        pytest.param("[Stadt](https://münchen.de/)", "Stadt (https://münchen.de/)", id="unicode-url-as-written"),
         pytest.param("![A cat](https://x.org/cat.png)", "A cat (https://x.org/cat.png)", id="image"),
         pytest.param("![](https://x.org/cat.png)", "https://x.org/cat.png", id="image-without-alt"),
     ],
@@ -119,11 +111,7 @@ def test_links_show_their_url_once(markdown: str, whatsapp: str) -> None:
 
 def test_a_table_becomes_one_readable_line_per_row() -> None:
     markdown = (
-        "| Plan | Price | Users |\n"
-        "|------|------:|:-----:|\n"
-        "| Free | $0 | 1 |\n"
-        "| **Pro** | $10 | |\n"
-        "| | $99 | 50 |\n"
+        "| Plan | Price | Users |\n|------|------:|:-----:|\n| Free | $0 | 1 |\n| **Pro** | $10 | |\n| | $99 | 50 |\n"
     )
     assert to_whatsapp(markdown) == (
         "*Plan:* Free · Price: $0 · Users: 1\n*Plan:* *Pro* · Price: $10\nPrice: $99 · Users: 50"
@@ -144,9 +132,7 @@ def test_html_is_passed_as_text() -> None:
     ("markdown", "whatsapp"),
     [
         pytest.param("2*3 = 6", "2*3 = 6", id="multiplication"),
-        pytest.param(
-            "snake_case_name and MAX_RETRY_COUNT", "snake_case_name and MAX_RETRY_COUNT", id="snake-case"
-        ),
+        pytest.param("snake_case_name and MAX_RETRY_COUNT", "snake_case_name and MAX_RETRY_COUNT", id="snake-case"),
         pytest.param("use **kwargs or *args", "use **kwargs or *args", id="python-stars"),
         pytest.param("a * b * c", "a * b * c", id="spaced-stars"),
         pytest.param("Costs ~5 to ~10 euros", "Costs ~5 to ~10 euros", id="tildes"),
@@ -191,9 +177,7 @@ def test_whitespace_just_inside_emphasis_moves_outside() -> None:
 def test_literal_delimiters_whatsapp_would_pair_are_defused() -> None:
     # Escaped stars are literal in Markdown; WhatsApp would bold the text between them.
     assert to_whatsapp(r"\*not bold\*") == f"{WJ}*not bold*{WJ}"
-    assert to_whatsapp(r"\_not italic\_ and \~not struck\~") == (
-        f"{WJ}_not italic_{WJ} and {WJ}~not struck~{WJ}"
-    )
+    assert to_whatsapp(r"\_not italic\_ and \~not struck\~") == (f"{WJ}_not italic_{WJ} and {WJ}~not struck~{WJ}")
 
 
 def test_a_literal_star_cannot_close_our_bold_early() -> None:

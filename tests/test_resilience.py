@@ -37,9 +37,7 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_twenty_percent_of_sends_failing_with_429_and_500_lose_nothing_and_double_nothing(
-    tmp_path, echo
-):
+async def test_twenty_percent_of_sends_failing_with_429_and_500_lose_nothing_and_double_nothing(tmp_path, echo):
     policy = SendPolicy(base=0.02, cap=0.2)
     async with BotHarness(echo, tmp_path, send_policy=policy) as bot:
         bot.emulator.faults.fail_sends(probability=0.2, errors=[(429, 130429), (500, 131000)], seed=7)
@@ -51,19 +49,13 @@ async def test_twenty_percent_of_sends_failing_with_429_and_500_lose_nothing_and
                 expected.setdefault(u.wa_id, []).append(text)
                 assert (await u.send_text(text)).ok
             await asyncio.sleep(0.2)
-        await wait_until(
-            lambda: all(len(answered_inputs(u)) >= 3 for u in users), 60, "every message was answered"
-        )
+        await wait_until(lambda: all(len(answered_inputs(u)) >= 3 for u in users), 60, "every message was answered")
         await asyncio.sleep(0.5)
         for u in users:
             assert answered_inputs(u) == expected[u.wa_id], f"{u.wa_id}: each message once, in order"
-        sends = [
-            r for r in bot.emulator.requests if r.path.endswith("/messages") and "type" in (r.json or {})
-        ]
+        sends = [r for r in bot.emulator.requests if r.path.endswith("/messages") and "type" in (r.json or {})]
         refused = [r for r in sends if r.status in (429, 500)]
-        assert len(refused) >= 5, (
-            f"the faults really were injected ({len(refused)} of {len(sends)} sends refused)"
-        )
+        assert len(refused) >= 5, f"the faults really were injected ({len(refused)} of {len(sends)} sends refused)"
 
 
 async def test_two_hundred_users_at_once_with_a_slow_model_are_acknowledged_fast(tmp_path):

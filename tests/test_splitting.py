@@ -169,9 +169,7 @@ def test_numbered_markers_with_two_digit_counts_still_fit() -> None:
     parts = split_message(text, 40, numbered=True)
     assert len(parts) >= 10
     assert all(len(part) <= 40 for part in parts)
-    assert [part.rsplit("\n", 1)[1] for part in parts] == [
-        f"({k}/{len(parts)})" for k in range(1, len(parts) + 1)
-    ]
+    assert [part.rsplit("\n", 1)[1] for part in parts] == [f"({k}/{len(parts)})" for k in range(1, len(parts) + 1)]
 
 
 def test_a_caption_is_split_at_1024_characters() -> None:
@@ -339,9 +337,7 @@ if given is not None:
 
     @_SETTINGS
     @given(text=_TEXTS, limit=st.integers(MIN_LIMIT, 200), numbered=st.booleans())
-    def test_any_text_splits_into_nonempty_parts_within_the_limit(
-        text: str, limit: int, numbered: bool
-    ) -> None:
+    def test_any_text_splits_into_nonempty_parts_within_the_limit(text: str, limit: int, numbered: bool) -> None:
         parts = split_message(text, limit, numbered=numbered)
         assert all(len(part) <= limit for part in parts)
         assert all(part.strip() for part in parts)

@@ -16,9 +16,8 @@ faster than `model_construct` here), and paths for error messages built only whe
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
