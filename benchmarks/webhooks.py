@@ -16,11 +16,7 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from whatsagent.emulator import Emulator
+from whatsagent.testing import ServerProcess, emulator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -45,66 +42,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, emu: Emulator, db: Path, merge_window: float, agent: str = "pydantic") -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "WHATSAPP_ACCESS_TOKEN": emu.access_token,
-            "WHATSAPP_PHONE_NUMBER_ID": emu.phone_number_id,
-            "WHATSAPP_APP_SECRET": emu.app_secret,
-            "WHATSAPP_VERIFY_TOKEN": "bench",
-            "WHATSAPP_API_BASE_URL": emu.base_url,
-            "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
-            "BENCH_MERGE_WINDOW": str(merge_window),
-            "BENCH_AGENT": agent,
-            "PYTHONPATH": str(ROOT),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "whatsagent.cli",
-                "serve",
-                "benchmarks.app:os",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=self.env,
-            cwd=ROOT,
-        )
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                try:
-                    async with http.get(f"{self.url}/ready") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError("the server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+def bench_server(emu: Emulator, db: Path, merge_window: float, agent: str = "pydantic") -> ServerProcess:
+    env = {
+        **emulator_env(emu),
+        "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+        "BENCH_MERGE_WINDOW": str(merge_window),
+        "BENCH_AGENT": agent,
+        "PYTHONPATH": str(ROOT),
+    }
+    return ServerProcess("benchmarks.app:os", env=env, cwd=ROOT)
 
 
 def signed_text(secret: str, pnid: str, wa_id: str, wamid: str, text: str) -> bytes:
@@ -170,39 +116,37 @@ def pct(values: list[float], q: float) -> float:
 
 async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     async with Emulator(record_requests=False, page=False) as emu:
-        server = Server(emu, workdir / "ingest.db", merge_window=3600)
+        server = bench_server(emu, workdir / "ingest.db", merge_window=3600)
         await server.start()
         try:
-            assert server.proc is not None
             bodies = [
                 signed_text(emu.app_secret, emu.phone_number_id, f"1555{i % 2000:07d}", f"wamid.ING{i}", f"hi {i}")
                 for i in range(args.ingest)
             ]
             await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[:500], args.concurrency)  # warm-up
-            cpu0 = cpu_seconds(server.proc.pid)
+            cpu0 = cpu_seconds(server.pid)
             elapsed, lat = await post_all(
                 f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[500:], args.concurrency
             )
-            cpu = cpu_seconds(server.proc.pid) - cpu0
+            cpu = cpu_seconds(server.pid) - cpu0
             n = len(bodies) - 500
             return {
                 "acks_per_s": n / elapsed,
                 "ack_p50_ms": pct(lat, 50),
                 "ack_p99_ms": pct(lat, 99),
                 "cpu_ms_per_ack": cpu * 1000 / n,
-                "peak_rss_mb": peak_rss_mb(server.proc.pid),
+                "peak_rss_mb": peak_rss_mb(server.pid),
             }
         finally:
-            server.stop()
+            server.terminate()
 
 
 async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dict[str, float]:
     async with Emulator(record_requests=False, page=False) as emu:
-        server = Server(emu, workdir / f"e2e-{agent}.db", merge_window=0, agent=agent)
+        server = bench_server(emu, workdir / f"e2e-{agent}.db", merge_window=0, agent=agent)
         await server.start()
         emu.webhook_url = f"{server.url}/whatsapp/webhook"
         try:
-            assert server.proc is not None
             users = [emu.user(f"1556{i:07d}") for i in range(args.users)]
             per_user = max(1, args.messages // args.users)
             total = per_user * len(users)
@@ -217,7 +161,7 @@ async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dic
                     if not d.ok:
                         raise RuntimeError(f"webhook answered {d.status}")
 
-            cpu0 = cpu_seconds(server.proc.pid)
+            cpu0 = cpu_seconds(server.pid)
             started = time.perf_counter()
             await asyncio.gather(*(send(u, f"message {k}") for k in range(per_user) for u in users))
             acked = time.perf_counter() - started
@@ -234,7 +178,7 @@ async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dic
                     break
                 await asyncio.sleep(0.02)
             finished = stable_since - started
-            cpu = cpu_seconds(server.proc.pid) - cpu0
+            cpu = cpu_seconds(server.pid) - cpu0
             replies = sum(len(u.replies) for u in users)
             return {
                 "messages": total,
@@ -244,10 +188,10 @@ async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dic
                 "ack_p50_ms": pct(latencies, 50),
                 "ack_p99_ms": pct(latencies, 99),
                 "cpu_ms_per_msg": cpu * 1000 / total,
-                "peak_rss_mb": peak_rss_mb(server.proc.pid),
+                "peak_rss_mb": peak_rss_mb(server.pid),
             }
         finally:
-            server.stop()
+            server.terminate()
 
 
 def main() -> None:

@@ -15,12 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,41 +25,13 @@ import aiohttp
 from aiohttp import web
 
 from whatsagent.emulator import Emulator
+from whatsagent.testing import ServerProcess, emulator_env, free_port
 
 HERE = Path(__file__).parent
 APP = "scale_out_app:agent_os"
 PHONE_NUMBER_ID = "100200300"
 ACCESS_TOKEN = "cluster-token"
 APP_SECRET = "cluster-app-secret"
-VERIFY_TOKEN = "cluster-verify-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Process:
-    role: str
-    port: int
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 class LoadBalancer:
@@ -119,7 +87,7 @@ class Cluster:
     turn_log: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     emulator: Emulator = field(init=False)
-    processes: list[Process] = field(default_factory=list, init=False)
+    processes: list[ServerProcess] = field(default_factory=list, init=False)
     balancer: LoadBalancer = field(init=False)
 
     async def __aenter__(self) -> Cluster:
@@ -130,11 +98,11 @@ class Cluster:
         await self.stop()
 
     @property
-    def web_processes(self) -> list[Process]:
+    def web_processes(self) -> list[ServerProcess]:
         return [p for p in self.processes if p.role == "web"]
 
     @property
-    def worker_processes(self) -> list[Process]:
+    def worker_processes(self) -> list[ServerProcess]:
         return [p for p in self.processes if p.role == "worker"]
 
     async def start(self) -> None:
@@ -160,66 +128,45 @@ class Cluster:
         await self.balancer.start()
         self.emulator.webhook_url = f"{self.balancer.url}/whatsapp/webhook"
 
-    def spawn(self, role: str) -> Process:
-        port = free_port()
+    def spawn(self, role: str) -> ServerProcess:
         log = self.directory / f"{role}-{len(self.processes)}.log"
         env = {
-            **os.environ,
             "WHATSAGENT_DATABASE_URL": self.database_url,
             "WHATSAGENT_AUTO_MIGRATE": "0",
             # 5 processes share PostgreSQL's 100 connections with the tests' own.
             "WHATSAGENT_DB_POOL_SIZE": "3",
             "WHATSAGENT_DB_MAX_OVERFLOW": "3",
-            "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
-            "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-            "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
-            "WHATSAPP_APP_SECRET": APP_SECRET,
-            "WHATSAPP_API_BASE_URL": self.emulator.base_url,
+            **emulator_env(self.emulator),
             "SCALE_MODEL_LATENCY": f"{self.model_latency[0]},{self.model_latency[1]}",
             "SCALE_CONCURRENCY": str(self.concurrency),
             **({"SCALE_TURN_LOG": str(self.turn_log)} if self.turn_log else {}),
             **self.env,
         }
-        command = [sys.executable, "-m", "whatsagent.cli", "serve", APP, "--role", role]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(command, cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
-        process = Process(role, port, popen, log)
+        process = ServerProcess(APP, env=env, role=role, cwd=HERE, log=log)
+        process.spawn()
         self.processes.append(process)
         return process
 
-    async def wait_ready(self, processes: Sequence[Process], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as http:
-            for process in processes:
-                while True:
-                    if process.popen.poll() is not None:
-                        raise RuntimeError(f"{process.role} process exited at start-up:\n{process.tail()}")
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with http.get(f"{process.url}/ready", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                            if r.status == 200:
-                                break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{process.role} process not ready in {timeout:g}s:\n{process.tail()}")
-                    await asyncio.sleep(0.1)
+    async def wait_ready(self, processes: Sequence[ServerProcess], timeout: float = 60.0) -> None:
+        await asyncio.gather(*(p.wait_ready(timeout) for p in processes))
 
-    def kill(self, process: Process) -> None:
+    def kill(self, process: ServerProcess) -> None:
         """kill -9: no shutdown, no cleanup, heartbeats just stop."""
-        process.popen.send_signal(signal.SIGKILL)
-        process.popen.wait(10)
+        process.kill9()
 
     async def stop(self) -> None:
         with contextlib.suppress(AttributeError):
             await self.balancer.stop()
         for process in self.processes:
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGTERM)
+            if process.proc is not None and process.proc.poll() is None:
+                process.proc.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
-                await asyncio.to_thread(process.popen.wait, 20)
+                await asyncio.to_thread(process.terminate, 20)
             except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait(5)
+                assert process.proc is not None
+                process.proc.kill()
+                process.proc.wait(5)
         with contextlib.suppress(AttributeError):
             await self.emulator.stop()
 
@@ -250,4 +197,4 @@ def in_flight(events: Sequence[tuple[int, str, int]]) -> dict[int, set[int]]:
     return running
 
 
-__all__ = ["Cluster", "LoadBalancer", "Process", "in_flight", "turn_events"]
+__all__ = ["Cluster", "LoadBalancer", "in_flight", "turn_events"]

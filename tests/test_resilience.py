@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
 from whatsagent.emulator import Emulator
 from whatsagent.sender import SendPolicy
-from whatsagent.testing import BotHarness
+from whatsagent.testing import BotHarness, ServerProcess, emulator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,81 +76,21 @@ async def test_two_hundred_users_at_once_with_a_slow_model_are_acknowledged_fast
         assert all(len(u.replies) == 1 for u in users)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`whatsagent serve tests.apps.slow_echo:os` in a child process."""
-
-    def __init__(self, emulator: Emulator, db: Path, delay: float, grace: float = 10) -> None:
-        self.port = _free_port()
-        self.env = {
-            **os.environ,
-            "WHATSAPP_ACCESS_TOKEN": emulator.access_token,
-            "WHATSAPP_PHONE_NUMBER_ID": emulator.phone_number_id,
-            "WHATSAPP_APP_SECRET": emulator.app_secret,
-            "WHATSAPP_VERIFY_TOKEN": "v",
-            "WHATSAPP_API_BASE_URL": emulator.base_url,
-            "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
-            "SLOW_ECHO_DELAY": str(delay),
-            "GRACE": str(grace),
-            "PYTHONPATH": str(ROOT),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "whatsagent.cli",
-                "serve",
-                "tests.apps.slow_echo:os",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=self.env,
-            cwd=ROOT,
-        )
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/ready") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                assert self.proc.poll() is None, "the server exited during start-up"
-                await asyncio.sleep(0.05)
-        raise AssertionError("the server did not become ready")
-
-    @property
-    def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/whatsapp/webhook"
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> float:
-        assert self.proc is not None
-        t = time.perf_counter()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        return time.perf_counter() - t
+def slow_echo_server(emulator: Emulator, db: Path, delay: float, grace: float = 10) -> ServerProcess:
+    """`tests/apps/slow_echo.py` served in a child process, answering after `delay` seconds."""
+    env = {
+        **emulator_env(emulator),
+        "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+        "SLOW_ECHO_DELAY": str(delay),
+        "GRACE": str(grace),
+        "PYTHONPATH": str(ROOT),
+    }
+    return ServerProcess("tests.apps.slow_echo:os", env=env, cwd=ROOT)
 
 
 async def test_kill_9_after_acks_and_before_answers_then_restart_answers_every_message_exactly_once(tmp_path):
     async with Emulator(app_secret="crash-secret", access_token="crash-token") as emu:
-        server = ServerProcess(emu, tmp_path / "bot.db", delay=1.5)
+        server = slow_echo_server(emu, tmp_path / "bot.db", delay=1.5)
         await server.start()
         emu.webhook_url = server.webhook_url
         users = [emu.user(f"1555300{i:04d}") for i in range(5)]
@@ -171,7 +104,7 @@ async def test_kill_9_after_acks_and_before_answers_then_restart_answers_every_m
         server.kill9()
         assert not any(u.replies for u in users), "killed before any answer went out"
 
-        restarted = ServerProcess(emu, tmp_path / "bot.db", delay=0.2)
+        restarted = slow_echo_server(emu, tmp_path / "bot.db", delay=0.2)
         await restarted.start()
         emu.webhook_url = restarted.webhook_url
         try:
@@ -189,7 +122,7 @@ async def test_kill_9_after_acks_and_before_answers_then_restart_answers_every_m
 
 async def test_sigterm_parks_running_turns_exits_within_the_grace_period_and_they_resume(tmp_path):
     async with Emulator(app_secret="term-secret", access_token="term-token") as emu:
-        server = ServerProcess(emu, tmp_path / "bot.db", delay=30, grace=1)
+        server = slow_echo_server(emu, tmp_path / "bot.db", delay=30, grace=1)
         await server.start()
         emu.webhook_url = server.webhook_url
         ana = emu.user("15554000001")
@@ -199,7 +132,7 @@ async def test_sigterm_parks_running_turns_exits_within_the_grace_period_and_the
         assert took < 8, f"shutdown took {took:.1f}s"
         assert not ana.replies
 
-        restarted = ServerProcess(emu, tmp_path / "bot.db", delay=0.1)
+        restarted = slow_echo_server(emu, tmp_path / "bot.db", delay=0.1)
         await restarted.start()
         emu.webhook_url = restarted.webhook_url
         try:
