@@ -16,6 +16,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
+from whatsagent.pacing import Pacing
 
 
 async def instant(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -35,4 +36,6 @@ os = AgentOS(
     channels=[CloudAPI(agent=assistant)],
     merge_window=float(os.environ.get("BENCH_MERGE_WINDOW", "0")),
     concurrency=512,
+    # Meta's top tier, so the figures measure whatsagent rather than the default 80 messages/s pacing.
+    pacing=Pacing(rate=1000),
 )
