@@ -5,7 +5,7 @@ alone) against the emulator's Graph API in this process, drives it with signed w
 durable webhook acks/s and ack latency when only ingesting; answered messages/s end to end with ack
 latency under that load; server CPU per message; peak RSS.
 
-    python -m benchmarks [--ingest 20000] [--messages 6000] [--users 300] [--concurrency 64]
+    python -m benchmarks webhooks [--ingest 20000] [--messages 3000] [--users 3000] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dic
             per_user = max(1, args.messages // args.users)
             total = per_user * len(users)
             latencies: list[float] = []
-            sem = asyncio.Semaphore(args.concurrency)
+            sem = asyncio.Semaphore(args.e2e_concurrency)
 
             async def send(u, text: str) -> None:
                 async with sem:
@@ -197,9 +197,17 @@ async def end_to_end(args: argparse.Namespace, workdir: Path, agent: str) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ingest", type=int, default=20000, help="webhooks posted in the ingest-only run")
-    parser.add_argument("--messages", type=int, default=6000, help="messages in the end-to-end run")
-    parser.add_argument("--users", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight")
+    parser.add_argument("--messages", type=int, default=3000, help="messages in the end-to-end run")
+    parser.add_argument(
+        "--users", type=int, default=3000, help="users in the end-to-end run (fewer users: bursts merge into turns)"
+    )
+    parser.add_argument("--concurrency", type=int, default=64, help="webhooks in flight when only ingesting")
+    parser.add_argument(
+        "--e2e-concurrency",
+        type=int,
+        default=16,
+        help="webhooks in flight end to end (a closed loop: latency = in flight / rate, so keep it modest)",
+    )
     parser.add_argument("--only", choices=["ingest", "e2e"], default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="whatsagent-bench-") as tmp:
