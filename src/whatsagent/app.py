@@ -34,6 +34,7 @@ from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
 from whatsagent.pacing import Pacing
+from whatsagent.privacy import redacted
 from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
@@ -183,7 +184,7 @@ class AgentOS:
             "whatsagent (%s) serving %s on %s",
             self.role.value,
             ", ".join(f"{c.name} at {c.prefix}/webhook" for c in self.channels),
-            _redact(self.database_url),
+            redacted(self.database_url),
         )
 
     async def stop(self) -> None:
@@ -284,10 +285,3 @@ def _media_directory(database_url: str) -> str:
     if database_url.startswith("sqlite") and "///" in database_url:
         return os.path.join(os.path.dirname(database_url.split("///", 1)[1]) or ".", "whatsagent-media")
     return "whatsagent-media"
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

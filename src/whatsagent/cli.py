@@ -150,7 +150,8 @@ def db_upgrade(
 
     Development servers do this at start-up; in production run it as a deployment step, before the new
     release starts, with WHATSAGENT_AUTO_MIGRATE=0 on the servers."""
-    from whatsagent.app import DEFAULT_DATABASE, _redact
+    from whatsagent.app import DEFAULT_DATABASE
+    from whatsagent.privacy import redacted
     from whatsagent.store.migrations import current_revision, sync_url, upgrade
 
     _setup_logging("warning")
@@ -158,7 +159,7 @@ def db_upgrade(
     try:
         changed = upgrade(url, revision)
     except Exception as exc:
-        console.print(f"[red]Migration of {_redact(url)} failed:[/red] {exc}")
+        console.print(f"[red]Migration of {redacted(url)} failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     from sqlalchemy import create_engine
 
@@ -166,7 +167,7 @@ def db_upgrade(
     with engine.connect() as conn:
         now = current_revision(conn)
     engine.dispose()
-    typer.echo(f"{_redact(url)}: {'migrated to' if changed else 'already at'} revision {now}")
+    typer.echo(f"{redacted(url)}: {'migrated to' if changed else 'already at'} revision {now}")
 
 
 @app.command()

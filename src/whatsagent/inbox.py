@@ -20,6 +20,7 @@ from whatsagent import outbox as outbox_rows
 from whatsagent import window as windows
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
 from whatsagent.outbound import TemplateOut, outbound_adapter
+from whatsagent.privacy import masked
 from whatsagent.store.database import Database, Prepared, upsert_insert
 from whatsagent.store.schema import conversations, inbox, outbox, statuses
 from whatsagent.workqueue import JobSpec, WorkQueue
@@ -109,7 +110,7 @@ class Inbox:
             log.error(
                 "message %s for %s (answering %s) failed after it was accepted: %s%s",
                 f.key,
-                _masked(f.conversation),
+                masked(f.conversation),
                 f.answered or "no inbound message",
                 f.error,
                 "; parked until the user writes again" if f.parked else "",
@@ -117,11 +118,6 @@ class Inbox:
         windows_closed = sorted({f.conversation for f in failures if f.parked})
         if windows_closed:
             await self.queue.defer_many([window_job(c) for c in windows_closed])
-
-
-def _masked(conversation: str) -> str:
-    channel, _, user = conversation.rpartition("|")
-    return f"{channel}|…{user[-4:]}" if user else conversation
 
 
 def _params(*names: str) -> dict[str, object]:

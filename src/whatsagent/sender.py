@@ -34,6 +34,7 @@ from whatsagent.messages import User
 from whatsagent.outbound import OutboundMessage, TemplateOut
 from whatsagent.outbox import OutboxRow, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.pacing import Pacing
+from whatsagent.privacy import masked
 from whatsagent.store.database import Database
 from whatsagent.window import WINDOW_CLOSED_CODES, WindowPolicy, WindowState
 
@@ -267,7 +268,7 @@ class Sender:
         log.error(
             "send %s for %s (answering %s) failed for good after %d attempts: %s",
             row.idempotency_key,
-            _masked(conversation),
+            masked(conversation),
             answered or "no inbound message",
             attempts,
             reason,
@@ -295,7 +296,7 @@ class Sender:
         log.warning(
             "message %s for %s parked: the 24-hour window is closed; it goes out when the user writes again",
             row.idempotency_key,
-            _masked(conversation),
+            masked(conversation),
         )
         if fallback and state is not None:
             await self.send_fallback(channel, to, conversation, state)
@@ -307,7 +308,7 @@ class Sender:
             log.warning(
                 "no fallback template for channel %r (WindowPolicy(fallback=...)): %s is not told that a reply waits",
                 channel.name,
-                _masked(conversation),
+                masked(conversation),
             )
             return None
         key = windows.fallback_key(conversation, state.epoch)
@@ -315,7 +316,7 @@ class Sender:
         if row is None:
             return None  # this window's fallback exists: sent, sending or failed — never a second one
         metrics.window_fallbacks.labels(channel=channel.name).inc()
-        log.info("window closed for %s: sending fallback template %r", _masked(conversation), template.name)
+        log.info("window closed for %s: sending fallback template %r", masked(conversation), template.name)
         return await self._send(channel, to, row, conversation=conversation, deadline=None)
 
     async def _release_parked(self, channel: Channel, to: User, conversation: str, deadline: float | None) -> bool:
@@ -323,7 +324,7 @@ class Sender:
         rows = await self.db.read(lambda conn: outbox.parked(conn, conversation))
         if not rows:
             return True
-        log.info("window open again for %s: sending %d parked message(s)", _masked(conversation), len(rows))
+        log.info("window open again for %s: sending %d parked message(s)", masked(conversation), len(rows))
         await self.db.write(outbox.release([r.id for r in rows]))
         for i, parked_row in enumerate(rows):
             outcome = await self._send(channel, to, parked_row, conversation=conversation, deadline=deadline)
@@ -361,9 +362,3 @@ def _park_all(row_ids: list[int]) -> Any:
             outbox.park(row_id)(conn)
 
     return op
-
-
-def _masked(conversation: str) -> str:
-    """Phone numbers never appear in logs in full."""
-    channel, _, user = conversation.rpartition("|")
-    return f"{channel}|…{user[-4:]}" if user else conversation

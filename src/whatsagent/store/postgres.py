@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.privacy import redacted
 from whatsagent.store.database import Database, Operation, T
 from whatsagent.store.migrations import HEAD, current_revision, sync_url, upgrade_connection
 
@@ -87,7 +88,7 @@ class PostgresDatabase(Database):
                         )
         except (OperationalError, InterfaceError, OSError) as exc:
             await engine.dispose()
-            raise StoreUnavailable(f"cannot reach PostgreSQL at {_redacted(self.url)}: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {redacted(self.url)}: {exc}") from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -158,10 +159,3 @@ def _as_store_error(exc: DBAPIError) -> BaseException:
         failure.__cause__ = exc
         return failure
     return exc
-
-
-def _redacted(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
