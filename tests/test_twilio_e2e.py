@@ -7,6 +7,7 @@ of Twilio, which posts signed webhooks and status callbacks and records every se
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Sequence
@@ -23,9 +24,10 @@ from whatsagent import AgentOS, Reply, TurnContext
 from whatsagent.channels.twilio import Twilio
 from whatsagent.media.store import MemoryMediaStore
 from whatsagent.messages import Image
-from whatsagent.outbound import MediaOut
+from whatsagent.outbound import MediaOut, TemplateOut
 from whatsagent.sender import SendPolicy
 from whatsagent.store.schema import outbox
+from whatsagent.window import WindowPolicy
 
 ANA = "6285176810035"
 BO = "14155550123"
@@ -34,9 +36,19 @@ BO = "14155550123"
 class TwilioBot:
     """An agent served by AgentOS over Twilio, with `FakeTwilio` playing Twilio and its users."""
 
-    def __init__(self, agent: Any, directory: Path, **fake_options: Any) -> None:
+    def __init__(
+        self,
+        agent: Any,
+        directory: Path,
+        *,
+        channel_options: dict[str, Any] | None = None,
+        os_options: dict[str, Any] | None = None,
+        **fake_options: Any,
+    ) -> None:
         self.agent = agent
         self.directory = directory
+        self.channel_options = channel_options or {}
+        self.os_options = os_options or {}
         self.twilio = FakeTwilio(**fake_options)
         self.url = ""
         self.channel: Twilio | None = None
@@ -54,12 +66,14 @@ class TwilioBot:
             from_number=FROM_NUMBER,
             api_base_url=self.twilio.base_url,
             public_url=self.url,
+            **self.channel_options,
         )
         self.os = AgentOS(
             channels=[self.channel],
             database=f"sqlite:///{self.directory / 'whatsagent.db'}",
             merge_window=0.0,
             send_policy=SendPolicy(base=0.01, cap=0.05, deadline=30),
+            **self.os_options,
         )
         config = uvicorn.Config(self.os.get_app(), log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
@@ -261,6 +275,29 @@ async def test_outside_the_window_63016_parks_the_answer_instead_of_retrying(
         await asyncio.sleep(0.3)
         assert row.provider_message_id is None
         assert len(bot.twilio.refused) == 1 and bot.twilio.sends == []
+
+
+async def test_outside_the_window_63016_sends_the_fallback_template_once_through_its_content_sid(
+    tmp_path: Path,
+) -> None:
+    follow_up = "HX" + "f" * 32
+    window = WindowPolicy(fallback=TemplateOut(name="follow_up", params=("Ana",)))
+    async with TwilioBot(
+        echo_agent(),
+        tmp_path,
+        channel_options={"content_sids": {"follow_up": follow_up}},
+        os_options={"window": window},
+    ) as bot:
+        bot.twilio.fail_next("63016")
+        await bot.say("hello after two days")
+        [template] = await bot.wait_for_replies(1)
+        assert template.get("ContentSid") == follow_up
+        assert json.loads(template.get("ContentVariables") or "{}") == {"1": "Ana"}
+        assert template.body is None, "outside the window Twilio wants the Content SID alone"
+        await asyncio.sleep(0.3)
+        assert len(bot.replies()) == 1, "the fallback goes once, never in a loop"
+        rows = await bot.outbox()
+        assert [r.status for r in rows if r.turn_id is not None] == ["parked"]
 
 
 async def test_status_callbacks_move_the_outbox_to_delivered_and_read(tmp_path: Path) -> None:
