@@ -5,8 +5,9 @@
 
 One interface over pydantic-ai's image generation models (OpenAI's Images API, Gemini image models, xAI):
 a model string, or an `ImageGenerationModel` (e.g. `OpenAIImageGenerationModel` with its own provider).
-`api_key` / `base_url` reach an OpenAI-compatible images endpoint. The picture is kept in the media store
-and sent as an image message with the turn's answer (the answer's text becomes its caption when short
+`api_key` / `base_url` go to the model string's provider: an OpenAI-compatible images endpoint, or a Gemini API
+endpoint (for Gemini, GOOGLE_API_KEY and GOOGLE_GEMINI_BASE_URL work too). The picture is kept in the media
+store and sent as an image message with the turn's answer (the answer's text becomes its caption when short
 enough); WhatsApp's limits are applied on the way out (PNG/JPEG ≤ 5 MB, converted when needed).
 """
 
