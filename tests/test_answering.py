@@ -64,7 +64,12 @@ async def test_quick_messages_are_answered_in_order_and_merged_while_a_turn_runs
 
     async with BotHarness(agent, tmp_path) as bot:
         ana = bot.user("15551234567", name="Ana")
-        for i in range(5):
+        assert (await ana.send_text("message 0")).ok
+        for _ in range(200):  # the first turn is running: the agent is thinking about message 0
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        for i in range(1, 5):
             assert (await ana.send_text(f"message {i}")).ok
         # All five are stored; the first turn is still running: the four others wait for the next one.
         first_turn_may_finish.set()

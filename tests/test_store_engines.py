@@ -86,14 +86,27 @@ async def test_a_redelivered_message_is_stored_once_however_it_is_batched(db: Da
     assert (first.messages, first.duplicates) == (1, 0)
     again = await box.accept([text("wamid.1", "hello")])
     assert (again.messages, again.duplicates) == (0, 1)
-    assert again.conversations == [], "a duplicate wakes nobody"
+    # Still waiting for its turn: the redelivery wakes the conversation again (a no-op behind the pending
+    # wake-up's queueing lock; it heals a wake-up lost in a crash between commit and defer).
+    assert again.conversations == [conversation_key(CHANNEL, ANA.key)]
     rebatched = await box.accept([text("wamid.2", "from bo", BO), text("wamid.1", "hello")])
     assert (rebatched.messages, rebatched.duplicates) == (1, 1)
     assert await count(db, inbox) == 2
-    assert [spec.lock for spec in queue.deferred] == [
+    await box.drain()
+    assert {spec.lock for spec in queue.deferred} == {
         conversation_key(CHANNEL, ANA.key),
         conversation_key(CHANNEL, BO.key),
-    ]
+    }
+
+
+async def test_a_redelivered_message_already_answered_wakes_nobody(db: Database):
+    from sqlalchemy import update
+
+    box = Inbox(db, RecordingQueue())
+    await box.accept([text("wamid.done", "hello")])
+    await db.write(lambda conn: conn.execute(update(inbox).values(turn_id=1)))  # consumed by a turn
+    again = await box.accept([text("wamid.done", "hello")])
+    assert (again.messages, again.duplicates, again.conversations) == (0, 1, [])
 
 
 async def test_copies_of_a_message_racing_each_other_are_stored_once(db: Database):

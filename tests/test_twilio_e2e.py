@@ -169,7 +169,9 @@ async def test_quick_messages_are_answered_in_order_and_users_do_not_wait_for_ea
         return f"echo: {ctx.text}"
 
     async with TwilioBot(agent, tmp_path) as bot:
-        for i in range(4):
+        await bot.say("ana 0")
+        await bot.twilio.wait_until(lambda: bool(seen))  # Ana's first turn is running
+        for i in range(1, 4):
             await bot.say(f"ana {i}")
         await bot.say("bo 0", wa_id=BO)
         # Ana's first turn is still thinking; Bo is answered meanwhile.

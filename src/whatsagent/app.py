@@ -189,6 +189,8 @@ class AgentOS:
 
     async def stop(self) -> None:
         self._ready = False
+        if self.inbox is not None:
+            await self.inbox.drain()
         if self.queue is not None:
             await self.queue.stop(self.shutdown_grace)
         if self.http is not None:

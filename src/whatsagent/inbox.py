@@ -1,19 +1,21 @@
 """The inbox: every webhook's events, committed before the webhook is acknowledged.
 
-`Inbox.accept` runs on the webhook's hot path: one batched write (messages deduped on
-(channel, provider id), statuses deduped on (message id, status), conversations touched), then one
-wake-up per conversation that got a message to answer. It returns only when both are durable; if the
-store cannot commit it raises `StoreUnavailable` and the webhook answers 503 so the provider redelivers.
+`Inbox.accept` runs on the webhook's hot path: one group-committed write (messages deduped on
+(channel, provider id), statuses deduped on (message id, status), conversations touched). It returns once
+that is durable, so the webhook can be acknowledged; if the store cannot commit it raises
+`StoreUnavailable` and the webhook answers 503 so the provider redelivers. Waking each conversation that
+got a message to answer follows, off the acknowledgement's path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, case, func, or_, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 
 from whatsagent import metrics
 from whatsagent import outbox as outbox_rows
@@ -93,17 +95,42 @@ class Inbox:
         self.merge_window = merge_window
         self.clock = clock
         """Stamps `last_inbound_at`: the same clock the `WindowPolicy` judges the 24-hour window by."""
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     async def accept(self, events: Sequence[Event]) -> Accepted:
         accepted = await self.db.write(_store(events, self.clock()))
-        if accepted.conversations:
-            await self.queue.defer_many([wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations])
-        if accepted.failures:
-            await self._report(accepted.failures)
+        # Durable from here: the webhook can be acknowledged. Waking conversations is recoverable work
+        # (start-up recovery, the PostgreSQL sweep, and any redelivery find messages left without a
+        # wake-up), so the acknowledgement does not wait for it: one commit per webhook, not two.
+        if accepted.conversations or accepted.failures:
+            task = asyncio.get_running_loop().create_task(self._follow_up(accepted))
+            self._follow_ups.add(task)
+            task.add_done_callback(self._follow_ups.discard)
         for notice in (e for e in events if isinstance(e, ChannelNotice)):
             for err in notice.errors:
                 log.warning("WhatsApp reports for %s: %s %s %s", notice.account, err.code, err.title, err.details)
         return accepted
+
+    async def _follow_up(self, accepted: Accepted) -> None:
+        try:
+            if accepted.conversations:
+                await self.queue.defer_many(
+                    [wake_job(c, schedule_in=self.merge_window) for c in accepted.conversations]
+                )
+            if accepted.failures:
+                await self._report(accepted.failures)
+        except Exception as exc:
+            log.error(
+                "could not wake %d conversations after storing their messages (they wake at the next "
+                "redelivery, sweep or start): %s",
+                len(accepted.conversations),
+                exc,
+            )
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let wake-ups of already acknowledged webhooks be stored (at shutdown)."""
+        if self._follow_ups:
+            await asyncio.wait(set(self._follow_ups), timeout=timeout)
 
     async def _report(self, failures: list[DeliveryFailure]) -> None:
         for f in failures:
@@ -152,6 +179,12 @@ def _touch_conversation(dialect: str) -> object:
 
 
 _TOUCH_CONVERSATION = Prepared(_touch_conversation)
+
+_STILL_WAITING = Prepared(
+    select(inbox.c.seq).where(
+        inbox.c.channel == bindparam("channel"), inbox.c.provider_id == bindparam("id"), inbox.c.turn_id.is_(None)
+    )
+)
 
 _INSERT_STATUS = Prepared(
     lambda dialect: (
@@ -236,6 +269,10 @@ def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accept
             )
             if inserted is None:
                 duplicates += 1
+                # A redelivery of a message still waiting for its turn wakes its conversation again: if
+                # the first wake-up was lost (a crash between commit and defer), the redelivery heals it.
+                if e.triggers_reply and key not in woken and _STILL_WAITING.first(conn, channel=e.channel, id=e.id):
+                    woken.append(key)
                 continue
             new += 1
             _TOUCH_CONVERSATION.all(
