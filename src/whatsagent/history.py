@@ -7,7 +7,7 @@ so old turns stay stored but leave the context.
 from __future__ import annotations
 
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from whatsagent.store.database import Prepared
 from whatsagent.store.schema import history
@@ -18,6 +18,22 @@ _LAST_TURNS = Prepared(
     .order_by(history.c.id.desc())
     .limit(bindparam("turns"))
 )
+
+
+_APPEND = Prepared(
+    insert(history).values(
+        conversation=bindparam("conversation"),
+        session=bindparam("session"),
+        turn_id=bindparam("turn"),
+        messages=bindparam("messages"),
+        created_at=bindparam("now"),
+    )
+)
+
+
+def append(conn: Connection, conversation: str, session: int, turn_id: int, messages_json: str, now: float) -> None:
+    """Add one turn's messages (JSON from `dump`) to the conversation's session."""
+    _APPEND.all(conn, conversation=conversation, session=session, turn=turn_id, messages=messages_json, now=now)
 
 
 def load(conn: Connection, conversation: str, session: int, turns: int) -> list[ModelMessage]:

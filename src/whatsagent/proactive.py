@@ -32,7 +32,7 @@ from whatsagent.messages import User
 from whatsagent.outbound import TemplateOut
 from whatsagent.sender import Outcome, Sender
 from whatsagent.store.database import Prepared, upsert_insert
-from whatsagent.store.schema import conversations, history, turns
+from whatsagent.store.schema import conversations, turns
 from whatsagent.store.schema import outbox as outbox_table
 
 if TYPE_CHECKING:
@@ -141,15 +141,6 @@ _TURN = Prepared(
     )
     .returning(turns.c.id)
 )
-_HISTORY = Prepared(
-    insert(history).values(
-        conversation=bindparam("key"),
-        session=bindparam("session"),
-        turn_id=bindparam("turn"),
-        messages=bindparam("messages"),
-        created_at=bindparam("now"),
-    )
-)
 _SENT = Prepared(
     select(outbox_table.c.provider_message_id, outbox_table.c.error).where(outbox_table.c.id == bindparam("row"))
 )
@@ -179,9 +170,7 @@ def _open_conversation(channel: Channel, to: User, conversation: str, said: str)
             ModelRequest(parts=[UserPromptPart("[The business wrote to the user first]")]),
             ModelResponse(parts=[TextPart(said)]),
         ]
-        _HISTORY.all(
-            conn, key=conversation, session=session, turn=turn_id, messages=history_store.dump(messages), now=now
-        )
+        history_store.append(conn, conversation, session, turn_id, history_store.dump(messages), now)
 
     return op
 

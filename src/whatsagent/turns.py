@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from whatsagent import history as history_store
 from whatsagent import metrics, outbox
@@ -39,7 +39,7 @@ from whatsagent.outbound import OutboundMessage, outbound_adapter
 from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, history, inbox, turns
+from whatsagent.store.schema import conversations, inbox, turns
 from whatsagent.store.schema import outbox as outbox_table
 from whatsagent.workqueue import WorkQueue
 
@@ -247,15 +247,6 @@ _ANSWERED = Prepared(
     .where(turns.c.id == bindparam("turn"), turns.c.status == "running")
     .values(status="answered", updated_at=bindparam("now"))
 )
-_HISTORY = Prepared(
-    insert(history).values(
-        conversation=bindparam("conversation"),
-        session=bindparam("session"),
-        turn_id=bindparam("turn"),
-        messages=bindparam("messages"),
-        created_at=bindparam("now"),
-    )
-)
 _NEW_SESSION = Prepared(
     update(conversations)
     .where(conversations.c.key == bindparam("conversation"))
@@ -276,14 +267,7 @@ def _record_answer(
             # `/new`: later turns open in the next session; this one's rows and history stay stored.
             _NEW_SESSION.all(conn, conversation=turn.conversation)
         if messages_json is not None:
-            _HISTORY.all(
-                conn,
-                conversation=turn.conversation,
-                session=turn.session,
-                turn=turn.id,
-                messages=messages_json,
-                now=now,
-            )
+            history_store.append(conn, turn.conversation, turn.session, turn.id, messages_json, now)
         outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)
         return outbox.unsent(conn, turn.id)
 
