@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
 from whatsagent.errors import ConfigurationError
+from whatsagent.fence import Holder, holder_for
 from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
 from whatsagent.lanes import Lanes
 from whatsagent.media.store import FileMediaStore, MediaStore
@@ -41,7 +42,7 @@ from whatsagent.sender import Sender, SendPolicy
 from whatsagent.store.database import Database, open_database
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
-from whatsagent.workqueue import WorkQueue
+from whatsagent.workqueue import Handler, WorkQueue
 
 if TYPE_CHECKING:
     from whatsagent.store.procrastinate_queue import WorkerPolicy
@@ -115,6 +116,7 @@ class AgentOS:
         self.sender: Sender | None = None
         self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
         self.db: Database | None = None
+        self.holder: Holder | None = None
         self.queue: WorkQueue | None = None
         self.inbox: Inbox | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -137,8 +139,16 @@ class AgentOS:
         self.validate()
         self.db = open_database(self.database_url)
         await self.db.start()
+        if self.role.runs_jobs:
+            self.holder = holder_for(self.db, self.database_url)
+            await self.holder.start()
         self.queue = work_queue(
-            self.db, self.database_url, self.role, concurrency=self.concurrency, policy=self.worker_policy
+            self.db,
+            self.database_url,
+            self.role,
+            concurrency=self.concurrency,
+            policy=self.worker_policy,
+            holder=self.holder,
         )
         self.inbox = Inbox(self.db, self.queue, merge_window=self.merge_window, clock=self.window.clock)
         self.http = aiohttp.ClientSession(
@@ -167,18 +177,17 @@ class AgentOS:
             media_store=self.media_store,
             queue=self.queue,
         )
-        lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns)
-        await start_work(
-            self.queue,
-            self.role,
-            self.db,
-            {
+        handlers: dict[str, Handler] = {}
+        recover: Callable[[], Awaitable[object]] = _nothing_to_recover
+        if self.holder is not None:
+            lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns, self.holder)
+            handlers = {
                 WAKE_TASK: lanes.wake,
                 MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
                 WINDOW_TASK: sender.on_window_closed,
-            },
-            recover=lanes.recover,
-        )
+            }
+            recover = lanes.recover
+        await start_work(self.queue, self.role, self.db, handlers, recover=recover)
         self._ready = True
         log.info(
             "whatsagent (%s) serving %s on %s",
@@ -193,6 +202,9 @@ class AgentOS:
             await self.inbox.drain()
         if self.queue is not None:
             await self.queue.stop(self.shutdown_grace)
+        if self.holder is not None:
+            await self.holder.stop()
+            self.holder = None
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -277,6 +289,10 @@ class AgentOS:
 
         config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
         await uvicorn.Server(config).serve()
+
+
+async def _nothing_to_recover() -> None:
+    """A web process runs no turns, so it resumes none."""
 
 
 def _media_directory(database_url: str) -> str:

@@ -1,13 +1,23 @@
-"""Conversation lanes: one turn at a time per conversation, consuming its messages in arrival order.
+"""Conversation lanes: one turn at a time per conversation, consuming its messages in the order written.
 
-A wake-up job (locked on the conversation, so never two at once) claims every message waiting in the
-conversation's inbox into one turn — messages that arrived while the previous turn ran, or within the
-merge window, become one agent input — runs it, and repeats until nothing waits. A turn left open by a
-crash (``running`` or ``answered``) is resumed before any new one starts.
+A wake-up job claims the conversation's lane (`whatsagent.fence`: a fencing token in the database, never a
+timer), then claims every message waiting in the conversation's inbox into one turn — messages that
+arrived while the previous turn ran, or within the merge window, become one agent input — runs it, and
+repeats until nothing waits; the lane is let go in the same transaction that finds nothing waiting, so a
+message is either seen by the owner or finds the lane free. A wake-up that finds the lane owned by a live
+holder does nothing: that owner takes what waits. A turn left open by a crash (``running`` or
+``answered``) is resumed before any new one starts.
+
+Order within a merged turn: the provider's timestamp, then arrival. WhatsApp's timestamps have one-second
+resolution, so two messages written in the same second keep the order their webhooks arrived in; a
+message whose webhook arrives after its successor's turn was claimed (Meta redelivering it late) is
+answered in the next turn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -17,16 +27,30 @@ from typing import Any
 from pydantic_ai.messages import ModelMessage
 from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
 
-from whatsagent import history
+from whatsagent import fence, history, metrics
+from whatsagent.fence import FenceLost, Holder, Lease
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
+from whatsagent.privacy import masked
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, inbox, turns
 from whatsagent.workqueue import WorkQueue
 
-log = logging.getLogger("whatsagent.lanes")
+log = logging.getLogger(__name__)
 
-OPEN_STATES = ("running", "answered")
+
+class TurnState(enum.StrEnum):
+    RUNNING = "running"
+    """Claimed; the agent is answering (or will, when a crashed run is resumed)."""
+    ANSWERED = "answered"
+    """The answer is stored in the outbox; sends may remain."""
+    SENT = "sent"
+    """Every part was accepted (or parked for a closed window)."""
+    FAILED = "failed"
+    """Some part could not be sent."""
+
+
+OPEN_STATES = (TurnState.RUNNING.value, TurnState.ANSWERED.value)
 # A lane hands its conversation back to the queue after this many turns in a row, so that one very
 # chatty user cannot hold a worker forever.
 MAX_TURNS_PER_WAKE = 16
@@ -36,8 +60,7 @@ MAX_TURNS_PER_WAKE = 16
 class Turn:
     """One agent run over a batch of a conversation's messages.
 
-    States: ``running`` (the agent is answering), ``answered`` (the answer is stored in the outbox,
-    sends may remain), ``sent`` (every part accepted), ``failed`` (some part could not be sent).
+    `status` is a `TurnState`; `attempts` counts the runs started, this one included.
     """
 
     id: int
@@ -80,7 +103,7 @@ _OPEN = Prepared(
     .values(
         conversation=bindparam("key"),
         session=bindparam("session"),
-        status="running",
+        status=TurnState.RUNNING.value,
         first_seq=bindparam("first"),
         last_seq=bindparam("last"),
         attempts=1,
@@ -93,8 +116,16 @@ _ASSIGN = Prepared(
     update(inbox)
     .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.seq <= bindparam("last"))
     .values(turn_id=bindparam("turn"))
+    .returning(inbox.c.seq)
 )
 _MESSAGES = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
+
+
+def _in_written_order(rows: list[Any]) -> list[InboundMessage]:
+    """The turn's messages by the provider's timestamp, then arrival (rows come in arrival order and the
+    sort is stable)."""
+    messages = [inbound_adapter.validate_json(payload) for (payload,) in rows]
+    return sorted(messages, key=lambda m: m.timestamp)
 
 
 def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[Connection], Turn | None]:
@@ -111,15 +142,16 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
         open_turn = _OPEN_TURN.first(conn, key=conversation)
         if open_turn is not None:
             turn_id, session, status, attempts = open_turn
-            attempts += 1 if status == "running" else 0
+            attempts += 1 if status == TurnState.RUNNING else 0
             _RETRY_TURN.all(conn, turn=turn_id, n=attempts, now=now)
         else:
             first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
             if first_seq is None or not triggers:
                 return None  # nothing waits, or only messages that do not call for an answer (reactions...)
             turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]
-            _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id)
-            status, attempts = "running", 1
+            if not _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id):
+                raise AssertionError(f"turn {turn_id} of {conversation!r} claimed no message")  # never runs empty
+            status, attempts = TurnState.RUNNING.value, 1
         return Turn(
             id=turn_id,
             conversation=conversation,
@@ -128,8 +160,10 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
             attempts=attempts,
             channel=channel,
             user=user,
-            messages=[inbound_adapter.validate_json(payload) for (payload,) in _MESSAGES.all(conn, turn=turn_id)],
-            history=history.load(conn, conversation, session, history_turns(channel)) if status == "running" else [],
+            messages=_in_written_order(_MESSAGES.all(conn, turn=turn_id)),
+            history=history.load(conn, conversation, session, history_turns(channel))
+            if status == TurnState.RUNNING
+            else [],
         )
 
     return op
@@ -148,25 +182,80 @@ def open_conversations(conn: Connection) -> list[str]:
     return sorted(with_turns | waiting)
 
 
+def _next_turn(
+    conversation: str, holder: int, lease: Lease | None, history_turns: Callable[[str], int]
+) -> Callable[[Connection], tuple[Lease | None, Turn | None]]:
+    """One transaction: claim the lane (first time) or check the lease (later), then claim the next turn;
+    when nothing waits, let go of the lane in the same transaction."""
+    claim_turn = claim(conversation, history_turns)
+
+    def op(conn: Connection) -> tuple[Lease | None, Turn | None]:
+        held = lease
+        if held is None:
+            held = fence.acquire(conn, conversation, holder)
+            if held is None:
+                return None, None  # a live holder owns the lane: it takes what waits
+        else:
+            fence.guard(conn, held)
+        turn = claim_turn(conn)
+        if turn is None:
+            fence.release(conn, held)
+        return held, turn
+
+    return op
+
+
 class Lanes:
     """The handler of conversation wake-up jobs."""
 
     def __init__(
-        self, db: Database, queue: WorkQueue, run_turn: Callable[[Turn], Any], history_turns: Callable[[str], int]
+        self,
+        db: Database,
+        queue: WorkQueue,
+        run_turn: Callable[[Turn, Lease], Any],
+        history_turns: Callable[[str], int],
+        holder: Holder,
     ) -> None:
         self.db = db
         self.queue = queue
         self.run_turn = run_turn
         self.history_turns = history_turns
+        self.holder = holder
 
     async def wake(self, args: dict[str, Any]) -> None:
         conversation = args["conversation"]
-        for _ in range(MAX_TURNS_PER_WAKE):
-            turn = await self.db.write(claim(conversation, self.history_turns))
-            if turn is None:
-                return
-            await self.run_turn(turn)
-        await self.queue.defer_many([wake_job(conversation)])
+        if conversation in self.holder.running:
+            return  # this process runs the lane right now, and takes what waits before it lets go
+        self.holder.running.add(conversation)
+        try:
+            await self._run(conversation)
+        finally:
+            self.holder.running.discard(conversation)
+
+    async def _run(self, conversation: str) -> None:
+        lease: Lease | None = None
+        try:
+            for _ in range(MAX_TURNS_PER_WAKE):
+                lease, turn = await self.db.write(_next_turn(conversation, self.holder.id, lease, self.history_turns))
+                if lease is None:
+                    log.debug("lane %s is owned by a live holder: leaving it to its owner", conversation)
+                    return
+                if turn is None:
+                    return  # let go: nothing waits
+                await self.run_turn(turn, lease)
+            await self.db.write(lambda conn: fence.release(conn, lease))  # type: ignore[arg-type]
+            lease = None
+            await self.queue.defer_many([wake_job(conversation)])
+        except FenceLost as exc:
+            metrics.lanes_lost.inc()
+            # The lane's new owner resumes from what was committed; nothing more is written or sent here.
+            log.warning("stopped a turn of %s: %s", masked(conversation), exc)
+        except Exception:
+            if lease is not None:
+                # Let another worker (or this one's retry) take the lane now rather than at this process's end.
+                with contextlib.suppress(Exception):
+                    await self.db.write(lambda conn: fence.release(conn, lease))  # type: ignore[arg-type]
+            raise
 
     async def recover(self) -> int:
         """Wake every conversation left with work by a previous run (crash, deploy)."""

@@ -49,6 +49,17 @@ sends = Counter(
     ("channel", "result", "code"),
     registry=registry,
 )
+turns_set_aside = Counter(
+    "whatsagent_turns_set_aside",
+    "Poison turns: started max_attempts times without finishing (or failing each time); the user got an apology.",
+    ("channel",),
+    registry=registry,
+)
+lanes_lost = Counter(
+    "whatsagent_lanes_lost",
+    "Turns stopped because another holder claimed their conversation's lane (this one was presumed gone).",
+    registry=registry,
+)
 window_fallbacks = Counter(
     "whatsagent_window_fallbacks",
     "Fallback templates sent because the 24-hour customer service window was closed.",

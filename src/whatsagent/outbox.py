@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, case, insert, select, update
 
+from whatsagent import fence
 from whatsagent.outbound import OutboundMessage, outbound_adapter
 from whatsagent.store.database import Prepared, upsert_insert
 from whatsagent.store.schema import inbox, outbox
@@ -31,6 +32,8 @@ class OutboxRow:
     message: OutboundMessage
     attempts: int
     turn_id: int | None = None
+    attempted_at: float | None = None
+    """When a send of this row was last started (None: never, so it cannot have gone out)."""
 
 
 def idempotency_key(turn_id: int, position: int) -> str:
@@ -57,6 +60,7 @@ _COLUMNS = (
     outbox.c.message,
     outbox.c.attempts,
     outbox.c.turn_id,
+    outbox.c.attempted_at,
 )
 _UNSENT = Prepared(
     select(*_COLUMNS)
@@ -87,6 +91,7 @@ _INSERT_ONE = Prepared(
     )
 )
 _BY_KEY = Prepared(select(*_COLUMNS, outbox.c.status).where(outbox.c.idempotency_key == bindparam("key")))
+_STATUS_AT = len(_COLUMNS)
 _PARK = Prepared(
     update(outbox)
     .where(outbox.c.id == bindparam("row"))
@@ -100,7 +105,7 @@ _PARK_AGAIN = Prepared(
 _RELEASE = Prepared(
     update(outbox)
     .where(outbox.c.id == bindparam("row"), outbox.c.status == "parked")
-    .values(status="pending", delivery=None, provider_message_id=None, updated_at=bindparam("now"))
+    .values(status="pending", delivery=None, provider_message_id=None, attempted_at=None, updated_at=bindparam("now"))
 )
 _ANSWERED = Prepared(
     select(inbox.c.provider_id).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq.desc()).limit(1)
@@ -167,8 +172,8 @@ def insert_rows(conn: Connection, *, turn_id: int, conversation: str, parts: Seq
 
 
 def _row(values: tuple) -> OutboxRow:  # type: ignore[type-arg]
-    row_id, key, position, message, attempts, turn_id = values[:6]
-    return OutboxRow(row_id, key, position, outbound_adapter.validate_json(message), attempts, turn_id)
+    row_id, key, position, message, attempts, turn_id, attempted_at = values[:7]
+    return OutboxRow(row_id, key, position, outbound_adapter.validate_json(message), attempts, turn_id, attempted_at)
 
 
 def unsent(conn: Connection, turn_id: int) -> list[OutboxRow]:
@@ -200,7 +205,7 @@ def insert_one(key: str, conversation: str, message: OutboundMessage) -> Callabl
 def by_key(conn: Connection, key: str) -> tuple[OutboxRow, str] | None:
     """A row and its status, by idempotency key."""
     found = _BY_KEY.first(conn, key=key)
-    return (_row(found), found[6]) if found else None
+    return (_row(found), found[_STATUS_AT]) if found else None
 
 
 def park(row_id: int, attempts: int | None = None) -> Callable[[Connection], None]:
@@ -294,5 +299,19 @@ def mark_confirmed(row_id: int) -> Callable[[Connection], None]:
 
     def op(conn: Connection) -> None:
         _CONFIRMED.all(conn, row=row_id, now=time.time())
+
+    return op
+
+
+_ATTEMPTED = Prepared(update(outbox).where(outbox.c.id == bindparam("row")).values(attempted_at=bindparam("now")))
+
+
+def mark_attempted(row_id: int, lease: fence.Lease) -> Callable[[Connection], None]:
+    """Just before a turn's send: fail with `FenceLost` unless the lease still owns the lane and its holder
+    lives; record that the send started (after a crash, only such a row can have gone out unrecorded)."""
+
+    def op(conn: Connection) -> None:
+        fence.verify(conn, lease)
+        _ATTEMPTED.all(conn, row=row_id, now=time.time())
 
     return op

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from whatsagent.errors import ConfigurationError
+from whatsagent.fence import Holder
 from whatsagent.inbox import wake_job
 from whatsagent.lanes import open_conversations
 from whatsagent.store.database import Database
@@ -67,13 +68,15 @@ def work_queue(
     *,
     concurrency: int,
     policy: WorkerPolicy | None = None,
+    holder: Holder | None = None,
 ) -> WorkQueue:
-    """The embedded queue on SQLite; procrastinate on PostgreSQL (jobs run only if the role runs jobs)."""
+    """The embedded queue on SQLite; procrastinate on PostgreSQL (jobs run only if the role runs jobs;
+    `holder` is what proves this worker alive to the others, see `whatsagent.fence`)."""
     if db.dialect == "sqlite":
         return EmbeddedQueue(db, concurrency=concurrency)
     from whatsagent.store.procrastinate_queue import ProcrastinateQueue
 
-    return ProcrastinateQueue(database_url, work=role.runs_jobs, concurrency=concurrency, policy=policy)
+    return ProcrastinateQueue(database_url, work=role.runs_jobs, concurrency=concurrency, policy=policy, holder=holder)
 
 
 async def start_work(

@@ -29,16 +29,17 @@ from whatsagent import window as windows
 from whatsagent.breaker import CircuitBreaker, is_token_error
 from whatsagent.channels.base import Channel
 from whatsagent.channels.cloudapi.errors import PAIR_RATE_LIMIT
-from whatsagent.errors import SendError
+from whatsagent.errors import SendError, StoreUnavailable
+from whatsagent.fence import Lease, fenced
 from whatsagent.messages import User
 from whatsagent.outbound import OutboundMessage, TemplateOut
-from whatsagent.outbox import OutboxRow, mark_confirmed, mark_failed, mark_sent, reported
+from whatsagent.outbox import OutboxRow, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
 from whatsagent.window import WINDOW_CLOSED_CODES, WindowPolicy, WindowState
 
-log = logging.getLogger("whatsagent.sender")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,12 @@ class Sender:
     # -- one outbox row ---------------------------------------------------------------------------
 
     async def sent_before(self, row: OutboxRow) -> bool:
-        """Whether a row that a crashed worker may have sent was accepted: True once a status webhook
-        for its idempotency key arrived (the row is then marked sent), False after `in_doubt_wait`
-        seconds without one (send it: at worst once more, if the provider reports no statuses)."""
+        """Whether a row that a crashed worker may have sent was accepted. A row whose send was never
+        started (no `attempted_at`) was not: False at once. Otherwise True once a status webhook for its
+        idempotency key arrived (the row is then marked sent), False after `in_doubt_wait` seconds
+        without one (send it: at worst once more, if the provider reports no statuses)."""
+        if row.attempted_at is None:
+            return False
         deadline = time.monotonic() + self.policy.in_doubt_wait
         while True:
             state = await self.db.read(lambda conn: reported(conn, row.id))
@@ -136,10 +140,12 @@ class Sender:
         *,
         conversation: str = "",
         deadline: float | None = None,
+        lease: Lease | None = None,
     ) -> bool:
         """Send `row`; True once the provider accepted it (or it was parked for a closed window, to go
-        out when the user writes again), False when it failed for good."""
-        return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline) in (
+        out when the user writes again), False when it failed for good. With a `lease`, nothing goes out
+        unless the lease still owns the conversation's lane (`FenceLost` otherwise)."""
+        return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline, lease=lease) in (
             Outcome.SENT,
             Outcome.PARKED,
         )
@@ -152,22 +158,23 @@ class Sender:
         *,
         conversation: str = "",
         deadline: float | None = None,
+        lease: Lease | None = None,
     ) -> Outcome:
         free_form = not isinstance(row.message, TemplateOut)
         if free_form and conversation:
             state = await self.db.read(windows.state(conversation))
             if state is not None:
                 if not self.window.is_open(state):
-                    await self._park(channel, to, row, conversation, state)
+                    await self._park(channel, to, row, conversation, state, lease=lease)
                     return Outcome.PARKED
-                if state.parked and not await self._release_parked(channel, to, conversation, deadline):
+                if state.parked and not await self._release_parked(channel, to, conversation, deadline, lease):
                     # An older message is parked again: this one must not overtake it.
-                    await self._park(channel, to, row, conversation, state, fallback=False)
+                    await self._park(channel, to, row, conversation, state, fallback=False, lease=lease)
                     return Outcome.PARKED
-        outcome = await self._send(channel, to, row, conversation=conversation, deadline=deadline)
+        outcome = await self._send(channel, to, row, conversation=conversation, deadline=deadline, lease=lease)
         if outcome is Outcome.PARKED:
             state = await self.db.write(_closed(conversation))
-            await self._park(channel, to, row, conversation, state, already_parked=True)
+            await self._park(channel, to, row, conversation, state, already_parked=True, lease=lease)
         return outcome
 
     async def send(
@@ -204,6 +211,7 @@ class Sender:
         *,
         conversation: str,
         deadline: float | None,
+        lease: Lease | None = None,
     ) -> Outcome:
         limit = self.policy.deadline if deadline is None else deadline
         breaker = self.breaker(channel)
@@ -214,6 +222,10 @@ class Sender:
             try:
                 await self.pacing.acquire(channel.account, to.wa_id or to.user_id)
                 attempt += 1
+                if lease is not None:
+                    # The last word before the provider: the lane is still ours, and the row is marked as
+                    # started, so a crash from here on leaves it in doubt rather than unsent.
+                    await self.db.write(mark_attempted(row.id, lease))
                 result = await channel.send(to, row.message, callback_data=row.idempotency_key)
             except SendError as exc:
                 if is_token_error(channel.provider, exc):
@@ -257,8 +269,21 @@ class Sender:
                 raise
             breaker.answered()
             metrics.sends.labels(channel=channel.name, result="sent", code="").inc()
-            await self.db.write(mark_sent(row.id, result.message_id, attempt))
+            await self._record_sent(row, result.message_id, attempt)
             return Outcome.SENT
+
+    async def _record_sent(self, row: OutboxRow, provider_message_id: str, attempts: int) -> None:
+        """Record an accepted send, waiting out a store outage: this process knows the message went out,
+        and forgetting it would send it again. Not fenced: it happened, whoever owns the lane now."""
+        delay = 0.1
+        while True:
+            try:
+                await self.db.write(mark_sent(row.id, provider_message_id, attempts))
+                return
+            except StoreUnavailable as exc:
+                log.warning("send %s went out; recording it waits for the store: %s", row.idempotency_key, exc)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     async def _failed(
         self, channel: Channel, row: OutboxRow, conversation: str, exc: SendError, attempts: int
@@ -289,9 +314,10 @@ class Sender:
         *,
         fallback: bool = True,
         already_parked: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         if not already_parked:
-            await self.db.write(outbox.park(row.id, row.attempts))
+            await self.db.write(fenced(lease, outbox.park(row.id, row.attempts)))
         metrics.parked.labels(channel=channel.name).inc()
         log.warning(
             "message %s for %s parked: the 24-hour window is closed; it goes out when the user writes again",
@@ -299,9 +325,11 @@ class Sender:
             masked(conversation),
         )
         if fallback and state is not None:
-            await self.send_fallback(channel, to, conversation, state)
+            await self.send_fallback(channel, to, conversation, state, lease=lease)
 
-    async def send_fallback(self, channel: Channel, to: User, conversation: str, state: WindowState) -> Outcome | None:
+    async def send_fallback(
+        self, channel: Channel, to: User, conversation: str, state: WindowState, *, lease: Lease | None = None
+    ) -> Outcome | None:
         """Send the channel's fallback template for this closed window, unless it went already."""
         template = self.window.fallback_for(channel.name, to)
         if template is None:
@@ -317,17 +345,21 @@ class Sender:
             return None  # this window's fallback exists: sent, sending or failed — never a second one
         metrics.window_fallbacks.labels(channel=channel.name).inc()
         log.info("window closed for %s: sending fallback template %r", masked(conversation), template.name)
-        return await self._send(channel, to, row, conversation=conversation, deadline=None)
+        return await self._send(channel, to, row, conversation=conversation, deadline=None, lease=lease)
 
-    async def _release_parked(self, channel: Channel, to: User, conversation: str, deadline: float | None) -> bool:
+    async def _release_parked(
+        self, channel: Channel, to: User, conversation: str, deadline: float | None, lease: Lease | None
+    ) -> bool:
         """The window is open: send what was parked, in order. False if one was refused again."""
         rows = await self.db.read(lambda conn: outbox.parked(conn, conversation))
         if not rows:
             return True
         log.info("window open again for %s: sending %d parked message(s)", masked(conversation), len(rows))
-        await self.db.write(outbox.release([r.id for r in rows]))
+        await self.db.write(fenced(lease, outbox.release([r.id for r in rows])))
         for i, parked_row in enumerate(rows):
-            outcome = await self._send(channel, to, parked_row, conversation=conversation, deadline=deadline)
+            outcome = await self._send(
+                channel, to, parked_row, conversation=conversation, deadline=deadline, lease=lease
+            )
             if outcome is Outcome.PARKED:
                 await self.db.write(_closed(conversation))
                 # Keep the rest behind it, in order; no fallback: the user just wrote.

@@ -1,8 +1,14 @@
 """Running one turn: context, the agent, the answer stored, then sent part by part.
 
-A turn is a small state machine persisted in `turns`: ``running`` → ``answered`` → ``sent`` (or
-``failed``). The answer and its outbox rows are committed together before anything is sent, so a crash
-after the model ran does not pay for it again, and a replay sends only what was not yet accepted.
+A turn is a small state machine persisted in `turns` (`TurnState`): ``running`` → ``answered`` →
+``sent`` (or ``failed``). The answer and its outbox rows are committed together before anything is sent,
+so a crash after the model ran does not pay for it again, and a replay sends only what was not yet
+accepted. Every write and send of a turn is fenced by its lane's lease (`whatsagent.fence`).
+
+Attempts are counted when a turn is claimed, before it runs: a turn that kills its process (a medium
+that exhausts memory, a crash in the agent) is set aside once it was started `max_attempts` times — the
+user gets `error_text`, the operator a failed turn with the reason (logs, metrics, `turns.error`) — and
+the conversation goes on with the next message.
 
 The context is built here, inside the turn and never on the webhook path: media the user sent are
 downloaded (size-capped, with a timeout: Meta's media URLs live 5 minutes) into the media store, the
@@ -28,7 +34,8 @@ from whatsagent import metrics, outbox
 from whatsagent.agent import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
 from whatsagent.channels.base import Channel
 from whatsagent.commands import CommandName, Commands
-from whatsagent.lanes import Turn
+from whatsagent.fence import Lease, fenced
+from whatsagent.lanes import Turn, TurnState
 from whatsagent.media.limits import MB
 from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
@@ -43,7 +50,7 @@ from whatsagent.store.schema import conversations, inbox, turns
 from whatsagent.store.schema import outbox as outbox_table
 from whatsagent.workqueue import WorkQueue
 
-log = logging.getLogger("whatsagent.turns")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,15 @@ class TurnRunner:
         self.media_store = media_store
         self.queue = queue
 
-    async def run(self, turn: Turn) -> None:
+    async def run(self, turn: Turn, lease: Lease | None = None) -> None:
+        """Answer `turn` (or finish sending it), every write and send fenced by `lease`."""
         channel = self.channels.get(turn.channel)
         if channel is None:
             raise LookupError(f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve")
-        if turn.status == "running":
-            rows = await self._answer(turn, channel)
+        if turn.status == TurnState.RUNNING and turn.attempts > self.policy.max_attempts:
+            rows = await self._set_aside(turn, channel, lease, f"started {turn.attempts - 1} times without finishing")
+        elif turn.status == TurnState.RUNNING:
+            rows = await self._answer(turn, channel, lease)
         else:  # answered before a crash or shutdown: send what is left
             rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
             # Parts go one at a time, so only the first unsent one may have gone out unrecorded.
@@ -95,20 +105,34 @@ class TurnRunner:
         ok = True
         for row in rows:
             # Parts go strictly in order: each waits until the previous one was accepted.
-            ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation) and ok
-        await self.db.write(_finish(turn.id, "sent" if ok else "failed"))
+            ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation, lease=lease) and ok
+        await self.db.write(fenced(lease, _finish(turn.id, TurnState.SENT if ok else TurnState.FAILED)))
+
+    async def _set_aside(
+        self, turn: Turn, channel: Channel, lease: Lease | None, reason: str
+    ) -> list[outbox.OutboxRow]:
+        """A poison turn: the user is told, the operator sees why, the conversation moves on."""
+        log.error(
+            "turn %d (messages %s) set aside: %s; the user gets an apology",
+            turn.id,
+            ", ".join(m.id for m in turn.messages),
+            reason,
+        )
+        metrics.turns_set_aside.labels(channel=turn.channel).inc()
+        parts = render(Reply(text=self.policy.error_text), channel)
+        return await self.db.write(fenced(lease, _record_answer(turn, parts, None, error=reason)))
 
     def history_turns(self, channel: str) -> int:
         responder = self.responders.get(channel)
         return responder.history_turns if responder is not None else 0
 
-    async def _answer(self, turn: Turn, channel: Channel) -> list[outbox.OutboxRow]:
+    async def _answer(self, turn: Turn, channel: Channel, lease: Lease | None) -> list[outbox.OutboxRow]:
         responder = self.responders[turn.channel]
         command = self.policy.commands.match(turn.messages)
         if command is not None:
             reply = await self._command(command, turn, responder)
             parts = render(reply, channel)
-            return await self.db.write(_record_answer(turn, parts, None, new_session=command == "new"))
+            return await self.db.write(fenced(lease, _record_answer(turn, parts, None, new_session=command == "new")))
         first_typing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         typing = asyncio.create_task(self._keep_typing(channel, turn, first_typing))
         ctx: TurnContext | None = None
@@ -118,11 +142,11 @@ class TurnRunner:
                 ctx = await self._context(turn, channel, responder)
                 reply = await responder.respond(ctx)
                 reply.tool_messages = [*ctx.outbound, *reply.tool_messages]
-            except Exception:
+            except Exception as exc:
                 if turn.attempts < self.policy.max_attempts:
                     raise  # the lane's job is retried with backoff; the turn stays `running`
-                log.exception("turn %d failed %d times; telling the user", turn.id, turn.attempts)
-                reply = Reply(text=self.policy.error_text)
+                log.exception("turn %d failed %d times", turn.id, turn.attempts)
+                return await self._set_aside(turn, channel, lease, f"failed {turn.attempts} times: {exc!r}"[:2000])
             took = time.perf_counter() - started
             metrics.turn_seconds.labels(channel=turn.channel).observe(took)
             log.debug("turn %d answered in %.3fs", turn.id, took)
@@ -143,7 +167,7 @@ class TurnRunner:
             if self.media_store is not None:
                 new = await externalize(new, self.media_store)  # history JSON keeps keys, never bytes
             messages_json = history_store.dump(new)
-        rows = await self.db.write(_record_answer(turn, parts, messages_json))
+        rows = await self.db.write(fenced(lease, _record_answer(turn, parts, messages_json)))
         await self._defer_capture(turn, responder, messages_json)
         return rows
 
@@ -244,8 +268,8 @@ class TurnRunner:
 
 _ANSWERED = Prepared(
     update(turns)
-    .where(turns.c.id == bindparam("turn"), turns.c.status == "running")
-    .values(status="answered", updated_at=bindparam("now"))
+    .where(turns.c.id == bindparam("turn"), turns.c.status == TurnState.RUNNING.value)
+    .values(status=TurnState.ANSWERED.value, error=bindparam("error"), updated_at=bindparam("now"))
 )
 _NEW_SESSION = Prepared(
     update(conversations)
@@ -258,11 +282,16 @@ _FINISH = Prepared(
 
 
 def _record_answer(
-    turn: Turn, parts: list[OutboundMessage], messages_json: str | None, *, new_session: bool = False
+    turn: Turn,
+    parts: list[OutboundMessage],
+    messages_json: str | None,
+    *,
+    new_session: bool = False,
+    error: str | None = None,
 ) -> Callable[[Connection], list[outbox.OutboxRow]]:
     def op(conn: Connection) -> list[outbox.OutboxRow]:
         now = time.time()
-        _ANSWERED.all(conn, turn=turn.id, now=now)
+        _ANSWERED.all(conn, turn=turn.id, error=error, now=now)
         if new_session:
             # `/new`: later turns open in the next session; this one's rows and history stay stored.
             _NEW_SESSION.all(conn, conversation=turn.conversation)
@@ -274,9 +303,9 @@ def _record_answer(
     return op
 
 
-def _finish(turn_id: int, status: str) -> Callable[[Connection], None]:
+def _finish(turn_id: int, status: TurnState) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
-        _FINISH.all(conn, turn=turn_id, state=status, now=time.time())
+        _FINISH.all(conn, turn=turn_id, state=status.value, now=time.time())
 
     return op
 

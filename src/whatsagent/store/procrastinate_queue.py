@@ -6,9 +6,12 @@ per conversation, `queueing_lock=` the single pending wake-up (a defer that proc
 keeping its id, hence its place in its lock's line.
 
 Two periodic tasks keep the cluster whole, each run by one worker per tick:
-- ``whatsagent.maintain``: jobs left ``doing`` by a worker that stopped sending heartbeats (killed,
-  machine lost) go back to ``todo``; the turn state machine and the outbox's idempotency keys make the
-  rerun resume where the dead worker stopped. It also keeps the jobs table's statistics fresh.
+- ``whatsagent.maintain``: jobs left ``doing`` by a worker that is gone go back to ``todo``; the turn
+  state machine and the outbox's idempotency keys make the rerun resume where the dead worker stopped.
+  "Gone" is proven by the database, never presumed from a late heartbeat: each worker's lane holder
+  (`whatsagent.fence`) keeps an advisory lock on a connection of its own, and a job is run again only
+  when no live holder vouches for its worker. A paused or starved worker keeps its jobs. It also keeps the
+  jobs table's statistics fresh.
 - ``whatsagent.sweep``: the jobs the application says should exist (`sweep`: a conversation with
   waiting messages or an open turn needs a wake-up) and that have no live job are deferred. This covers
   a web process that died between committing a webhook and deferring its wake-up, and a defer that
@@ -41,9 +44,10 @@ from procrastinate.worker import Worker
 from sqlalchemy.engine import make_url
 
 from whatsagent.errors import StoreUnavailable
+from whatsagent.fence import LOCK_SPACE, Holder, PostgresHolder
 from whatsagent.workqueue import Handler, JobSpec, RetryPolicy, WorkQueue
 
-log = logging.getLogger("whatsagent.workqueue")
+log = logging.getLogger(__name__)
 
 QUEUE = "whatsagent"
 MAINTENANCE_TASK = "whatsagent.maintain"
@@ -64,10 +68,9 @@ class WorkerPolicy:
     """Seconds between two looks for due jobs when no notification came (retries and scheduled
     wake-ups are due without one; a lock released by a finished job too)."""
     heartbeat_interval: float = 5.0
-    """Seconds between two heartbeats of a worker."""
+    """Seconds between two heartbeats of a worker (procrastinate's bookkeeping; nothing is decided by it)."""
     stalled_after: float = 30.0
-    """A worker silent this long is dead and its running jobs are retried elsewhere. Keep it well above
-    `heartbeat_interval`: a worker wrongly declared dead would run a turn twice at once."""
+    """A worker row silent this long is deleted, but only once its holder is proven gone too."""
     sweep_interval: int = 10
     """Seconds between two runs of the periodic tasks (stalled jobs, conversations without a wake-up)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -96,8 +99,11 @@ class ProcrastinateQueue(WorkQueue):
         policy: WorkerPolicy | None = None,
         sweep: Sweep | None = None,
         name: str | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.url = url
+        self.holder = holder
+        self._own_holder = False
         self.work = work
         self.concurrency = concurrency
         self.policy = policy or WorkerPolicy()
@@ -117,8 +123,12 @@ class ProcrastinateQueue(WorkQueue):
             max_size=self.policy.pool_size,
             kwargs={"application_name": self.name[:63]},
         )
+        if self.work and self.holder is None:
+            self.holder = PostgresHolder(self.url)
+            await self.holder.start()
+            self._own_holder = True
         app = App(connector=connector)
-        app.job_manager = _JobManager(connector)
+        app.job_manager = _JobManager(connector, self.holder)
         retry = _Backoff(self.policy.retry)
         for task_name, handler in handlers.items():
             app.task(name=task_name, queue=QUEUE, retry=retry)(_run_handler(handler))
@@ -227,6 +237,10 @@ class ProcrastinateQueue(WorkQueue):
         if self.app is not None:
             await self.app.close_async()
             self.app = None
+        if self._own_holder and self.holder is not None:
+            await self.holder.stop()
+            self.holder = None
+            self._own_holder = False
 
     async def depth(self) -> int:
         """Application jobs waiting or running (the queue's own periodic tasks left out)."""
@@ -242,26 +256,28 @@ class ProcrastinateQueue(WorkQueue):
     # -- periodic tasks -----------------------------------------------------------------------------
 
     async def _maintain(self, timestamp: int) -> None:
-        await self._retry_stalled()
+        await self._retry_orphans()
         await self._refresh_statistics()
 
-    async def _retry_stalled(self) -> None:
+    async def _retry_orphans(self) -> None:
+        """Run again the jobs whose worker is proven gone: no live lane holder vouches for it."""
         app = self._require_app()
         manager = app.job_manager
-        stalled = await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=self.policy.stalled_after)
-        for job in stalled:
+        orphans = await app.connector.execute_query_all_async(query=_ORPHANED_JOBS, queue=QUEUE)
+        for row in orphans:
             log.warning(
-                "job %s[%s] (lock %s) was running on a worker silent for over %.0fs: running it again",
-                job.task_name,
-                job.id,
-                job.lock,
-                self.policy.stalled_after,
+                "job %s[%s] (lock %s) was running on a worker that is gone: running it again",
+                row["task_name"],
+                row["id"],
+                row["lock"],
             )
             try:
-                await manager.retry_job(job)
+                await app.connector.execute_query_async(query=_DROP_QUEUEING_LOCK, job_id=row["id"])
+                await manager.retry_job_by_id_async(row["id"], retry_at=_in(0.0))
             except procrastinate_errors.ConnectorException as exc:
-                log.info("job %s was retried meanwhile: %s", job.id, exc)  # another worker got there first
+                log.info("job %s was retried meanwhile: %s", row["id"], exc)  # another worker got there first
         await manager.prune_stalled_workers(self.policy.stalled_after)
+        await app.connector.execute_query_async(query=_PRUNE_HOLDERS)
 
     async def _refresh_statistics(self) -> None:
         """ANALYZE the jobs table once a good share of it changed. Its size swings from empty to thousands
@@ -369,8 +385,50 @@ def _in(seconds: float) -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
 
 
+# A worker is alive while a lane holder that vouches for it keeps its advisory lock (`whatsagent.fence`).
+_VOUCHED = (
+    "EXISTS (SELECT 1 FROM lane_holders h WHERE h.worker_id = {worker} "
+    f"AND NOT pg_try_advisory_xact_lock_shared({LOCK_SPACE}, h.id))"
+)
+_ORPHANED_JOBS = (
+    "SELECT j.id, j.task_name, j.lock FROM procrastinate_jobs j "
+    "WHERE j.queue_name = %(queue)s AND j.status = 'doing' "
+    f"AND (j.worker_id IS NULL OR NOT {_VOUCHED.format(worker='j.worker_id')}) ORDER BY j.id"
+)
+_DROP_QUEUEING_LOCK = (
+    "UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing' "
+    "AND queueing_lock IS NOT NULL"
+)
+_PRUNE_WORKERS = (
+    "DELETE FROM procrastinate_workers w "
+    "WHERE w.last_heartbeat < now() - make_interval(secs => %(seconds)s) "
+    f"AND NOT {_VOUCHED.format(worker='w.id')} RETURNING w.id AS worker_id"
+)
+# Holders gone for a minute: nothing refers to them any more but lanes they held (which are free anyway).
+_PRUNE_HOLDERS = (
+    "DELETE FROM lane_holders h WHERE h.started_at < extract(epoch from now()) - 60 "
+    f"AND pg_try_advisory_xact_lock_shared({LOCK_SPACE}, h.id)"
+)
+
+
 class _JobManager(JobManager):
-    """A retried job gives up its queueing lock: another job may hold it already (see module doc)."""
+    """Workers are registered with the lane holder that proves them alive, and only workers proven gone
+    are pruned. A retried job gives up its queueing lock: another job may hold it already (see module
+    doc)."""
+
+    def __init__(self, connector: PsycopgConnector, holder: Holder | None) -> None:
+        super().__init__(connector)
+        self.holder = holder
+
+    async def register_worker(self) -> int:
+        worker_id = await super().register_worker()
+        if self.holder is not None:
+            await self.holder.bind_worker(worker_id)
+        return worker_id
+
+    async def prune_stalled_workers(self, seconds_since_heartbeat: float) -> list[int]:
+        rows = await self.connector.execute_query_all_async(query=_PRUNE_WORKERS, seconds=seconds_since_heartbeat)
+        return [row["worker_id"] for row in rows]
 
     async def retry_job(
         self,

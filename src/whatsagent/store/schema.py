@@ -3,7 +3,9 @@
 Tables follow the flow: `inbox` (what arrived, deduped) → `conversations` (one per agent, channel and
 user) → `turns` (one agent run each, a small state machine) → `history` (append-only, one row per turn)
 → `outbox` (what to send, written before any send) ← `statuses` (what became of it). `memories` holds
-facts about each user, one row per fact. `jobs` is the embedded work queue.
+facts about each user, one row per fact. `jobs` is the embedded work queue. `lanes` says who owns each
+conversation's lane (a fencing token every turn write checks), `lane_holders` the processes that may
+own one (`whatsagent.fence`).
 """
 
 from __future__ import annotations
@@ -86,11 +88,11 @@ turns = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("conversation", String(400), nullable=False),
     Column("session", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False, comment="running, answered, sent, failed (see turns.TurnState)"),
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("error", Text, nullable=True),
+    Column("error", Text, nullable=True, comment="why the turn was set aside (a poison turn), if it was"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -120,12 +122,18 @@ outbox = Table(
     Column("conversation", String(400), nullable=False),
     Column("position", Integer, nullable=False),
     Column("message", Text, nullable=False, comment="the neutral outbound message as JSON"),
-    Column("status", String(16), nullable=False, comment="pending, sending, sent, failed"),
+    Column("status", String(16), nullable=False, comment="pending, sent, failed, parked"),
     Column("provider_message_id", String(255), nullable=True),
     Column("delivery", String(16), nullable=True, comment="sent, delivered, read, failed (from webhooks)"),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
+    Column(
+        "attempted_at",
+        Float,
+        nullable=True,
+        comment="when a send of a pending row was last started: only such a row may have gone out unrecorded",
+    ),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -160,3 +168,21 @@ memories = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_memories_user", memories.c.agent, memories.c.user_ref, memories.c.id)
+
+lanes = Table(
+    "lanes",
+    metadata,
+    Column("conversation", String(400), primary_key=True),
+    Column("holder", Integer, nullable=True, comment="the lane_holders row that owns the lane; NULL = free"),
+    Column("token", BigInteger, nullable=False, comment="fencing token: bumped by every claim, checked by every write"),
+    Column("claimed_at", Float, nullable=True),
+)
+
+lane_holders = Table(
+    "lane_holders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, comment="host and pid, for people reading the table"),
+    Column("worker_id", BigInteger, nullable=True, comment="the procrastinate worker this holder proves alive"),
+    Column("started_at", Float, nullable=False),
+)
