@@ -150,6 +150,34 @@ class Cluster:
     async def wait_ready(self, processes: Sequence[ServerProcess], timeout: float = 60.0) -> None:
         await asyncio.gather(*(p.wait_ready(timeout) for p in processes))
 
+    async def wait_idle(self, database_url: str) -> None:
+        """Until no message waits, no turn is open and no outbound message waits to be sent."""
+        from sqlalchemy import create_engine, text
+
+        from whatsagent.store.migrations import sync_url
+
+        engine = create_engine(sync_url(database_url))
+        query = text(
+            "SELECT (SELECT count(*) FROM inbox WHERE turn_id IS NULL AND triggers) "
+            "+ (SELECT count(*) FROM turns WHERE status IN ('running', 'answered')) "
+            "+ (SELECT count(*) FROM outbox WHERE status = 'pending')"
+        )
+
+        def busy() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(query).scalar() or 0)
+
+        try:
+            calm = 0
+            while calm < 2:
+                try:
+                    calm = calm + 1 if await asyncio.to_thread(busy) == 0 else 0
+                except Exception:  # PostgreSQL restarting
+                    calm = 0
+                await asyncio.sleep(0.1)
+        finally:
+            engine.dispose()
+
     def kill(self, process: ServerProcess) -> None:
         """kill -9: no shutdown, no cleanup, heartbeats just stop."""
         process.kill9()
@@ -180,9 +208,21 @@ def turn_events(path: Path) -> list[tuple[int, str, int]]:
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 3:
+            if len(parts) == 3 and parts[1] in ("start", "end"):
                 events.append((int(parts[0]), parts[1], int(parts[2])))
     return events
+
+
+def sends_in_flight(path: Path) -> dict[int, set[str]]:
+    """Sends each process started (``send <key>``) and has not seen accepted (``sent <key>``)."""
+    flying: dict[int, set[str]] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in ("send", "sent"):
+                keys = flying.setdefault(int(parts[0]), set())
+                (keys.add if parts[1] == "send" else keys.discard)(parts[2])
+    return flying
 
 
 def in_flight(events: Sequence[tuple[int, str, int]]) -> dict[int, set[int]]:
@@ -197,4 +237,4 @@ def in_flight(events: Sequence[tuple[int, str, int]]) -> dict[int, set[int]]:
     return running
 
 
-__all__ = ["Cluster", "LoadBalancer", "in_flight", "turn_events"]
+__all__ = ["Cluster", "LoadBalancer", "in_flight", "sends_in_flight", "turn_events"]

@@ -50,7 +50,7 @@ async def test_a_number_never_sends_more_than_its_rate_in_any_second():
     # Slots are 5 ms apart, so any second holds at most 200 of them; the +1 is timer jitter (the first of
     # 201 slots spanning exactly one second woke a little late).
     assert max_in_window(stamps, 1.0) <= 201
-    assert 2.3 < took < 3.0, f"500 messages at 200/s took {took:.2f}s"
+    assert took >= 2.3, f"500 messages at 200/s took only {took:.2f}s"  # how close to 2.5 s: benchmarks/sender_rate
 
 
 def test_the_rate_is_meta_s_tiers_at_most():

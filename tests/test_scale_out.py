@@ -24,7 +24,7 @@ def lines_of(replies) -> list[str]:  # type: ignore[no-untyped-def]
     return [line for reply in replies for line in (reply.text or "").removeprefix("echo: ").split(" | ")]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 async def test_web_and_worker_processes_answer_every_message_once_in_order_through_a_worker_crash(
     postgres_url: str, tmp_path: Path
 ):
@@ -38,6 +38,7 @@ async def test_web_and_worker_processes_answer_every_message_once_in_order_throu
         users = [emulator.user(f"1555{i:07d}", name=f"user {i}") for i in range(USERS)]
         sent_ids: list[str] = []
         redelivered = 0
+        refused: set[int] = set()
 
         async def converse(i: int) -> None:
             nonlocal redelivered
@@ -46,6 +47,8 @@ async def test_web_and_worker_processes_answer_every_message_once_in_order_throu
             for j in range(MESSAGES):
                 delivery = await users[i].send_text(f"u{i} m{j}")
                 assert delivery.message_id is not None
+                if not delivery.ok:  # Meta redelivers it later, perhaps after the next message
+                    refused.add(i)
                 sent_ids.append(delivery.message_id)
                 if rng.random() < 0.1:  # the byte-identical webhook again, to either web process
                     await emulator.redeliver(delivery.message_id)
@@ -78,20 +81,21 @@ async def test_web_and_worker_processes_answer_every_message_once_in_order_throu
         def answered(i: int) -> bool:
             return len(lines_of(users[i].replies)) >= MESSAGES
 
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600  # a guard against a hang, not a latency target
         while not all(answered(i) for i in range(USERS)):
             if time.monotonic() > deadline:
                 missing = [i for i in range(USERS) if not answered(i)]
                 pytest.fail(f"{len(missing)} users not fully answered, e.g. {missing[:5]}\n{cluster.logs()}")
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
-        await asyncio.sleep(2.0)  # room for a duplicate answer to show up
+        await cluster.wait_idle(postgres_url)  # nothing left that could send a duplicate
         await emulator.settle()
 
         for i, user in enumerate(users):
-            assert lines_of(user.replies) == [f"u{i} m{j}" for j in range(MESSAGES)], (
-                f"user {i} got {[r.text for r in user.replies]}"
-            )
+            written = [f"u{i} m{j}" for j in range(MESSAGES)]
+            got = lines_of(user.replies)
+            # A refused webhook reaches the bot only when Meta redelivers it: once each, in arrival order.
+            assert (sorted(got) if i in refused else got) == written, f"user {i} got {[r.text for r in user.replies]}"
         keys = collections.Counter(r.callback_data for user in users for r in user.replies)
         assert [k for k, n in keys.items() if n > 1] == [], "no outbox row was sent twice"
 

@@ -104,12 +104,12 @@ _RELEASE = Prepared(
 
 def acquire(conn: Connection, conversation: str, holder: int) -> Lease | None:
     """Claim the conversation's lane for `holder`: a new lease with the next token, or None while another
-    live holder owns it (that owner takes whatever waits before it lets go). Raises `FenceLost` when
-    `holder` itself is gone (its database session died): it must not claim anything."""
+    live holder owns it (that owner takes whatever waits before it lets go). Raises `StoreUnavailable`
+    when `holder` itself is gone (its database session died): it must not claim anything until it is back."""
     _ENSURE.all(conn, conversation=conversation)
     owner, token, owner_alive, me_alive = _OWNER.first(conn, conversation=conversation, me=holder)
-    if not me_alive:
-        raise FenceLost(f"holder {holder} lost its database session; it cannot claim {conversation!r}")
+    if not me_alive:  # a passing state: the holder registers anew, and the job is retried
+        raise StoreUnavailable(f"lane holder {holder} lost its database session; it cannot claim lanes until back")
     if owner is not None and owner != holder and owner_alive:
         return None
     token = int(token) + 1
@@ -267,7 +267,7 @@ class PostgresHolder(Holder):
                 conninfo(self.url),
                 autocommit=True,
                 connect_timeout=5,
-                application_name=f"whatsagent-holder-{os.getpid()}",
+                application_name="whatsagent-holder",
                 keepalives=1,
                 keepalives_idle=p.keepalive_idle,
                 keepalives_interval=p.keepalive_interval,
@@ -288,6 +288,8 @@ class PostgresHolder(Holder):
             assert row is not None
             holder = int(row[0])
             await conn.execute("SELECT pg_advisory_lock(%s::integer, %s::integer)", (LOCK_SPACE, holder))
+            # Named after the holder: an operator (or a test) finds the session that keeps it alive.
+            await conn.execute(f"SET application_name = 'whatsagent-holder-{holder}'")
         except BaseException:
             await conn.close()
             raise

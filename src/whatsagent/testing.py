@@ -230,13 +230,14 @@ class BotHarness:
         emulator: Emulator | None = None,
         merge_window: float = 0.0,
         provider: Provider = "cloudapi",
+        database: str | None = None,
         **os_options: Any,
     ) -> None:
         if provider not in ("cloudapi", "twilio"):
             raise ValueError(f"provider must be 'cloudapi' or 'twilio', not {provider!r}")
         self.agent = agent
         self.directory = Path(directory)
-        self.database = f"sqlite:///{self.directory / 'whatsagent.db'}"
+        self.database = database or f"sqlite:///{self.directory / 'whatsagent.db'}"
         self.merge_window = merge_window
         self.provider = provider
         self.os_options = os_options
@@ -340,7 +341,7 @@ class BotHarness:
         assert self.emulator is not None
         return self.emulator.user(wa_id, name, user_id=user_id)
 
-    async def idle(self, timeout: float = 10.0) -> None:
+    async def idle(self, timeout: float = 60.0) -> None:
         """Wait until the bot has nothing left to do: every stored message that asks for an answer was
         taken by a turn, no turn is open, and no outbox row waits to be sent."""
         assert self.os is not None
@@ -418,7 +419,7 @@ class Sandbox:
         agent: Any = None,
         *,
         provider: Provider = "cloudapi",
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         **os_options: Any,
     ) -> None:
         self.directory = Path(directory)

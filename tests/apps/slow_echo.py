@@ -1,12 +1,14 @@
 """A bot for process-level tests: echoes after a configurable delay; settings from the environment.
 
-WHATSAPP_* (from the emulator), WHATSAGENT_DATABASE_URL, SLOW_ECHO_DELAY (seconds)
+WHATSAPP_* (from the emulator), WHATSAGENT_DATABASE_URL, SLOW_ECHO_DELAY (seconds). A message saying
+``poison`` kills the process, as a medium that exhausts its memory would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 from whatsagent import AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
@@ -15,6 +17,8 @@ DELAY = float(os.environ.get("SLOW_ECHO_DELAY", "0"))
 
 
 async def slow_echo(ctx: TurnContext) -> str:
+    if "poison" in ctx.text:
+        signal.raise_signal(signal.SIGKILL)
     await asyncio.sleep(DELAY)
     return f"echo: {ctx.text}"
 

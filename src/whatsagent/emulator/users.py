@@ -191,7 +191,7 @@ class SimulatedUser:
 
     # -- reading the bot's replies ------------------------------------------------------------------
 
-    async def wait_for_replies(self, count: int = 1, timeout: float = 10.0) -> list[OutboundRecord]:
+    async def wait_for_replies(self, count: int = 1, timeout: float = 60.0) -> list[OutboundRecord]:
         """Wait until the bot has had `count` messages to this user accepted; return the first `count`."""
         if len(self.replies) < count:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
