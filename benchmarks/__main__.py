@@ -13,6 +13,7 @@ SUITES = {
     "rendering": "benchmarks.rendering",
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
+    "fence": "benchmarks.fence",
 }
 
 
@@ -26,7 +27,7 @@ if __name__ == "__main__":
     choice = args.pop(0) if args and args[0] in (*SUITES, "all") else "webhooks"
     sys.argv = [sys.argv[0], *args]
     if choice == "all":
-        for name in ("rendering", "webhooks", "sender", "scale-out"):
+        for name in ("rendering", "webhooks", "sender", "fence", "scale-out"):
             try:
                 run(name)
             except ModuleNotFoundError as exc:

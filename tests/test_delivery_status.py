@@ -116,3 +116,26 @@ async def test_the_delivery_api_needs_the_operator_token(tmp_path, echo):
     async with BotHarness(echo, tmp_path / "2", api_token=TOKEN) as bot:
         status, _ = await deliveries(bot, token="nope")
         assert status == 401
+
+
+async def test_a_turn_that_fails_every_time_is_set_aside_and_the_delivery_api_says_why(tmp_path):
+    from whatsagent import metrics
+    from whatsagent.turns import TurnPolicy
+    from whatsagent.workqueue import RetryPolicy
+
+    async def broken(ctx):
+        raise RuntimeError("the model's provider is down")
+
+    before = metrics.turns_set_aside.labels(channel=CHANNEL)._value.get()
+    async with BotHarness(broken, tmp_path, api_token=TOKEN) as bot:
+        assert bot.os is not None and bot.os.queue is not None
+        bot.os.queue.retry = RetryPolicy(base=0.01)  # type: ignore[attr-defined]
+        ana = bot.user("15551234567")
+        await ana.send_text("hello")
+        [apology] = await ana.wait_for_replies(1)
+        assert apology.text == TurnPolicy().error_text
+        _, answer = await deliveries(bot)
+        [row] = answer["messages"]
+        assert row["status"] == "sent"
+        assert "failed 3 times" in row["turn_error"] and "provider is down" in row["turn_error"]
+    assert metrics.turns_set_aside.labels(channel=CHANNEL)._value.get() == before + 1

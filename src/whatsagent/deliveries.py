@@ -4,7 +4,8 @@
 
 Each message the bot stored (newest first) with its `status` on the bot's side (pending, sent, failed,
 parked) and its `delivery` from WhatsApp's status webhooks (sent, delivered, read, failed, with the
-code and reason). Behind the operator token, like the rest of the operator API.
+code and reason), and `turn_error` when the turn behind it was set aside (a poison turn: why). Behind
+the operator token, like the rest of the operator API.
 """
 
 from __future__ import annotations

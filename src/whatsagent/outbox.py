@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, case, insert, select, update
 from whatsagent import fence
 from whatsagent.outbound import OutboundMessage, outbound_adapter
 from whatsagent.store.database import Prepared, upsert_insert
-from whatsagent.store.schema import inbox, outbox
+from whatsagent.store.schema import inbox, outbox, turns
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ _DELIVERIES = Prepared(
         outbox.c.error,
         outbox.c.created_at,
         outbox.c.updated_at,
+        turns.c.error,
     )
+    .select_from(outbox.outerjoin(turns, turns.c.id == outbox.c.turn_id))
     .where(outbox.c.conversation == bindparam("conversation"))
     .order_by(outbox.c.id.desc())
     .limit(bindparam("limit"))
@@ -238,7 +240,8 @@ def answered_message(conn: Connection, turn_id: int | None) -> str | None:
 
 
 def deliveries(conn: Connection, conversation: str, limit: int = 100) -> list[dict[str, object]]:
-    """What became of the conversation's latest messages, newest first."""
+    """What became of the conversation's latest messages, newest first; `turn_error` says why the turn
+    that wrote a message was set aside (the apology of a poison turn), if it was."""
     names = (
         "key",
         "turn_id",
@@ -252,6 +255,7 @@ def deliveries(conn: Connection, conversation: str, limit: int = 100) -> list[di
         "error",
         "created_at",
         "updated_at",
+        "turn_error",
     )
     rows = []
     for values in _DELIVERIES.all(conn, conversation=conversation, limit=limit):
