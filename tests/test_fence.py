@@ -128,7 +128,7 @@ def cut(url: str, holder: int) -> int:
     return sql(
         url,
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        f"WHERE application_name = 'whatsagent-holder-{holder}'",
+        f"WHERE application_name = 'whatsagent-holder-{holder}' AND datname = current_database()",
     )
 
 

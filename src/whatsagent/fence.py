@@ -296,6 +296,17 @@ class PostgresHolder(Holder):
         self._conn, self._id = conn, holder
         log.debug("lane holder %d registered", holder)
 
+    async def _let_go_of_stale_lanes(self) -> None:
+        """Lanes this holder owns but no task of this process runs (a release that failed with the store
+        down): let go, so that a wake-up on another worker does not leave them to an owner that is not
+        coming. Also proves the session alive. A conversation claimed while this runs was added to
+        `running` first, so it is never let go of by mistake."""
+        assert self._conn is not None
+        await self._conn.execute(
+            "UPDATE lanes SET holder = NULL WHERE holder = %s AND NOT (conversation = ANY(%s))",
+            (self._id, sorted(self.running)),
+        )
+
     async def _drop(self) -> None:
         conn, self._conn, self._id = self._conn, None, None
         if conn is not None:
@@ -309,7 +320,7 @@ class PostgresHolder(Holder):
             if self._conn is not None:
                 try:
                     async with self._lock:
-                        await asyncio.wait_for(self._conn.execute("SELECT 1"), self.policy.ping_timeout)
+                        await asyncio.wait_for(self._let_go_of_stale_lanes(), self.policy.ping_timeout)
                     continue
                 except Exception as exc:
                     log.error("lane holder %s lost its database session (%r): its lanes are fenced off", self._id, exc)

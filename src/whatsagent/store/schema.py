@@ -177,6 +177,9 @@ lanes = Table(
     Column("token", BigInteger, nullable=False, comment="fencing token: bumped by every claim, checked by every write"),
     Column("claimed_at", Float, nullable=True),
 )
+# The lanes one holder owns: each worker looks for its own stale ones every few seconds.
+_HELD = text("holder IS NOT NULL")
+Index("ix_lanes_holder", lanes.c.holder, postgresql_where=_HELD, sqlite_where=_HELD)
 
 lane_holders = Table(
     "lane_holders",

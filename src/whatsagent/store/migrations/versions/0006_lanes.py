@@ -41,6 +41,8 @@ def upgrade() -> None:
         ),
         sa.Column("claimed_at", sa.Float, nullable=True),
     )
+    held = sa.text("holder IS NOT NULL")
+    op.create_index("ix_lanes_holder", "lanes", ["holder"], postgresql_where=held, sqlite_where=held)
     op.create_table(
         "lane_holders",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
