@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,11 +148,12 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    async def wait_ready(self, processes: Sequence[ServerProcess], timeout: float = 60.0) -> None:
+    async def wait_ready(self, processes: Sequence[ServerProcess], timeout: float = 300.0) -> None:
         await asyncio.gather(*(p.wait_ready(timeout) for p in processes))
 
-    async def wait_idle(self, database_url: str) -> None:
-        """Until no message waits, no turn is open and no outbound message waits to be sent."""
+    async def wait_idle(self, database_url: str, limit: float = 600.0) -> None:
+        """Until no message waits, no turn is open, no outbound message waits to be sent and no wake-up
+        job is left (finished jobs are deleted)."""
         from sqlalchemy import create_engine, text
 
         from whatsagent.store.migrations import sync_url
@@ -161,15 +163,21 @@ class Cluster:
             "SELECT (SELECT count(*) FROM inbox WHERE turn_id IS NULL AND triggers) "
             "+ (SELECT count(*) FROM turns WHERE status IN ('running', 'answered')) "
             "+ (SELECT count(*) FROM outbox WHERE status = 'pending')"
+            # and no wake-up left: one retried after a failure finds nothing to do, but it still counts
+            "+ (SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'conversation.wake' "
+            "AND status IN ('todo', 'doing'))"
         )
 
         def busy() -> int:
             with engine.connect() as conn:
                 return int(conn.execute(query).scalar() or 0)
 
+        deadline = time.monotonic() + limit  # a guard against a hang, not a latency target
         try:
             calm = 0
             while calm < 2:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the cluster was still busy after {limit:g}s\n{self.logs()}")
                 try:
                     calm = calm + 1 if await asyncio.to_thread(busy) == 0 else 0
                 except Exception:  # PostgreSQL restarting

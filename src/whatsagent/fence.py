@@ -157,6 +157,8 @@ class Holder(abc.ABC):
 
     def __init__(self) -> None:
         self.running: set[str] = set()
+        self.workers: set[int] = set()
+        """The work-queue workers this holder vouches for."""
 
     @property
     @abc.abstractmethod
@@ -170,16 +172,17 @@ class Holder(abc.ABC):
     async def stop(self) -> None: ...
 
     async def bind_worker(self, worker_id: int) -> None:  # noqa: B027 (only PostgreSQL's holder vouches for workers)
-        """Record which work-queue worker this holder proves alive (PostgreSQL)."""
+        """Vouch for a work-queue worker of this process: its jobs are not run again while we live."""
+
+    async def unbind_worker(self, worker_id: int) -> None:  # noqa: B027
+        """Stop vouching for a worker whose loop has ended: jobs it left `doing` may be run again."""
 
 
 def _name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:255]
 
 
-_NEW_HOLDER = Prepared(
-    text("INSERT INTO lane_holders (name, worker_id, started_at) VALUES (:name, NULL, :now) RETURNING id")
-)
+_NEW_HOLDER = Prepared(text("INSERT INTO lane_holders (name, started_at) VALUES (:name, :now) RETURNING id"))
 
 
 class ProcessHolder(Holder):
@@ -228,7 +231,6 @@ class PostgresHolder(Holder):
         self.policy = policy or HolderPolicy()
         self._conn: Any = None
         self._id: int | None = None
-        self._worker_id: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -251,10 +253,26 @@ class PostgresHolder(Holder):
         await self._drop()
 
     async def bind_worker(self, worker_id: int) -> None:
-        self._worker_id = worker_id
+        self.workers.add(worker_id)
         async with self._lock:
             if self._conn is not None and self._id is not None:
-                await self._conn.execute("UPDATE lane_holders SET worker_id = %s WHERE id = %s", (worker_id, self._id))
+                await self._vouch(self._conn, self._id, [worker_id])
+
+    async def unbind_worker(self, worker_id: int) -> None:
+        self.workers.discard(worker_id)
+        async with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):  # a lost session vouches for nobody anyway
+                    await self._conn.execute("DELETE FROM lane_workers WHERE worker_id = %s", (worker_id,))
+
+    @staticmethod
+    async def _vouch(conn: Any, holder: int, workers: list[int]) -> None:
+        for worker_id in workers:
+            await conn.execute(
+                "INSERT INTO lane_workers (worker_id, holder) VALUES (%s, %s) "
+                "ON CONFLICT (worker_id) DO UPDATE SET holder = excluded.holder",
+                (worker_id, holder),
+            )
 
     async def _connect(self) -> None:
         import psycopg
@@ -281,8 +299,8 @@ class PostgresHolder(Holder):
             await conn.execute(f"SET tcp_keepalives_interval = {int(p.keepalive_interval)}")
             await conn.execute(f"SET tcp_keepalives_count = {int(p.keepalive_count)}")
             cur = await conn.execute(
-                "INSERT INTO lane_holders (name, worker_id, started_at) VALUES (%s, %s, %s) RETURNING id",
-                (_name(), self._worker_id, time.time()),
+                "INSERT INTO lane_holders (name, started_at) VALUES (%s, %s) RETURNING id",
+                (_name(), time.time()),
             )
             row = await cur.fetchone()
             assert row is not None
@@ -290,6 +308,7 @@ class PostgresHolder(Holder):
             await conn.execute("SELECT pg_advisory_lock(%s::integer, %s::integer)", (LOCK_SPACE, holder))
             # Named after the holder: an operator (or a test) finds the session that keeps it alive.
             await conn.execute(f"SET application_name = 'whatsagent-holder-{holder}'")
+            await self._vouch(conn, holder, sorted(self.workers))  # a new holder vouches for the old one's workers
         except BaseException:
             await conn.close()
             raise

@@ -163,12 +163,19 @@ class ProcrastinateQueue(WorkQueue):
         this process up but idle."""
         delay = 1.0
         while not self._stopping.is_set():
-            self._worker = self._new_worker(app)
+            self._worker = worker = self._new_worker(app)
+            vouched = set(self.holder.workers) if self.holder is not None else set()
             started = time.monotonic()
             try:
-                await self._worker.run()
+                await worker.run()
             except Exception as exc:
                 log.error("the procrastinate worker failed: %r", exc)
+            finally:
+                # Its loop has ended, and with it every job it ran: one it could not mark done (the
+                # database was gone) is no longer vouched for, so the maintenance task runs it again.
+                if self.holder is not None:
+                    for worker_id in self.holder.workers - vouched:
+                        await self.holder.unbind_worker(worker_id)
             if self._stopping.is_set():
                 return
             if time.monotonic() - started > 60:
@@ -278,6 +285,7 @@ class ProcrastinateQueue(WorkQueue):
                 log.info("job %s was retried meanwhile: %s", row["id"], exc)  # another worker got there first
         await manager.prune_stalled_workers(self.policy.stalled_after)
         await app.connector.execute_query_async(query=_PRUNE_HOLDERS)
+        await app.connector.execute_query_async(query=_PRUNE_VOUCHING)
 
     async def _refresh_statistics(self) -> None:
         """ANALYZE the jobs table once a good share of it changed. Its size swings from empty to thousands
@@ -387,8 +395,8 @@ def _in(seconds: float) -> datetime.datetime:
 
 # A worker is alive while a lane holder that vouches for it keeps its advisory lock (`whatsagent.fence`).
 _VOUCHED = (
-    "EXISTS (SELECT 1 FROM lane_holders h WHERE h.worker_id = {worker} "
-    f"AND NOT pg_try_advisory_xact_lock_shared({LOCK_SPACE}, h.id))"
+    "EXISTS (SELECT 1 FROM lane_workers lw WHERE lw.worker_id = {worker} "
+    f"AND NOT pg_try_advisory_xact_lock_shared({LOCK_SPACE}, lw.holder))"
 )
 _ORPHANED_JOBS = (
     "SELECT j.id, j.task_name, j.lock FROM procrastinate_jobs j "
@@ -404,10 +412,14 @@ _PRUNE_WORKERS = (
     "WHERE w.last_heartbeat < now() - make_interval(secs => %(seconds)s) "
     f"AND NOT {_VOUCHED.format(worker='w.id')} RETURNING w.id AS worker_id"
 )
-# Holders gone for a minute: nothing refers to them any more but lanes they held (which are free anyway).
+# Holders gone for a minute, and the vouching of workers that are gone: nothing refers to them any more
+# but lanes they held (which are free anyway).
 _PRUNE_HOLDERS = (
     "DELETE FROM lane_holders h WHERE h.started_at < extract(epoch from now()) - 60 "
     f"AND pg_try_advisory_xact_lock_shared({LOCK_SPACE}, h.id)"
+)
+_PRUNE_VOUCHING = (
+    "DELETE FROM lane_workers lw WHERE NOT EXISTS (SELECT 1 FROM procrastinate_workers w WHERE w.id = lw.worker_id)"
 )
 
 

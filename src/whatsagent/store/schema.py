@@ -5,7 +5,7 @@ user) → `turns` (one agent run each, a small state machine) → `history` (app
 → `outbox` (what to send, written before any send) ← `statuses` (what became of it). `memories` holds
 facts about each user, one row per fact. `jobs` is the embedded work queue. `lanes` says who owns each
 conversation's lane (a fencing token every turn write checks), `lane_holders` the processes that may
-own one (`whatsagent.fence`).
+own one, `lane_workers` which holder vouches for which work-queue worker (`whatsagent.fence`).
 """
 
 from __future__ import annotations
@@ -186,6 +186,12 @@ lane_holders = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, comment="host and pid, for people reading the table"),
-    Column("worker_id", BigInteger, nullable=True, comment="the procrastinate worker this holder proves alive"),
     Column("started_at", Float, nullable=False),
+)
+
+lane_workers = Table(
+    "lane_workers",
+    metadata,
+    Column("worker_id", BigInteger, primary_key=True, autoincrement=False, comment="a procrastinate worker"),
+    Column("holder", Integer, nullable=False, comment="the lane holder that proves it alive"),
 )

@@ -6,7 +6,8 @@ Create Date: 2026-12-02
 
 `lanes` holds a fencing token per conversation, bumped by every claim and checked by every write and send
 of a turn; `lane_holders` the processes that may own lanes (on PostgreSQL each holds an advisory lock on
-its id for as long as its connection lives, which is how another process tells it is gone).
+its id for as long as its connection lives, which is how another process tells it is gone), and
+`lane_workers` which holder vouches for which procrastinate worker.
 `outbox.attempted_at` marks a row whose send was started, so that after a crash only such a row is in
 doubt.
 """
@@ -47,10 +48,12 @@ def upgrade() -> None:
         "lane_holders",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(255), nullable=False, comment="host and pid, for people reading the table"),
-        sa.Column(
-            "worker_id", sa.BigInteger, nullable=True, comment="the procrastinate worker this holder proves alive"
-        ),
         sa.Column("started_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "lane_workers",
+        sa.Column("worker_id", sa.BigInteger, primary_key=True, autoincrement=False, comment="a procrastinate worker"),
+        sa.Column("holder", sa.Integer, nullable=False, comment="the lane holder that proves it alive"),
     )
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("attempted_at", sa.Float, nullable=True, comment=ATTEMPTED_AT))
@@ -63,5 +66,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("attempted_at")
+    op.drop_table("lane_workers")
     op.drop_table("lane_holders")
     op.drop_table("lanes")
