@@ -19,6 +19,7 @@ from fractions import Fraction
 from io import BytesIO
 from typing import Any, Literal, NamedTuple
 
+from . import bounds
 from .limits import (
     ANIMATED_STICKER_MAX,
     LIMITS,
@@ -48,6 +49,10 @@ _PHOTOS = {"image/jpeg", "image/heic", "image/avif"}
 
 # Types that are text and can go as a WhatsApp text/plain document with their bytes unchanged.
 _TEXT_DOCUMENTS = {"text/csv", "text/markdown", "text/html", "application/json", "application/xml"}
+
+
+class OutputTooLarge(MediaRejected):
+    """A conversion stopped because its result grew past the size asked for."""
 
 
 class Prepared(NamedTuple):
@@ -139,7 +144,16 @@ def _open_image(data: bytes, mime: str) -> Any:
             ) from None
         register_heif_opener()
     try:
-        image = Image.open(BytesIO(data))
+        image = Image.open(BytesIO(data))  # the header only: the size is known before any pixel is decoded
+    except Exception as error:
+        raise MediaRejected(
+            f"the image could not be read ({mime}, {format_size(len(data))}): {error}",
+            kind="image",
+            mime_type=mime,
+            size=len(data),
+        ) from error
+    bounds.check_pixels(*image.size)
+    try:
         image.load()
     except Exception as error:
         raise MediaRejected(
@@ -322,35 +336,55 @@ async def to_voice_note(data: bytes, bitrate: int = VOICE_BITRATE) -> bytes:
     return await asyncio.to_thread(_transcode_audio, data, "ogg", bitrate)
 
 
-async def to_wav(data: bytes, rate: int = MODEL_AUDIO_RATE) -> bytes:
-    """Any audio, e.g. an inbound OGG/Opus voice note, as 16-bit mono PCM WAV at `rate` Hz."""
-    return await asyncio.to_thread(_transcode_audio, data, "wav", rate)
+async def to_wav(data: bytes, rate: int = MODEL_AUDIO_RATE, *, max_bytes: int | None = None) -> bytes:
+    """Any audio, e.g. an inbound OGG/Opus voice note, as 16-bit mono PCM WAV at `rate` Hz. Raises
+    `MediaRejected` once the WAV would be over `max_bytes`, or the audio over `bounds.MAX_SECONDS`."""
+    return await asyncio.to_thread(_transcode_audio, data, "wav", rate, max_bytes)
 
 
-async def to_mp3(data: bytes, bitrate: int = 48_000) -> bytes:
+async def to_mp3(data: bytes, bitrate: int = 48_000, *, max_bytes: int | None = None) -> bytes:
     """Any audio as a mono 16 kHz MP3 (speech quality): a fifth of the WAV's size, for long recordings."""
-    return await asyncio.to_thread(_transcode_audio, data, "mp3", bitrate)
+    return await asyncio.to_thread(_transcode_audio, data, "mp3", bitrate, max_bytes)
 
 
 def _decoded_audio(data: bytes, rate: int, sample_format: str) -> Iterator[Any]:
-    """Every sample of the first audio stream, resampled to mono `rate` Hz `sample_format` frames."""
+    """Every sample of the first audio stream, resampled to mono `rate` Hz `sample_format` frames.
+    Refused before decoding when the container says it is over `bounds.MAX_SECONDS`, and stopped there
+    when it does not say."""
     import av
 
     try:
         with av.open(BytesIO(data), "r") as source:
             if not source.streams.audio:
                 raise MediaRejected("the file has no sound to convert", size=len(data))
+            bounds.check_seconds(source.duration / 1_000_000 if source.duration else None, "audio")
             stream = source.streams.audio[0]
             resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+            samples = 0
             for frame in source.decode(stream):
-                yield from resampler.resample(frame)
+                for out in resampler.resample(frame):
+                    samples += out.samples
+                    bounds.check_seconds(samples / rate, "audio")
+                    yield out
             yield from resampler.resample(None)
     except av.error.FFmpegError as error:
         raise MediaRejected(f"the audio could not be decoded: {error}", size=len(data)) from error
 
 
-def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting: int) -> bytes:
+def _transcode_audio(
+    data: bytes, target: Literal["ogg", "wav", "mp3"], setting: int, max_bytes: int | None = None
+) -> bytes:
+    """`data` as `target`; with `max_bytes`, stopped with `MediaRejected` as soon as the output is over."""
     import av
+
+    def over(size: int) -> None:
+        if max_bytes is not None and size > max_bytes:
+            raise OutputTooLarge(
+                f"the audio is over {format_size(max_bytes, exact=True)} as {target.upper()}, "
+                "more than this model takes",
+                kind="audio",
+                size=len(data),
+            )
 
     if target == "wav":
         out = BytesIO()
@@ -360,6 +394,7 @@ def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting:
             wav.setframerate(setting)
             for frame in _decoded_audio(data, setting, "s16"):
                 wav.writeframes(bytes(frame.planes[0])[: frame.samples * 2])
+                over(out.tell())
         return out.getvalue()
     codec, container_format, rate, sample_format = {
         # Opus runs at 48 kHz internally; libopus takes s16 or flt.
@@ -375,6 +410,7 @@ def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting:
             frame.pts = None
             for packet in stream.encode(frame):
                 sink.mux(packet)
+            over(out.tell())
         for packet in stream.encode(None):
             sink.mux(packet)
     return out.getvalue()
@@ -458,9 +494,11 @@ def _encode_mp4(data: bytes, path: str) -> None:
         ):
             if not source.streams.video:
                 raise MediaRejected("the file has no video stream", kind="video", size=len(data))
+            bounds.check_seconds(source.duration / 1_000_000 if source.duration else None, "video")
             video_in = source.streams.video[0]
             audio_in = source.streams.audio[0] if source.streams.audio else None
             width, height = video_in.codec_context.width, video_in.codec_context.height
+            bounds.check_pixels(width, height, "video")
             scale = min(1.0, VIDEO_MAX_SIDE / max(width, height))
             width, height = _even(width * scale), _even(height * scale)
             rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
@@ -489,6 +527,7 @@ def _encode_mp4(data: bytes, path: str) -> None:
                         seconds = float(frame.time if frame.time is not None else next_pts / rate)
                         if start is None:
                             start = seconds
+                        bounds.check_seconds(seconds - start, "video")
                         pts = round((seconds - start) * rate)
                         if pts < next_pts:
                             continue  # more frames than the output rate has room for
