@@ -1,4 +1,5 @@
-"""What never appears in logs in full: users' phone numbers and database passwords."""
+"""What never appears in logs in full: users' phone numbers, tokens and database passwords; and no
+value a sender chooses makes a log line long."""
 
 from __future__ import annotations
 
@@ -15,3 +16,12 @@ def redacted(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     return url
+
+
+LOG_VALUE_MAX = 300
+"""Characters of a sender-chosen value (an id, a reason quoting one) kept in a log line or a reply."""
+
+
+def shorten(text: str, limit: int = LOG_VALUE_MAX) -> str:
+    """`text` cut to `limit` characters, saying how much was cut."""
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit:,} more characters]"

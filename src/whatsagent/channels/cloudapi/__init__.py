@@ -15,14 +15,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from whatsagent.channels.base import Accept, Channel
+from whatsagent.channels.body import BodyRefused, read_body, refused_answer
 from whatsagent.channels.cloudapi import signature
 from whatsagent.channels.cloudapi.errors import GraphAPIError, graph_error
-from whatsagent.channels.cloudapi.parse import parse_webhook
+from whatsagent.channels.cloudapi.parse import PartlyMalformed, parse_webhook
 from whatsagent.channels.cloudapi.wire import body_for, recipient
 from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
 from whatsagent.media.store import MediaNotFound, MediaStore
 from whatsagent.messages import Media, User
 from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
+from whatsagent.privacy import shorten
 
 __all__ = ["CloudAPI", "GraphAPIError"]
 
@@ -144,15 +146,10 @@ class CloudAPI(Channel):
             return PlainTextResponse(challenge)
 
         async def receive(request: Request) -> Response:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                return PlainTextResponse("payload too large", status_code=413)
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > self.max_body_bytes:
-                    return PlainTextResponse("payload too large", status_code=413)
-            raw = bytes(body)
+            try:
+                raw = await read_body(request, self.max_body_bytes)
+            except BodyRefused as refused:
+                return refused_answer(refused)
             if self.verify_signatures:
                 header = request.headers.get("x-hub-signature-256")
                 if not header:
@@ -173,11 +170,14 @@ class CloudAPI(Channel):
             if payload.get("object") != WEBHOOK_OBJECT:
                 # Not WhatsApp traffic (another product's subscription): acknowledge and ignore.
                 return PlainTextResponse("ignored")
+            malformed: MalformedWebhook | None = None
             try:
                 events = parse_webhook(payload, channel=self.name)
+            except PartlyMalformed as exc:
+                events, malformed = exc.events, exc  # the good messages are stored, then the 400
             except MalformedWebhook as exc:
-                log.warning("malformed webhook for %r: %s", self.name, exc)
-                return PlainTextResponse(f"malformed webhook: {exc}", status_code=400)
+                log.warning("malformed webhook for %r: %s", self.name, shorten(str(exc)))
+                return PlainTextResponse(f"malformed webhook: {shorten(str(exc))}", status_code=400)
             foreign = [e for e in events if e.account != self.phone_number_id]
             if foreign:
                 log.warning(
@@ -194,6 +194,9 @@ class CloudAPI(Channel):
                 except StoreUnavailable as exc:
                     log.error("webhook for %r not stored, asking Meta to redeliver: %s", self.name, exc)
                     return PlainTextResponse("store unavailable, retry later", status_code=503)
+            if malformed is not None:
+                log.warning("malformed messages in a webhook for %r: %s", self.name, shorten(str(malformed)))
+                return PlainTextResponse(f"malformed webhook: {shorten(str(malformed))}", status_code=400)
             return PlainTextResponse("OK")
 
         return [
