@@ -36,6 +36,7 @@ from whatsagent.memory import MemoryBook, capture_job, user_ref
 from whatsagent.memory import load as load_memories
 from whatsagent.messages import InboundMessage, Reaction, inbound_adapter
 from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.quotes import quoted_texts
 from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
@@ -169,7 +170,7 @@ class TurnRunner:
         referred = [m.context.reply_to for m in turn.messages if m.context is not None and m.context.reply_to]
         referred += [m.message_id for m in turn.messages if isinstance(m, Reaction)]
         if referred:
-            ctx.quoted = await self.db.read(_quoted(turn.channel, referred))
+            ctx.quoted = await self.db.read(quoted_texts(turn.conversation, referred))
         return ctx
 
     async def _fetch(self, channel: Channel, message: Any) -> InboundMedia:
