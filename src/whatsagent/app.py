@@ -38,6 +38,7 @@ from whatsagent.privacy import redacted
 from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
+from whatsagent.serving import server_options
 from whatsagent.store.database import Database, open_database
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
@@ -264,18 +265,20 @@ class AgentOS:
         self._app = app
         return app
 
-    def serve(self, host: str = "0.0.0.0", port: int = 8000, **uvicorn_options: Any) -> None:
-        """Serve with uvicorn (blocking). SIGTERM and Ctrl-C shut down gracefully."""
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
+        """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a
+        container). Connections, header and body times are bounded (`whatsagent.serving`); any uvicorn
+        option overrides. SIGTERM and Ctrl-C shut down gracefully."""
         import uvicorn
 
-        options: dict[str, Any] = {"log_level": "info", "timeout_graceful_shutdown": self.shutdown_grace + 5}
+        options = server_options(log_level="info", timeout_graceful_shutdown=self.shutdown_grace + 5)
         options.update(uvicorn_options)
         uvicorn.run(self.get_app(), host=host, port=port, **options)
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
+        config = uvicorn.Config(self.get_app(), host=host, port=port, **server_options(**uvicorn_options))
         await uvicorn.Server(config).serve()
 
 

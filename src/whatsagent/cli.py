@@ -50,7 +50,9 @@ def load_os(target: str) -> Any:
 @app.command()
 def serve(
     target: Annotated[str, typer.Argument(help="Your AgentOS as module:attribute, e.g. myapp:os")],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on: loopback by default; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     role: Annotated[
