@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|all] [options]``.
+"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|hostile|all] [options]``.
 
 `webhooks` (the default) takes the options of `benchmarks/webhooks.py`; `scale-out` needs PostgreSQL.
 """
@@ -13,6 +13,7 @@ SUITES = {
     "rendering": "benchmarks.rendering",
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
+    "hostile": "benchmarks.hostile_clients",
 }
 
 

@@ -3,9 +3,11 @@
 uvicorn's defaults trust the client: no deadline for request headers, no limit on connections. A bot's
 webhook URL is public, so `serve` sets:
 
-- ``limit_concurrency`` = `LIMIT_CONCURRENCY`: past this many open connections (or running requests)
-  uvicorn answers 503 at once, before the app runs; Meta and Twilio retry a 503. It stays under the
-  usual 1,024 file descriptors, leaving room for the database and the outbound HTTP pool.
+- the soft limit on open files raised to the hard limit (at most `MAX_FILES`): the usual 1,024 lets a
+  thousand idle connections stop the server accepting anything;
+- ``limit_concurrency``: half the open-file limit, at most `LIMIT_CONCURRENCY` (512 under the usual
+  1,024, leaving room for the database and the outbound HTTP pool). Past this many open connections
+  (or running requests) uvicorn answers 503 at once, before the app runs; Meta and Twilio retry a 503.
 - ``timeout_keep_alive`` = `KEEP_ALIVE`: an idle keep-alive connection is closed after 5 seconds.
 - a header deadline (`HEADER_TIMEOUT`, our protocol class below): a connection whose request line and
   headers are not complete that many seconds after it opened (or after its previous response) is
@@ -25,7 +27,8 @@ from typing import Any
 
 log = logging.getLogger("whatsagent.serving")
 
-LIMIT_CONCURRENCY = 512
+LIMIT_CONCURRENCY = 4096
+MAX_FILES = 65536
 KEEP_ALIVE = 5
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 16 * 1024
@@ -35,7 +38,7 @@ def server_options(**overrides: Any) -> dict[str, Any]:
     """uvicorn options for a public webhook server; `overrides` win (``header_timeout`` included)."""
     header_timeout = float(overrides.pop("header_timeout", HEADER_TIMEOUT))
     options: dict[str, Any] = {
-        "limit_concurrency": LIMIT_CONCURRENCY,
+        "limit_concurrency": max(64, min(LIMIT_CONCURRENCY, raise_file_limit() // 2)),
         "timeout_keep_alive": KEEP_ALIVE,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
     }
@@ -44,6 +47,23 @@ def server_options(**overrides: Any) -> dict[str, Any]:
         options["http"] = protocol
     options.update(overrides)
     return options
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit (at most `MAX_FILES`); the new limit."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 2 * LIMIT_CONCURRENCY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            log.debug("could not raise the open-file limit from %d", soft)
+    return soft if soft != resource.RLIM_INFINITY else MAX_FILES
 
 
 def header_deadline_protocol(seconds: float) -> type[asyncio.Protocol] | None:

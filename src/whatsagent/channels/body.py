@@ -4,8 +4,9 @@ A signature can only be checked on the whole body, so every webhook is read befo
 bounds keep that cheap for a stranger: the channel's size cap (a declared ``Content-Length`` over it is
 refused before a byte is read), a deadline for the whole body (`BODY_TIMEOUT`, so a client trickling one
 byte at a time cannot hold a slot for ever), and a budget for all bodies being read at once in this
-process (`BODY_BUDGET`, so 300 connections each sending 3 MB minus one byte hold at most the budget,
-not a gigabyte; past it a sender is told 503 and Meta or Twilio retry later). A client that goes away
+process for large bodies (`BODY_BUDGET`, so 300 connections each sending 3 MB minus one byte hold at
+most the budget, not a gigabyte; past it a large body is told 503 and Meta or Twilio retry it later,
+while ordinary webhooks of a few KB still go through). A client that goes away
 mid-body is logged at DEBUG: that is the network, not an error.
 """
 
@@ -23,7 +24,11 @@ BODY_TIMEOUT = 20.0
 """Seconds to receive a whole webhook body. Meta and Twilio send theirs in milliseconds."""
 
 BODY_BUDGET = 48 * 1024 * 1024
-"""Bytes of webhook bodies held at once, unauthenticated, across the process (16 of Meta's largest)."""
+"""Bytes of large webhook bodies held at once, unauthenticated, across the process (16 of Meta's
+largest). Only what a body holds past its first `SMALL_BODY` bytes counts, so real webhooks, a few KB
+each, are never refused because someone is holding big ones (the number of connections bounds them)."""
+
+SMALL_BODY = 64 * 1024
 
 
 class BodyRefused(Exception):
@@ -56,10 +61,11 @@ async def read_body(request: Request, limit: int, *, timeout: float | None = Non
             async for chunk in request.stream():
                 if len(body) + len(chunk) > limit:
                     raise BodyRefused(PlainTextResponse("payload too large", status_code=413), "over the size limit")
-                if _Budget.held + len(chunk) > BODY_BUDGET:
-                    log.warning("webhook body refused: %d bytes of bodies are already being read", _Budget.held)
+                counted = max(0, len(body) + len(chunk) - SMALL_BODY) - max(0, len(body) - SMALL_BODY)
+                if counted and _Budget.held + counted > BODY_BUDGET:
+                    log.warning("webhook body refused: %d bytes of large bodies are being read", _Budget.held)
                     raise BodyRefused(PlainTextResponse("busy, retry later", status_code=503), "over the budget")
-                _Budget.held += len(chunk)
+                _Budget.held += counted
                 body += chunk
     except TimeoutError:
         log.info("webhook body not received within %gs: closed", BODY_TIMEOUT if timeout is None else timeout)
@@ -68,7 +74,7 @@ async def read_body(request: Request, limit: int, *, timeout: float | None = Non
         log.debug("client disconnected while sending a webhook body (%d bytes received)", len(body))
         raise BodyRefused(None, "client disconnected") from None
     finally:
-        _Budget.held -= len(body)
+        _Budget.held -= max(0, len(body) - SMALL_BODY)
     return bytes(body)
 
 
