@@ -1,7 +1,34 @@
 """What never appears in logs in full: users' phone numbers, tokens and database passwords; and no
-value a sender chooses makes a log line long."""
+value a sender chooses makes a log line long.
+
+`install_private_logs` (called when an `AgentOS` starts) puts `PrivateLogs` on whatsagent's loggers,
+uvicorn's (its access log names operator routes with numbers in their paths, and Meta's verification
+request carries ``hub.verify_token``) and procrastinate's: phone numbers keep their last four digits,
+token values become ``***``, and any one value is cut to `LOG_VALUE_MAX` characters.
+"""
 
 from __future__ import annotations
+
+import logging
+import re
+
+LOG_VALUE_MAX = 300
+"""Characters of a sender-chosen value (an id, a reason quoting one) kept in a log line or a reply."""
+
+LOG_ARGUMENT_MAX = 2000
+"""Characters of any one argument of a log record (a whole exception text included)."""
+
+# A phone number: 8 to 15 digits (E.164, with or without the +), not inside a longer word or number,
+# and not the business's own account id before the "|" of a conversation key (channel:account|user).
+_NUMBER = re.compile(r"(?<![\w.-])(\+?)(\d{4,11})(\d{4})(?![\w|])")
+# Credentials in query strings, headers and URLs.
+_SECRET = re.compile(
+    r"((?:hub\.verify_token|verify_token|access_token|token|signature|api_key|key)=)[^&\s'\"]+|"
+    r"(Bearer\s+)[^\s'\"]+|(Basic\s+)[^\s'\"]+",
+    re.IGNORECASE,
+)
+
+LOGGERS = ("whatsagent", "uvicorn", "uvicorn.access", "uvicorn.error", "procrastinate", "fastapi")
 
 
 def masked(conversation: str) -> str:
@@ -18,10 +45,47 @@ def redacted(url: str) -> str:
     return url
 
 
-LOG_VALUE_MAX = 300
-"""Characters of a sender-chosen value (an id, a reason quoting one) kept in a log line or a reply."""
-
-
 def shorten(text: str, limit: int = LOG_VALUE_MAX) -> str:
     """`text` cut to `limit` characters, saying how much was cut."""
     return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+def scrubbed(text: str, limit: int = LOG_ARGUMENT_MAX) -> str:
+    """`text` with phone numbers reduced to their last four digits, credentials to ``***``, and cut to
+    `limit` characters."""
+    text = _SECRET.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
+    text = _NUMBER.sub(lambda m: f"{m.group(1)}…{m.group(3)}", text)
+    return shorten(text, limit)
+
+
+class PrivateLogs(logging.Filter):
+    """Scrubs every string in a record (its message and each argument) before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = scrubbed(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrubbed(a) if isinstance(a, str) else _scrub_other(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: scrubbed(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+def _scrub_other(value: object) -> object:
+    # Exceptions and other objects are formatted with %s/%r: scrub their text, keep numbers as numbers.
+    if isinstance(value, BaseException):
+        return scrubbed(repr(value))
+    return value
+
+
+_FILTER = PrivateLogs()
+
+
+def install_private_logs() -> None:
+    """Put `PrivateLogs` on whatsagent's, uvicorn's and procrastinate's loggers (every one created so far,
+    as modules create theirs when imported). Idempotent."""
+    names = [name for name in logging.Logger.manager.loggerDict if name.startswith(LOGGERS)]
+    for name in {*LOGGERS, *names}:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
