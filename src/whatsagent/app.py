@@ -34,7 +34,7 @@ from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
 from whatsagent.pacing import Pacing
-from whatsagent.privacy import install_private_logs, redacted
+from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
 from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
@@ -137,6 +137,7 @@ class AgentOS:
     async def start(self) -> None:
         install_private_logs()
         self.validate()
+        protect_sqlite(self.database_url)
         self.db = open_database(self.database_url)
         await self.db.start()
         self.queue = work_queue(

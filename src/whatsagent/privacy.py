@@ -9,8 +9,11 @@ token values become ``***``, and any one value is cut to `LOG_VALUE_MAX` charact
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+from pathlib import Path
 
 LOG_VALUE_MAX = 300
 """Characters of a sender-chosen value (an id, a reason quoting one) kept in a log line or a reply."""
@@ -89,3 +92,25 @@ def install_private_logs() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def protect_sqlite(database_url: str) -> None:
+    """Make an SQLite database readable by this user only, whatever the umask: its directory's new
+    files, the database (created empty if absent: SQLite gives its ``-wal`` and ``-shm`` files the
+    database's mode) and the lock file are 0600. Other URLs are left alone."""
+    if os.name != "posix" or not database_url.startswith("sqlite") or "///" not in database_url:
+        return
+    path = database_url.split("///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    database = Path(path)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for name in (database.name, database.name + ".lock"):
+        file = database.with_name(name)
+        fd = os.open(file, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        with contextlib.suppress(PermissionError):
+            file.chmod(0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            database.with_name(database.name + suffix).chmod(0o600)

@@ -111,7 +111,7 @@ class FileMediaStore:
             existing = self._info(stored.key)
             if self.path(stored.key).stat().st_size == existing.size:
                 return existing
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        _private_directory(meta_path.parent, self.root)
         _write_atomically(self.path(stored.key), data)
         _write_atomically(meta_path, json.dumps(asdict(stored)).encode())
         _sync_directory(meta_path.parent)
@@ -168,6 +168,16 @@ def _validate(key: str) -> None:
     # Keys come back from the database; never let one name a path outside the store.
     if not _KEY.match(key):
         raise MediaNotFound(f"{key!r} is not a media key (64 lowercase hex digits)")
+
+
+def _private_directory(path: Path, root: Path) -> None:
+    """`path` (under `root`) made, and it and `root` readable by this user only (0700), whatever the
+    umask: media are what users sent."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory in (root, path):
+        if os.name == "posix" and directory.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):
+                directory.chmod(0o700)
 
 
 def _sync_directory(path: Path) -> None:

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from yarl import URL
 
 from whatsagent.channels.base import Accept, Channel
 from whatsagent.channels.body import BodyRefused, read_body, refused_answer
@@ -37,6 +38,9 @@ MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 WEBHOOK_OBJECT = "whatsapp_business_account"
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 UPLOAD_REUSE_SECONDS = 24 * 3600
+MEDIA_HOSTS = ("lookaside.fbsbx.com", ".fbcdn.net")
+"""Where Meta serves media from (a leading dot: any subdomain). The access token goes with a media
+download only to these hosts over HTTPS, or to the Graph API base URL itself (the emulator, a proxy)."""
 
 
 def _env(name: str) -> str | None:
@@ -50,7 +54,8 @@ class CloudAPI(Channel):
     Every setting comes from its argument or, when omitted, from a ``WHATSAPP_*`` environment variable:
     ``WHATSAPP_ACCESS_TOKEN``, ``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN``,
     ``WHATSAPP_APP_SECRET``, ``WHATSAPP_API_BASE_URL`` (default Meta's Graph API; point it at the
-    emulator to develop locally), ``WHATSAPP_API_VERSION``.
+    emulator to develop locally), ``WHATSAPP_API_VERSION``, ``WHATSAPP_MEDIA_HOSTS`` (comma-separated
+    hosts the access token may go to for media downloads; default `MEDIA_HOSTS`).
 
     Signature checks are on. ``verify_signatures=False`` (or ``WHATSAPP_SKIP_SIGNATURE_VALIDATION=true``)
     turns them off for local development only, and says so loudly in the logs.
@@ -72,6 +77,7 @@ class CloudAPI(Channel):
         name: str | None = None,
         verify_signatures: bool | None = None,
         max_body_bytes: int = MAX_WEBHOOK_BYTES,
+        media_hosts: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__(agent=agent, name=name, prefix=prefix)
         self.access_token = access_token or _env("WHATSAPP_ACCESS_TOKEN")
@@ -85,6 +91,10 @@ class CloudAPI(Channel):
             verify_signatures = not skip
         self.verify_signatures = verify_signatures
         self.max_body_bytes = max_body_bytes
+        configured = _env("WHATSAPP_MEDIA_HOSTS")
+        self.media_hosts = media_hosts or (
+            tuple(h.strip().lower() for h in configured.split(",") if h.strip()) if configured else MEDIA_HOSTS
+        )
         self._http: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
         self.media_store: MediaStore | None = None
@@ -291,8 +301,12 @@ class CloudAPI(Channel):
             size = info.get("file_size")
             if isinstance(size, int) and size > max_bytes:
                 raise SendError(f"the medium is {size} bytes, more than the {max_bytes} allowed")
-            # The URL lives 5 minutes and needs the same bearer token.
-            async with self._http.get(info["url"], headers=auth, timeout=SEND_TIMEOUT) as r:
+            # The URL lives 5 minutes and needs the same bearer token, which goes only to Meta's hosts.
+            url = info["url"]
+            headers = auth if self.token_may_go_to(url) else {}
+            if not headers:
+                log.warning("the media URL's host is not one of Meta's: fetched without the access token")
+            async with self._http.get(url, headers=headers, timeout=SEND_TIMEOUT) as r:
                 if r.status != 200:
                     raise graph_error(r.status, await r.read())
                 data = bytearray()
@@ -304,6 +318,17 @@ class CloudAPI(Channel):
                 return bytes(data), mime
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(f"could not download the medium: {exc or type(exc).__name__}", retryable=True) from exc
+
+    def token_may_go_to(self, url: str) -> bool:
+        """Whether the access token may be sent with a GET of `url`: the Graph API base URL's own
+        origin, or one of `media_hosts` over HTTPS."""
+        target, base = URL(url), URL(self.api_base_url)
+        if target.origin() == base.origin():
+            return True
+        host = (target.host or "").lower()
+        return target.scheme == "https" and any(
+            host.endswith(allowed) if allowed.startswith(".") else host == allowed for allowed in self.media_hosts
+        )
 
     async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
         if self._http is None:
