@@ -27,7 +27,9 @@ from whatsagent import metrics
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
-from whatsagent.errors import ConfigurationError
+from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.health import public_sending, store_state
+from whatsagent.http_limits import BodyCap
 from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
 from whatsagent.lanes import Lanes
 from whatsagent.media.store import FileMediaStore, MediaStore
@@ -121,6 +123,7 @@ class AgentOS:
         self.http: aiohttp.ClientSession | None = None
         self._app: FastAPI | None = None
         self._ready = False
+        self._store_failing = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -205,11 +208,14 @@ class AgentOS:
 
     async def accept(self, events: Sequence[Event]) -> None:
         if self.inbox is None:
-            from whatsagent.errors import StoreUnavailable
-
             raise StoreUnavailable("whatsagent is not started")
         started = time.perf_counter()
-        accepted = await self.inbox.accept(events)
+        try:
+            accepted = await self.inbox.accept(events)
+        except StoreUnavailable:
+            self._store_failing = True  # /health says so until a webhook is stored again
+            raise
+        self._store_failing = False
         metrics.webhook_store_seconds.observe(time.perf_counter() - started)
         if accepted.messages or accepted.duplicates:
             channel = events[0].channel
@@ -234,7 +240,8 @@ class AgentOS:
             finally:
                 await self.stop()
 
-        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None)
+        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        app.add_middleware(BodyCap, exempt=tuple(f"{c.prefix}/" for c in self.channels))
         if self.role.receives_webhooks:
             for channel in self.channels:
                 app.router.routes.extend(channel.routes(self.accept))
@@ -252,10 +259,16 @@ class AgentOS:
         @app.get("/health", include_in_schema=False)
         async def health() -> Response:
             # A refused access token stops sending (see whatsagent.breaker): degraded, not dead — a
-            # restart would not fix the token, and webhooks are still taken in and kept.
+            # restart would not fix the token, and webhooks are still taken in and kept. A store that
+            # cannot take a write (disk full, database down) is failing: webhooks get 503. Nothing
+            # here says more than that: the reasons are in the logs, and /health answers anyone.
             sending = self.sender.sending_status() if self.sender is not None else {}
+            public = {name: public_sending(state) for name, state in sending.items()}
+            store = store_state(self.database_url, failing=self._store_failing)
             stopped = any(not s["sending"] for s in sending.values())
-            return JSONResponse({"status": "degraded" if stopped else "ok", "sending": sending})
+            status = "failing" if store != "ok" else "degraded" if stopped else "ok"
+            body = {"status": status, "store": store, "sending": public}
+            return JSONResponse(body, status_code=503 if status == "failing" else 200)
 
         @app.get("/ready", include_in_schema=False)
         async def ready(_request: Request) -> Response:
