@@ -11,6 +11,7 @@ turns finish for `shutdown_grace` seconds, parks the rest (they resume at the ne
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ from whatsagent.health import public_sending, store_state
 from whatsagent.http_limits import BodyCap
 from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
 from whatsagent.lanes import Lanes
+from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
@@ -67,7 +69,9 @@ class AgentOS:
     with several worker machines, give them one shared store).
     `pacing`: send rates per number and per user (`Pacing`; default 80 messages/s, Meta's default tier).
     `window`: the 24-hour window's fallback template per channel (`WindowPolicy`; default: park and report).
-    `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``; or ``WHATSAGENT_API_TOKEN``).
+    `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``, ``DELETE /users/{user}``;
+    or ``WHATSAGENT_API_TOKEN``).
+    `retention`: delete what users sent and what was answered after so many days (`RetentionPolicy`).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class AgentOS:
         api_token: str | None = None,
         pacing: Pacing | None = None,
         window: WindowPolicy | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -124,6 +129,8 @@ class AgentOS:
         self._app: FastAPI | None = None
         self._ready = False
         self._store_failing = False
+        self.retention = retention
+        self._retention_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -185,6 +192,8 @@ class AgentOS:
             },
             recover=lanes.recover,
         )
+        if self.retention is not None and self.role.runs_jobs:
+            self._retention_task = asyncio.create_task(retention_loop(self.db, self.retention, self.media_store))
         self._ready = True
         log.info(
             "whatsagent (%s) serving %s on %s",
@@ -195,6 +204,9 @@ class AgentOS:
 
     async def stop(self) -> None:
         self._ready = False
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            self._retention_task = None
         if self.inbox is not None:
             await self.inbox.drain()
         if self.queue is not None:
@@ -249,6 +261,7 @@ class AgentOS:
         app.router.routes.extend(memory_routes(lambda: self.db, self.api_token))
         app.router.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
         app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
+        app.router.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:

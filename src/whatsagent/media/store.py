@@ -104,12 +104,29 @@ class FileMediaStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
 
+    async def prune(self, cutoff: float) -> int:
+        """Delete media last stored before `cutoff` (epoch seconds, by their description's mtime)."""
+        return await asyncio.to_thread(self._prune, cutoff)
+
+    def _prune(self, cutoff: float) -> int:
+        deleted = 0
+        if not self.root.is_dir():
+            return 0
+        for meta in self.root.glob("??/*.json"):
+            key = meta.stem
+            with contextlib.suppress(FileNotFoundError, MediaNotFound):
+                if _KEY.match(key) and meta.stat().st_mtime < cutoff:
+                    self._delete(key)
+                    deleted += 1
+        return deleted
+
     def _put(self, data: bytes, mime_type: str, filename: str | None) -> StoredMedia:
         stored = describe(data, mime_type, filename)
         meta_path = self._meta_path(stored.key)
         with contextlib.suppress(MediaNotFound):
             existing = self._info(stored.key)
             if self.path(stored.key).stat().st_size == existing.size:
+                os.utime(meta_path)  # stored again: kept as long as a new one (see `prune`)
                 return existing
         _private_directory(meta_path.parent, self.root)
         _write_atomically(self.path(stored.key), data)
