@@ -12,7 +12,14 @@ The caps are module constants; change them before serving if your users send big
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from .limits import MB, MediaKind, MediaRejected
+
+T = TypeVar("T")
 
 MAX_ARCHIVE_MEMBERS = 5_000
 """Members of a zip (Word, Excel, PowerPoint): a real document has tens to a few hundred."""
@@ -26,6 +33,24 @@ MAX_PIXELS = 40_000_000
 
 MAX_SECONDS = 30 * 60
 """Seconds of audio or video decoded: a transcoded half hour is already more than models take."""
+
+
+PARALLEL_DECODES = 2
+"""Conversions running at once per process (each in a thread): with the caps above, what one bomb may
+cost times this is the most media decoding holds, however many users send bombs together."""
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread, at most `PARALLEL_DECODES` at a time: never on the event loop, so
+    webhooks and other conversations go on while a medium is decoded."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(PARALLEL_DECODES)
+    async with gate:
+        return await asyncio.to_thread(fn, *args)
 
 
 class OverCap(MediaRejected):

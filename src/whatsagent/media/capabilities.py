@@ -13,7 +13,6 @@ description instead of the medium; a wrong "yes" costs the user an error.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic_ai.messages import BinaryContent
 
+from . import bounds
 from .convert import OutputTooLarge, fit_image, to_mp3, to_mp4, to_wav
 from .limits import MB, MediaKind, format_size
 from .office import office_text
@@ -430,7 +430,7 @@ async def to_model_input(
         if model_kind == "document" and not (caps.accepts("document", mime) and caps.documents != ANY):
             # Text reaches every model; Word and PowerPoint text too, unless the model reads the file.
             # Unzipping and parsing hold the CPU: in a thread, so webhooks and other turns go on.
-            text = await asyncio.to_thread(_document_text, data, mime)
+            text = await bounds.in_thread(_document_text, data, mime)
             if text is not None:
                 return _with_text(description, filename, text)
         converted = await _convert_for(caps, model_kind, data, mime)

@@ -3,12 +3,12 @@ model provider reads.
 
 Images go through Pillow, audio and video through PyAV (its wheels bundle FFmpeg, so nothing else is
 installed). Decoding and encoding hold the CPU for tens to hundreds of milliseconds, so every public
-coroutine here runs its work in a thread (`asyncio.to_thread`), never on the event loop.
+coroutine here runs its work in a thread (`bounds.in_thread`), never on the event loop, and at most
+`bounds.PARALLEL_DECODES` at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import tempfile
@@ -74,7 +74,7 @@ async def prepare_outbound(
     whatever the audio's format. Raises `MediaRejected` with a reason a user or a model can act on
     when no conversion can make it sendable.
     """
-    return await asyncio.to_thread(_prepare, data, mime_type, kind_hint, voice)
+    return await bounds.in_thread(_prepare, data, mime_type, kind_hint, voice)
 
 
 def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voice: bool) -> Prepared:
@@ -114,18 +114,18 @@ def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voi
 async def to_png(data: bytes) -> bytes:
     """Any image Pillow reads (WebP, GIF, BMP, TIFF, AVIF; HEIC with pillow-heif) as a PNG of the same
     size. An animation becomes its first frame."""
-    return await asyncio.to_thread(_to_png, data)
+    return await bounds.in_thread(_to_png, data)
 
 
 async def to_jpeg(data: bytes, quality: int = 90) -> bytes:
     """Any image as a JPEG; transparency is flattened onto white."""
-    return await asyncio.to_thread(_to_jpeg, data, quality)
+    return await bounds.in_thread(_to_jpeg, data, quality)
 
 
 async def fit_image(data: bytes, accepted: frozenset[str] | tuple[str, ...], max_bytes: int) -> tuple[bytes, str]:
     """`data` as one of the `accepted` image types within `max_bytes`: unchanged when it already is,
     else converted, then recompressed and downscaled until it fits. Raises `MediaRejected`."""
-    return await asyncio.to_thread(_fit_image, data, resolve_mime(data), tuple(accepted), max_bytes)
+    return await bounds.in_thread(_fit_image, data, resolve_mime(data), tuple(accepted), max_bytes)
 
 
 def _open_image(data: bytes, mime: str) -> Any:
@@ -308,7 +308,7 @@ class Probe:
 
 async def probe(data: bytes) -> Probe:
     """The container and codecs of an audio or video file. Raises `MediaRejected` if unreadable."""
-    return await asyncio.to_thread(_probe, data)
+    return await bounds.in_thread(_probe, data)
 
 
 def _probe(data: bytes) -> Probe:
@@ -333,18 +333,18 @@ def _probe(data: bytes) -> Probe:
 async def to_voice_note(data: bytes, bitrate: int = VOICE_BITRATE) -> bytes:
     """Any audio (WAV, raw PCM in WAV, MP3, AAC, FLAC, OGG/Vorbis, the sound of a video) as the mono
     OGG/Opus WhatsApp plays as a voice note."""
-    return await asyncio.to_thread(_transcode_audio, data, "ogg", bitrate)
+    return await bounds.in_thread(_transcode_audio, data, "ogg", bitrate)
 
 
 async def to_wav(data: bytes, rate: int = MODEL_AUDIO_RATE, *, max_bytes: int | None = None) -> bytes:
     """Any audio, e.g. an inbound OGG/Opus voice note, as 16-bit mono PCM WAV at `rate` Hz. Raises
     `MediaRejected` once the WAV would be over `max_bytes`, or the audio over `bounds.MAX_SECONDS`."""
-    return await asyncio.to_thread(_transcode_audio, data, "wav", rate, max_bytes)
+    return await bounds.in_thread(_transcode_audio, data, "wav", rate, max_bytes)
 
 
 async def to_mp3(data: bytes, bitrate: int = 48_000, *, max_bytes: int | None = None) -> bytes:
     """Any audio as a mono 16 kHz MP3 (speech quality): a fifth of the WAV's size, for long recordings."""
-    return await asyncio.to_thread(_transcode_audio, data, "mp3", bitrate, max_bytes)
+    return await bounds.in_thread(_transcode_audio, data, "mp3", bitrate, max_bytes)
 
 
 def _decoded_audio(data: bytes, rate: int, sample_format: str) -> Iterator[Any]:
@@ -447,7 +447,7 @@ def _audio_for_whatsapp(data: bytes, mime: str, *, voice: bool) -> tuple[bytes, 
 async def to_mp4(data: bytes) -> bytes:
     """Any video (WebM, MOV, MKV, an animated GIF) as the MP4 WhatsApp plays: H.264 Main without
     B-frames, AAC audio, metadata first (faststart), long edge at most 1280 pixels."""
-    return await asyncio.to_thread(_transcode_video, data)
+    return await bounds.in_thread(_transcode_video, data)
 
 
 def _video_for_whatsapp(data: bytes, mime: str) -> tuple[bytes, str]:
