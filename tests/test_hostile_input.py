@@ -25,6 +25,7 @@ from fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from whatsagent import AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.channels.twilio import Twilio
+from whatsagent.media import MemoryMediaStore
 from whatsagent.store.schema import inbox
 
 SECRET = "fuzz-app-secret"
@@ -62,8 +63,7 @@ async def bot(database: str, tmp_path: Any) -> AsyncIterator[tuple[AgentOS, http
         api_base_url=NOWHERE,
         public_url=PUBLIC,
     )
-    agent_os = AgentOS(channels=[cloud, twilio], database=database, media_store=None, merge_window=0.0)
-    agent_os.media_store = __import__("whatsagent.media", fromlist=["MemoryMediaStore"]).MemoryMediaStore()
+    agent_os = AgentOS(channels=[cloud, twilio], database=database, media_store=MemoryMediaStore(), merge_window=0.0)
     await agent_os.start()
     transport = httpx.ASGITransport(app=agent_os.get_app(), raise_app_exceptions=False)
     try:
