@@ -12,4 +12,4 @@ WORKDIR /app/examples
 # Production runs migrations as a deployment step (the `migrate` service in compose.yaml).
 ENV WHATSAGENT_AUTO_MIGRATE=0
 EXPOSE 8000
-CMD ["whatsagent", "serve", "scale_out:agent_os", "--role", "all", "--port", "8000"]
+CMD ["whatsagent", "serve", "scale_out:agent_os", "--role", "all", "--host", "0.0.0.0", "--port", "8000"]

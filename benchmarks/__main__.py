@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|all] [options]``.
+"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|hostile|all] [options]``.
 
 `webhooks` (the default) takes the options of `benchmarks/webhooks.py`; `scale-out` needs PostgreSQL.
 """
@@ -14,6 +14,7 @@ SUITES = {
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
     "fence": "benchmarks.fence",
+    "hostile": "benchmarks.hostile_clients",
 }
 
 

@@ -123,7 +123,7 @@ async def test_a_medium_over_the_size_cap_is_described_not_downloaded(tmp_path):
         await ana.send_document(media_files.pdf("x" * 400) + b" " * 2000, "big.pdf")
         await ana.wait_for_replies(1)
     (text,) = seen.prompts[0]
-    assert "big.pdf" in text and "could not be fetched" in text and "1000" in text
+    assert "big.pdf" in text and "could not be downloaded" in text and "1000" in text
 
 
 async def test_location_contacts_buttons_reactions_and_quotes_read_as_context(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -339,12 +340,14 @@ async def build_prompt(
             parts.append(text)
             continue
         if medium.key is None or ctx.media_store is None:
-            parts.append(f"{text} (It could not be fetched: {medium.error or 'no media store'}.)")
+            # Why stays in the logs (internal URLs, paths); the model hears only what a user may.
+            parts.append(f"{text} (It could not be downloaded{download_note(medium.error)}.)")
             continue
         try:
             data, stored = await ctx.media_store.get(medium.key)
         except Exception as exc:
-            parts.append(f"{text} (It is no longer stored: {exc}.)")
+            log.warning("medium %s of message %s is not in the media store: %s", medium.key, message.id, exc)
+            parts.append(f"{text} (It is no longer stored.)")
             continue
         content = await to_model_input(
             provider,
@@ -371,6 +374,18 @@ async def build_prompt(
     if len(merged) == 1 and isinstance(merged[0], str):
         return merged[0]
     return merged
+
+
+_SIZE_CAP = re.compile(r"(?:more|larger) than the (\d+) bytes? allowed|more than the (\d+) allowed")
+
+
+def download_note(error: str | None) -> str:
+    """What a model may hear of why a medium could not be downloaded: that it is over the size cap
+    (whatsagent's own wording, with the cap), else nothing: error texts can name internal hosts."""
+    found = _SIZE_CAP.search(error or "")
+    if found:
+        return f": it is larger than the {found.group(1) or found.group(2)} bytes this bot accepts"
+    return ""
 
 
 def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:

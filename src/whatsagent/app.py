@@ -11,6 +11,7 @@ turns finish for `shutdown_grace` seconds, parks the rest (they resume at the ne
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -27,18 +28,22 @@ from whatsagent import metrics
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
-from whatsagent.errors import ConfigurationError
+from whatsagent.errors import ConfigurationError, StoreUnavailable
 from whatsagent.fence import Holder, holder_for
+from whatsagent.health import public_sending, store_state
+from whatsagent.http_limits import BodyCap
 from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
 from whatsagent.lanes import Lanes
+from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
 from whatsagent.pacing import Pacing
-from whatsagent.privacy import redacted
+from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
 from whatsagent.proactive import proactive_routes
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
+from whatsagent.serving import server_options
 from whatsagent.store.database import Database, open_database
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
@@ -65,7 +70,9 @@ class AgentOS:
     with several worker machines, give them one shared store).
     `pacing`: send rates per number and per user (`Pacing`; default 80 messages/s, Meta's default tier).
     `window`: the 24-hour window's fallback template per channel (`WindowPolicy`; default: park and report).
-    `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``; or ``WHATSAGENT_API_TOKEN``).
+    `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``, ``DELETE /users/{user}``;
+    or ``WHATSAGENT_API_TOKEN``).
+    `retention`: delete what users sent and what was answered after so many days (`RetentionPolicy`).
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class AgentOS:
         api_token: str | None = None,
         pacing: Pacing | None = None,
         window: WindowPolicy | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -122,6 +130,9 @@ class AgentOS:
         self.http: aiohttp.ClientSession | None = None
         self._app: FastAPI | None = None
         self._ready = False
+        self._store_failing = False
+        self.retention = retention
+        self._retention_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -136,7 +147,9 @@ class AgentOS:
             raise ConfigurationError("\n".join(errors))
 
     async def start(self) -> None:
+        install_private_logs()
         self.validate()
+        protect_sqlite(self.database_url)
         self.db = open_database(self.database_url)
         await self.db.start()
         if self.role.runs_jobs:
@@ -188,6 +201,8 @@ class AgentOS:
             }
             recover = lanes.recover
         await start_work(self.queue, self.role, self.db, handlers, recover=recover)
+        if self.retention is not None and self.role.runs_jobs:
+            self._retention_task = asyncio.create_task(retention_loop(self.db, self.retention, self.media_store))
         self._ready = True
         log.info(
             "whatsagent (%s) serving %s on %s",
@@ -198,6 +213,9 @@ class AgentOS:
 
     async def stop(self) -> None:
         self._ready = False
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            self._retention_task = None
         if self.inbox is not None:
             await self.inbox.drain()
         if self.queue is not None:
@@ -214,11 +232,14 @@ class AgentOS:
 
     async def accept(self, events: Sequence[Event]) -> None:
         if self.inbox is None:
-            from whatsagent.errors import StoreUnavailable
-
             raise StoreUnavailable("whatsagent is not started")
         started = time.perf_counter()
-        accepted = await self.inbox.accept(events)
+        try:
+            accepted = await self.inbox.accept(events)
+        except StoreUnavailable:
+            self._store_failing = True  # /health says so until a webhook is stored again
+            raise
+        self._store_failing = False
         metrics.webhook_store_seconds.observe(time.perf_counter() - started)
         if accepted.messages or accepted.duplicates:
             channel = events[0].channel
@@ -243,7 +264,8 @@ class AgentOS:
             finally:
                 await self.stop()
 
-        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None)
+        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        app.add_middleware(BodyCap, exempt=tuple(f"{c.prefix}/" for c in self.channels))
         if self.role.receives_webhooks:
             for channel in self.channels:
                 app.router.routes.extend(channel.routes(self.accept))
@@ -251,6 +273,7 @@ class AgentOS:
         app.router.routes.extend(memory_routes(lambda: self.db, self.api_token))
         app.router.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
         app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
+        app.router.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
@@ -261,10 +284,16 @@ class AgentOS:
         @app.get("/health", include_in_schema=False)
         async def health() -> Response:
             # A refused access token stops sending (see whatsagent.breaker): degraded, not dead — a
-            # restart would not fix the token, and webhooks are still taken in and kept.
+            # restart would not fix the token, and webhooks are still taken in and kept. A store that
+            # cannot take a write (disk full, database down) is failing: webhooks get 503. Nothing
+            # here says more than that: the reasons are in the logs, and /health answers anyone.
             sending = self.sender.sending_status() if self.sender is not None else {}
+            public = {name: public_sending(state) for name, state in sending.items()}
+            store = store_state(self.database_url, failing=self._store_failing)
             stopped = any(not s["sending"] for s in sending.values())
-            return JSONResponse({"status": "degraded" if stopped else "ok", "sending": sending})
+            status = "failing" if store != "ok" else "degraded" if stopped else "ok"
+            body = {"status": status, "store": store, "sending": public}
+            return JSONResponse(body, status_code=503 if status == "failing" else 200)
 
         @app.get("/ready", include_in_schema=False)
         async def ready(_request: Request) -> Response:
@@ -276,18 +305,20 @@ class AgentOS:
         self._app = app
         return app
 
-    def serve(self, host: str = "0.0.0.0", port: int = 8000, **uvicorn_options: Any) -> None:
-        """Serve with uvicorn (blocking). SIGTERM and Ctrl-C shut down gracefully."""
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
+        """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a
+        container). Connections, header and body times are bounded (`whatsagent.serving`); any uvicorn
+        option overrides. SIGTERM and Ctrl-C shut down gracefully."""
         import uvicorn
 
-        options: dict[str, Any] = {"log_level": "info", "timeout_graceful_shutdown": self.shutdown_grace + 5}
+        options = server_options(log_level="info", timeout_graceful_shutdown=self.shutdown_grace + 5)
         options.update(uvicorn_options)
         uvicorn.run(self.get_app(), host=host, port=port, **options)
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
+        config = uvicorn.Config(self.get_app(), host=host, port=port, **server_options(**uvicorn_options))
         await uvicorn.Server(config).serve()
 
 

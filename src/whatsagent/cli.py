@@ -50,7 +50,9 @@ def load_os(target: str) -> Any:
 @app.command()
 def serve(
     target: Annotated[str, typer.Argument(help="Your AgentOS as module:attribute, e.g. myapp:os")],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on: loopback by default; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     role: Annotated[
@@ -168,6 +170,48 @@ def db_upgrade(
         now = current_revision(conn)
     engine.dispose()
     typer.echo(f"{redacted(url)}: {'migrated to' if changed else 'already at'} revision {now}")
+
+
+_DATABASE_ENV = "WHATSAGENT_DATABASE_URL"
+_MEDIA_ENV = "WHATSAGENT_MEDIA_DIR"
+
+
+@app.command()
+def erase(
+    user: Annotated[str, typer.Argument(help="The user's WhatsApp number (digits) or business-scoped id.")],
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="The bot's database URL (default sqlite:///whatsagent.db).", envvar="WHATSAGENT_DATABASE_URL"
+        ),
+    ] = None,
+    media_dir: Annotated[
+        str | None,
+        typer.Option(help="The bot's media folder (default: as the bot finds it).", envvar="WHATSAGENT_MEDIA_DIR"),
+    ] = None,
+) -> None:
+    """Erase a user: their conversations on every channel, messages, answers, statuses, memories, queued
+    jobs and the media those name. Works on a stopped bot's database (or a running one's PostgreSQL)."""
+    import asyncio
+
+    from whatsagent.app import DEFAULT_DATABASE, _media_directory
+    from whatsagent.lifecycle import erase_user
+    from whatsagent.media.store import FileMediaStore
+    from whatsagent.store.database import open_database
+
+    _setup_logging("warning")
+    url = database or DEFAULT_DATABASE
+
+    async def run() -> dict[str, int]:
+        db = open_database(url)
+        await db.start()
+        try:
+            return await erase_user(db, user.lstrip("+"), FileMediaStore(media_dir or _media_directory(url)))
+        finally:
+            await db.close()
+
+    counts = asyncio.run(run())
+    typer.echo("erased: " + ", ".join(f"{n} {table}" for table, n in counts.items()))
 
 
 @app.command()

@@ -7,20 +7,62 @@ the inbox stores them.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+
+def _without_nul(value: Any) -> Any:
+    # PostgreSQL refuses NUL in text; no WhatsApp field means anything by one.
+    return value.replace("\x00", "") if isinstance(value, str) and "\x00" in value else value
+
+
+def _fitted(limit: int) -> AfterValidator:
+    """An identifier cut to `limit` characters (a column's size), its tail replaced by a hash of the
+    whole so that two long ids stay two ids. Real ids are far shorter and pass unchanged."""
+
+    def fit(value: str | None) -> str | None:
+        if value is None or len(value) <= limit:
+            return value
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return f"{value[: limit - 17]}~{digest}"
+
+    return AfterValidator(fit)
+
+
+def _cut(limit: int) -> AfterValidator:
+    """A display text (a profile name) cut to `limit` characters."""
+    return AfterValidator(lambda value: value[:limit] if isinstance(value, str) else value)
+
+
+# Sizes of the columns these fields are stored in (whatsagent.store.schema), so that no value a sender
+# chooses can fail an insert on PostgreSQL (SQLite does not check lengths): fields are made safe here,
+# at the edge, and every message of an envelope is stored.
+MessageId = Annotated[str, _fitted(255)]
+OptionalId = Annotated[str | None, _fitted(255)]
+Account = Annotated[str, _fitted(100)]
+WaId = Annotated[str | None, _fitted(64)]
+Name = Annotated[str | None, _cut(255)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(isinstance(v, str) and "\x00" in v for v in data.values()):
+            return {k: _without_nul(v) for k, v in data.items()}
+        return data
+
 
 class ProviderError(_Model):
     """An error a provider attached to a message, a status or a whole webhook."""
 
-    code: int
+    code: Annotated[int, AfterValidator(lambda code: code if -(2**31) <= code < 2**31 else -1)]
+    """The provider's error code; -1 when it is outside a 32-bit integer (nothing real is)."""
     title: str = ""
     message: str = ""
     details: str = ""
@@ -30,9 +72,9 @@ class User(_Model):
     """Who wrote. WhatsApp users are known by `wa_id` and, more and more, by a business-scoped user id
     (BSUID, e.g. ``US.13491208655302741918``); username-only users may have no `wa_id` at all."""
 
-    wa_id: str | None = None
-    user_id: str | None = None
-    name: str | None = None
+    wa_id: WaId = None
+    user_id: OptionalId = None
+    name: Name = None
 
     @property
     def key(self) -> str:
@@ -83,9 +125,9 @@ class _Inbound(_Model):
 
     channel: str
     """Name of the channel that received it (unique per OS)."""
-    account: str
+    account: Account
     """The business account it was sent to: the Cloud API phone number id, or Twilio's number."""
-    id: str
+    id: MessageId
     """The provider's message id (a wamid, a Twilio MessageSid): the dedup key."""
     user: User
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -352,8 +394,8 @@ class StatusUpdate(_Model):
     """What became of a message the bot sent: one tick, two ticks, blue ticks, or a failure."""
 
     channel: str
-    account: str
-    message_id: str
+    account: Account
+    message_id: MessageId
     """The provider id of the outbound message (the wamid the send returned)."""
     status: DeliveryState
     recipient: str | None = None

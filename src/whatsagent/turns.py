@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, update
 
 from whatsagent import history as history_store
 from whatsagent import metrics, outbox
@@ -41,13 +41,13 @@ from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
 from whatsagent.memory import MemoryBook, capture_job, user_ref
 from whatsagent.memory import load as load_memories
-from whatsagent.messages import InboundMessage, Reaction, inbound_adapter
-from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.messages import Reaction
+from whatsagent.outbound import OutboundMessage
+from whatsagent.quotes import quoted_texts
 from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, inbox, turns
-from whatsagent.store.schema import outbox as outbox_table
+from whatsagent.store.schema import conversations, turns
 from whatsagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class TurnRunner:
         referred = [m.context.reply_to for m in turn.messages if m.context is not None and m.context.reply_to]
         referred += [m.message_id for m in turn.messages if isinstance(m, Reaction)]
         if referred:
-            ctx.quoted = await self.db.read(_quoted(turn.channel, referred))
+            ctx.quoted = await self.db.read(quoted_texts(turn.conversation, referred))
         return ctx
 
     async def _fetch(self, channel: Channel, message: Any) -> InboundMedia:
@@ -308,44 +308,3 @@ def _finish(turn_id: int, status: TurnState) -> Callable[[Connection], None]:
         _FINISH.all(conn, turn=turn_id, state=status.value, now=time.time())
 
     return op
-
-
-QUOTE_CHARS = 200
-
-
-def _quoted(channel: str, ids: list[str]) -> Callable[[Connection], dict[str, str]]:
-    """Short text of the messages `ids` name: the user's own (inbox) or the bot's (outbox)."""
-
-    def op(conn: Connection) -> dict[str, str]:
-        found: dict[str, str] = {}
-        rows = conn.execute(
-            select(inbox.c.provider_id, inbox.c.payload).where(inbox.c.channel == channel, inbox.c.provider_id.in_(ids))
-        )
-        for provider_id, payload in rows:
-            message: InboundMessage = inbound_adapter.validate_json(payload)
-            found[provider_id] = _short(message.describe())
-        rows = conn.execute(
-            select(outbox_table.c.provider_message_id, outbox_table.c.message).where(
-                outbox_table.c.provider_message_id.in_(ids)
-            )
-        )
-        for provider_id, raw in rows:
-            said = _text_of(outbound_adapter.validate_json(raw))
-            if said:
-                found[provider_id] = _short(said)
-        return found
-
-    return op
-
-
-def _text_of(message: OutboundMessage) -> str | None:
-    for name in ("body", "caption", "name"):
-        value = getattr(message, name, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whatsagent.emulator import graph, ids, twilio
+from whatsagent.emulator import graph, ids, security, twilio
 from whatsagent.emulator.errors import EmulatorError, GraphError, status_error
 from whatsagent.emulator.faults import Faults
 from whatsagent.emulator.live import Hub
@@ -100,7 +100,7 @@ class Emulator:
 
     def _build_app(self) -> web.Application:
         # Documents may be 100 MB (reference §2.3); multipart overhead on top.
-        app = web.Application(client_max_size=110 * 1024 * 1024)
+        app = web.Application(client_max_size=110 * 1024 * 1024, middlewares=[security.middleware])
         graph.GraphAPI(self).register(app)
         twilio.register(app, self)
         if self._page:
@@ -115,6 +115,7 @@ class Emulator:
             raise EmulatorError("the emulator is already started")
         self._poster.app_secret = self.app_secret
         await self._poster.open()
+        security.bind(self.app, host)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=1024)

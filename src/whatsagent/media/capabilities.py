@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from html import unescape
-from io import BytesIO
 from typing import Any, Literal
 
 from pydantic_ai.messages import BinaryContent
 
-from .convert import fit_image, to_mp3, to_mp4, to_wav
+from . import bounds
+from .convert import OutputTooLarge, fit_image, to_mp3, to_mp4, to_wav
 from .limits import MB, MediaKind, format_size
+from .office import office_text
 from .sniff import DOCX, PPTX, resolve_mime
 from .transcribe import Transcriber
 
@@ -430,7 +429,8 @@ async def to_model_input(
     try:
         if model_kind == "document" and not (caps.accepts("document", mime) and caps.documents != ANY):
             # Text reaches every model; Word and PowerPoint text too, unless the model reads the file.
-            text = _document_text(data, mime)
+            # Unzipping and parsing hold the CPU: in a thread, so webhooks and other turns go on.
+            text = await bounds.in_thread(_document_text, data, mime)
             if text is not None:
                 return _with_text(description, filename, text)
         converted = await _convert_for(caps, model_kind, data, mime)
@@ -463,9 +463,14 @@ async def _convert_for(caps: Capabilities, kind: ModelInputKind, data: bytes, mi
     if kind == "audio":
         for target in accepted:
             if target in ("audio/wav", "audio/mpeg"):
-                audio = await (to_wav(data) if target == "audio/wav" else to_mp3(data))
-                if len(audio) <= limit:
-                    return audio, target
+                try:
+                    if target == "audio/wav":
+                        audio = await to_wav(data, max_bytes=limit)
+                    else:
+                        audio = await to_mp3(data, max_bytes=limit)
+                except OutputTooLarge:
+                    continue  # over the model's size: the next type, a transcript, else a description
+                return audio, target
         return None
     if kind == "video" and "video/mp4" in accepted:
         video = await to_mp4(data)
@@ -496,26 +501,5 @@ def _document_text(data: bytes, mime: str) -> str | None:
     if mime.startswith("text/") or mime in ("application/json", "application/xml", "application/yaml"):
         return data.decode("utf-8", errors="replace")
     if mime in (DOCX, PPTX):
-        return _office_text(data, mime)
+        return office_text(data, mime)
     return None
-
-
-def _office_text(data: bytes, mime: str) -> str | None:
-    paragraph = re.compile(r"<(?:w|a):p[ >].*?</(?:w|a):p>", re.S)
-    run = re.compile(r"<(?:w|a):t(?: [^>]*)?>(.*?)</(?:w|a):t>", re.S)
-    try:
-        with zipfile.ZipFile(BytesIO(data)) as archive:
-            if mime == DOCX:
-                parts = ["word/document.xml"]
-            else:
-                slides = [n for n in archive.namelist() if re.fullmatch(r"ppt/slides/slide\d+\.xml", n)]
-                parts = sorted(slides, key=lambda n: int(re.sub(r"\D", "", n)))
-            lines: list[str] = []
-            for part in parts:
-                xml = archive.read(part).decode("utf-8", errors="replace")
-                lines.extend(unescape("".join(run.findall(p))) for p in paragraph.findall(xml))
-                lines.append("")
-    except (zipfile.BadZipFile, KeyError):
-        return None
-    text = "\n".join(lines).strip()
-    return text or None

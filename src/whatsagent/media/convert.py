@@ -3,12 +3,12 @@ model provider reads.
 
 Images go through Pillow, audio and video through PyAV (its wheels bundle FFmpeg, so nothing else is
 installed). Decoding and encoding hold the CPU for tens to hundreds of milliseconds, so every public
-coroutine here runs its work in a thread (`asyncio.to_thread`), never on the event loop.
+coroutine here runs its work in a thread (`bounds.in_thread`), never on the event loop, and at most
+`bounds.PARALLEL_DECODES` at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import tempfile
@@ -19,6 +19,7 @@ from fractions import Fraction
 from io import BytesIO
 from typing import Any, Literal, NamedTuple
 
+from . import bounds
 from .limits import (
     ANIMATED_STICKER_MAX,
     LIMITS,
@@ -50,6 +51,10 @@ _PHOTOS = {"image/jpeg", "image/heic", "image/avif"}
 _TEXT_DOCUMENTS = {"text/csv", "text/markdown", "text/html", "application/json", "application/xml"}
 
 
+class OutputTooLarge(MediaRejected):
+    """A conversion stopped because its result grew past the size asked for."""
+
+
 class Prepared(NamedTuple):
     """A medium WhatsApp will accept: its bytes, their real MIME type, and the kind to send it as."""
 
@@ -69,7 +74,7 @@ async def prepare_outbound(
     whatever the audio's format. Raises `MediaRejected` with a reason a user or a model can act on
     when no conversion can make it sendable.
     """
-    return await asyncio.to_thread(_prepare, data, mime_type, kind_hint, voice)
+    return await bounds.in_thread(_prepare, data, mime_type, kind_hint, voice)
 
 
 def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voice: bool) -> Prepared:
@@ -109,18 +114,18 @@ def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voi
 async def to_png(data: bytes) -> bytes:
     """Any image Pillow reads (WebP, GIF, BMP, TIFF, AVIF; HEIC with pillow-heif) as a PNG of the same
     size. An animation becomes its first frame."""
-    return await asyncio.to_thread(_to_png, data)
+    return await bounds.in_thread(_to_png, data)
 
 
 async def to_jpeg(data: bytes, quality: int = 90) -> bytes:
     """Any image as a JPEG; transparency is flattened onto white."""
-    return await asyncio.to_thread(_to_jpeg, data, quality)
+    return await bounds.in_thread(_to_jpeg, data, quality)
 
 
 async def fit_image(data: bytes, accepted: frozenset[str] | tuple[str, ...], max_bytes: int) -> tuple[bytes, str]:
     """`data` as one of the `accepted` image types within `max_bytes`: unchanged when it already is,
     else converted, then recompressed and downscaled until it fits. Raises `MediaRejected`."""
-    return await asyncio.to_thread(_fit_image, data, resolve_mime(data), tuple(accepted), max_bytes)
+    return await bounds.in_thread(_fit_image, data, resolve_mime(data), tuple(accepted), max_bytes)
 
 
 def _open_image(data: bytes, mime: str) -> Any:
@@ -139,7 +144,16 @@ def _open_image(data: bytes, mime: str) -> Any:
             ) from None
         register_heif_opener()
     try:
-        image = Image.open(BytesIO(data))
+        image = Image.open(BytesIO(data))  # the header only: the size is known before any pixel is decoded
+    except Exception as error:
+        raise MediaRejected(
+            f"the image could not be read ({mime}, {format_size(len(data))}): {error}",
+            kind="image",
+            mime_type=mime,
+            size=len(data),
+        ) from error
+    bounds.check_pixels(*image.size)
+    try:
         image.load()
     except Exception as error:
         raise MediaRejected(
@@ -294,7 +308,7 @@ class Probe:
 
 async def probe(data: bytes) -> Probe:
     """The container and codecs of an audio or video file. Raises `MediaRejected` if unreadable."""
-    return await asyncio.to_thread(_probe, data)
+    return await bounds.in_thread(_probe, data)
 
 
 def _probe(data: bytes) -> Probe:
@@ -319,38 +333,58 @@ def _probe(data: bytes) -> Probe:
 async def to_voice_note(data: bytes, bitrate: int = VOICE_BITRATE) -> bytes:
     """Any audio (WAV, raw PCM in WAV, MP3, AAC, FLAC, OGG/Vorbis, the sound of a video) as the mono
     OGG/Opus WhatsApp plays as a voice note."""
-    return await asyncio.to_thread(_transcode_audio, data, "ogg", bitrate)
+    return await bounds.in_thread(_transcode_audio, data, "ogg", bitrate)
 
 
-async def to_wav(data: bytes, rate: int = MODEL_AUDIO_RATE) -> bytes:
-    """Any audio, e.g. an inbound OGG/Opus voice note, as 16-bit mono PCM WAV at `rate` Hz."""
-    return await asyncio.to_thread(_transcode_audio, data, "wav", rate)
+async def to_wav(data: bytes, rate: int = MODEL_AUDIO_RATE, *, max_bytes: int | None = None) -> bytes:
+    """Any audio, e.g. an inbound OGG/Opus voice note, as 16-bit mono PCM WAV at `rate` Hz. Raises
+    `MediaRejected` once the WAV would be over `max_bytes`, or the audio over `bounds.MAX_SECONDS`."""
+    return await bounds.in_thread(_transcode_audio, data, "wav", rate, max_bytes)
 
 
-async def to_mp3(data: bytes, bitrate: int = 48_000) -> bytes:
+async def to_mp3(data: bytes, bitrate: int = 48_000, *, max_bytes: int | None = None) -> bytes:
     """Any audio as a mono 16 kHz MP3 (speech quality): a fifth of the WAV's size, for long recordings."""
-    return await asyncio.to_thread(_transcode_audio, data, "mp3", bitrate)
+    return await bounds.in_thread(_transcode_audio, data, "mp3", bitrate, max_bytes)
 
 
 def _decoded_audio(data: bytes, rate: int, sample_format: str) -> Iterator[Any]:
-    """Every sample of the first audio stream, resampled to mono `rate` Hz `sample_format` frames."""
+    """Every sample of the first audio stream, resampled to mono `rate` Hz `sample_format` frames.
+    Refused before decoding when the container says it is over `bounds.MAX_SECONDS`, and stopped there
+    when it does not say."""
     import av
 
     try:
         with av.open(BytesIO(data), "r") as source:
             if not source.streams.audio:
                 raise MediaRejected("the file has no sound to convert", size=len(data))
+            bounds.check_seconds(source.duration / 1_000_000 if source.duration else None, "audio")
             stream = source.streams.audio[0]
             resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+            samples = 0
             for frame in source.decode(stream):
-                yield from resampler.resample(frame)
+                for out in resampler.resample(frame):
+                    samples += out.samples
+                    bounds.check_seconds(samples / rate, "audio")
+                    yield out
             yield from resampler.resample(None)
     except av.error.FFmpegError as error:
         raise MediaRejected(f"the audio could not be decoded: {error}", size=len(data)) from error
 
 
-def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting: int) -> bytes:
+def _transcode_audio(
+    data: bytes, target: Literal["ogg", "wav", "mp3"], setting: int, max_bytes: int | None = None
+) -> bytes:
+    """`data` as `target`; with `max_bytes`, stopped with `MediaRejected` as soon as the output is over."""
     import av
+
+    def over(size: int) -> None:
+        if max_bytes is not None and size > max_bytes:
+            raise OutputTooLarge(
+                f"the audio is over {format_size(max_bytes, exact=True)} as {target.upper()}, "
+                "more than this model takes",
+                kind="audio",
+                size=len(data),
+            )
 
     if target == "wav":
         out = BytesIO()
@@ -360,6 +394,7 @@ def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting:
             wav.setframerate(setting)
             for frame in _decoded_audio(data, setting, "s16"):
                 wav.writeframes(bytes(frame.planes[0])[: frame.samples * 2])
+                over(out.tell())
         return out.getvalue()
     codec, container_format, rate, sample_format = {
         # Opus runs at 48 kHz internally; libopus takes s16 or flt.
@@ -375,6 +410,7 @@ def _transcode_audio(data: bytes, target: Literal["ogg", "wav", "mp3"], setting:
             frame.pts = None
             for packet in stream.encode(frame):
                 sink.mux(packet)
+            over(out.tell())
         for packet in stream.encode(None):
             sink.mux(packet)
     return out.getvalue()
@@ -411,7 +447,7 @@ def _audio_for_whatsapp(data: bytes, mime: str, *, voice: bool) -> tuple[bytes, 
 async def to_mp4(data: bytes) -> bytes:
     """Any video (WebM, MOV, MKV, an animated GIF) as the MP4 WhatsApp plays: H.264 Main without
     B-frames, AAC audio, metadata first (faststart), long edge at most 1280 pixels."""
-    return await asyncio.to_thread(_transcode_video, data)
+    return await bounds.in_thread(_transcode_video, data)
 
 
 def _video_for_whatsapp(data: bytes, mime: str) -> tuple[bytes, str]:
@@ -458,9 +494,11 @@ def _encode_mp4(data: bytes, path: str) -> None:
         ):
             if not source.streams.video:
                 raise MediaRejected("the file has no video stream", kind="video", size=len(data))
+            bounds.check_seconds(source.duration / 1_000_000 if source.duration else None, "video")
             video_in = source.streams.video[0]
             audio_in = source.streams.audio[0] if source.streams.audio else None
             width, height = video_in.codec_context.width, video_in.codec_context.height
+            bounds.check_pixels(width, height, "video")
             scale = min(1.0, VIDEO_MAX_SIDE / max(width, height))
             width, height = _even(width * scale), _even(height * scale)
             rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
@@ -489,6 +527,7 @@ def _encode_mp4(data: bytes, path: str) -> None:
                         seconds = float(frame.time if frame.time is not None else next_pts / rate)
                         if start is None:
                             start = seconds
+                        bounds.check_seconds(seconds - start, "video")
                         pts = round((seconds - start) * rate)
                         if pts < next_pts:
                             continue  # more frames than the output rate has room for

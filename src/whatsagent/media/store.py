@@ -104,14 +104,31 @@ class FileMediaStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
 
+    async def prune(self, cutoff: float) -> int:
+        """Delete media last stored before `cutoff` (epoch seconds, by their description's mtime)."""
+        return await asyncio.to_thread(self._prune, cutoff)
+
+    def _prune(self, cutoff: float) -> int:
+        deleted = 0
+        if not self.root.is_dir():
+            return 0
+        for meta in self.root.glob("??/*.json"):
+            key = meta.stem
+            with contextlib.suppress(FileNotFoundError, MediaNotFound):
+                if _KEY.match(key) and meta.stat().st_mtime < cutoff:
+                    self._delete(key)
+                    deleted += 1
+        return deleted
+
     def _put(self, data: bytes, mime_type: str, filename: str | None) -> StoredMedia:
         stored = describe(data, mime_type, filename)
         meta_path = self._meta_path(stored.key)
         with contextlib.suppress(MediaNotFound):
             existing = self._info(stored.key)
             if self.path(stored.key).stat().st_size == existing.size:
+                os.utime(meta_path)  # stored again: kept as long as a new one (see `prune`)
                 return existing
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        _private_directory(meta_path.parent, self.root)
         _write_atomically(self.path(stored.key), data)
         _write_atomically(meta_path, json.dumps(asdict(stored)).encode())
         _sync_directory(meta_path.parent)
@@ -168,6 +185,16 @@ def _validate(key: str) -> None:
     # Keys come back from the database; never let one name a path outside the store.
     if not _KEY.match(key):
         raise MediaNotFound(f"{key!r} is not a media key (64 lowercase hex digits)")
+
+
+def _private_directory(path: Path, root: Path) -> None:
+    """`path` (under `root`) made, and it and `root` readable by this user only (0700), whatever the
+    umask: media are what users sent."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory in (root, path):
+        if os.name == "posix" and directory.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):
+                directory.chmod(0o700)
 
 
 def _sync_directory(path: Path) -> None:

@@ -13,16 +13,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from yarl import URL
 
 from whatsagent.channels.base import Accept, Channel
+from whatsagent.channels.body import BodyRefused, read_body, refused_answer
 from whatsagent.channels.cloudapi import signature
 from whatsagent.channels.cloudapi.errors import GraphAPIError, graph_error
-from whatsagent.channels.cloudapi.parse import parse_webhook
+from whatsagent.channels.cloudapi.parse import PartlyMalformed, parse_webhook
 from whatsagent.channels.cloudapi.wire import body_for, recipient
 from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
 from whatsagent.media.store import MediaNotFound, MediaStore
 from whatsagent.messages import Media, User
 from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
+from whatsagent.privacy import shorten
 
 __all__ = ["CloudAPI", "GraphAPIError"]
 
@@ -35,6 +38,9 @@ MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 WEBHOOK_OBJECT = "whatsapp_business_account"
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 UPLOAD_REUSE_SECONDS = 24 * 3600
+MEDIA_HOSTS = ("lookaside.fbsbx.com", ".fbcdn.net")
+"""Where Meta serves media from (a leading dot: any subdomain). The access token goes with a media
+download only to these hosts over HTTPS, or to the Graph API base URL itself (the emulator, a proxy)."""
 
 
 def _env(name: str) -> str | None:
@@ -48,7 +54,8 @@ class CloudAPI(Channel):
     Every setting comes from its argument or, when omitted, from a ``WHATSAPP_*`` environment variable:
     ``WHATSAPP_ACCESS_TOKEN``, ``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN``,
     ``WHATSAPP_APP_SECRET``, ``WHATSAPP_API_BASE_URL`` (default Meta's Graph API; point it at the
-    emulator to develop locally), ``WHATSAPP_API_VERSION``.
+    emulator to develop locally), ``WHATSAPP_API_VERSION``, ``WHATSAPP_MEDIA_HOSTS`` (comma-separated
+    hosts the access token may go to for media downloads; default `MEDIA_HOSTS`).
 
     Signature checks are on. ``verify_signatures=False`` (or ``WHATSAPP_SKIP_SIGNATURE_VALIDATION=true``)
     turns them off for local development only, and says so loudly in the logs.
@@ -70,6 +77,7 @@ class CloudAPI(Channel):
         name: str | None = None,
         verify_signatures: bool | None = None,
         max_body_bytes: int = MAX_WEBHOOK_BYTES,
+        media_hosts: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__(agent=agent, name=name, prefix=prefix)
         self.access_token = access_token or _env("WHATSAPP_ACCESS_TOKEN")
@@ -83,6 +91,10 @@ class CloudAPI(Channel):
             verify_signatures = not skip
         self.verify_signatures = verify_signatures
         self.max_body_bytes = max_body_bytes
+        configured = _env("WHATSAPP_MEDIA_HOSTS")
+        self.media_hosts = media_hosts or (
+            tuple(h.strip().lower() for h in configured.split(",") if h.strip()) if configured else MEDIA_HOSTS
+        )
         self._http: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
         self.media_store: MediaStore | None = None
@@ -144,15 +156,10 @@ class CloudAPI(Channel):
             return PlainTextResponse(challenge)
 
         async def receive(request: Request) -> Response:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                return PlainTextResponse("payload too large", status_code=413)
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > self.max_body_bytes:
-                    return PlainTextResponse("payload too large", status_code=413)
-            raw = bytes(body)
+            try:
+                raw = await read_body(request, self.max_body_bytes)
+            except BodyRefused as refused:
+                return refused_answer(refused)
             if self.verify_signatures:
                 header = request.headers.get("x-hub-signature-256")
                 if not header:
@@ -173,11 +180,14 @@ class CloudAPI(Channel):
             if payload.get("object") != WEBHOOK_OBJECT:
                 # Not WhatsApp traffic (another product's subscription): acknowledge and ignore.
                 return PlainTextResponse("ignored")
+            malformed: MalformedWebhook | None = None
             try:
                 events = parse_webhook(payload, channel=self.name)
+            except PartlyMalformed as exc:
+                events, malformed = exc.events, exc  # the good messages are stored, then the 400
             except MalformedWebhook as exc:
-                log.warning("malformed webhook for %r: %s", self.name, exc)
-                return PlainTextResponse(f"malformed webhook: {exc}", status_code=400)
+                log.warning("malformed webhook for %r: %s", self.name, shorten(str(exc)))
+                return PlainTextResponse(f"malformed webhook: {shorten(str(exc))}", status_code=400)
             foreign = [e for e in events if e.account != self.phone_number_id]
             if foreign:
                 log.warning(
@@ -194,6 +204,9 @@ class CloudAPI(Channel):
                 except StoreUnavailable as exc:
                     log.error("webhook for %r not stored, asking Meta to redeliver: %s", self.name, exc)
                     return PlainTextResponse("store unavailable, retry later", status_code=503)
+            if malformed is not None:
+                log.warning("malformed messages in a webhook for %r: %s", self.name, shorten(str(malformed)))
+                return PlainTextResponse(f"malformed webhook: {shorten(str(malformed))}", status_code=400)
             return PlainTextResponse("OK")
 
         return [
@@ -288,8 +301,12 @@ class CloudAPI(Channel):
             size = info.get("file_size")
             if isinstance(size, int) and size > max_bytes:
                 raise SendError(f"the medium is {size} bytes, more than the {max_bytes} allowed")
-            # The URL lives 5 minutes and needs the same bearer token.
-            async with self._http.get(info["url"], headers=auth, timeout=SEND_TIMEOUT) as r:
+            # The URL lives 5 minutes and needs the same bearer token, which goes only to Meta's hosts.
+            url = info["url"]
+            headers = auth if self.token_may_go_to(url) else {}
+            if not headers:
+                log.warning("the media URL's host is not one of Meta's: fetched without the access token")
+            async with self._http.get(url, headers=headers, timeout=SEND_TIMEOUT) as r:
                 if r.status != 200:
                     raise graph_error(r.status, await r.read())
                 data = bytearray()
@@ -301,6 +318,17 @@ class CloudAPI(Channel):
                 return bytes(data), mime
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(f"could not download the medium: {exc or type(exc).__name__}", retryable=True) from exc
+
+    def token_may_go_to(self, url: str) -> bool:
+        """Whether the access token may be sent with a GET of `url`: the Graph API base URL's own
+        origin, or one of `media_hosts` over HTTPS."""
+        target, base = URL(url), URL(self.api_base_url)
+        if target.origin() == base.origin():
+            return True
+        host = (target.host or "").lower()
+        return target.scheme == "https" and any(
+            host.endswith(allowed) if allowed.startswith(".") else host == allowed for allowed in self.media_hosts
+        )
 
     async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
         if self._http is None:

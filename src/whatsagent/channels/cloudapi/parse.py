@@ -55,6 +55,7 @@ from whatsagent.messages import (
     User,
     Video,
 )
+from whatsagent.privacy import shorten
 
 __all__ = ["parse_webhook"]
 
@@ -77,17 +78,30 @@ def parse_webhook(payload: object, *, channel: str) -> list[Event]:
     Account yield no events. Raises `MalformedWebhook` with a reason a person can act on for anything
     the Cloud API does not send.
     """
+    refused: list[str] = []
     try:
-        return _parse(payload, channel)
+        events = _parse(payload, channel, refused)
     except MalformedWebhook:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         # A backstop: every known bad shape is caught with its path below; this keeps the promise that
         # nothing but MalformedWebhook leaves the parser even for a shape nobody thought of.
         raise MalformedWebhook(f"the webhook body could not be parsed: {exc!r}") from exc
+    if refused:
+        raise PartlyMalformed("; ".join(refused), events)
+    return events
 
 
-def _parse(payload: object, channel: str) -> list[Event]:
+class PartlyMalformed(MalformedWebhook):
+    """Some messages or statuses of an envelope are malformed: `events` holds the others, which are
+    stored before the envelope is answered 400 (a redelivery then finds them as duplicates)."""
+
+    def __init__(self, reason: str, events: list[Event]) -> None:
+        super().__init__(reason)
+        self.events = events
+
+
+def _parse(payload: object, channel: str, refused: list[str]) -> list[Event]:
     if not isinstance(payload, dict):
         raise MalformedWebhook(f"the webhook body must be a JSON object, got {_kind(payload)}")
     obj = payload.get("object")
@@ -114,11 +128,11 @@ def _parse(payload: object, channel: str) -> list[Event]:
             value = change.get("value")
             if not isinstance(value, dict):
                 raise MalformedWebhook(_must(f"entry[{i}].changes[{j}].value", "an object", change, "value"))
-            _parse_value(value, f"entry[{i}].changes[{j}].value", channel, events)
+            _parse_value(value, f"entry[{i}].changes[{j}].value", channel, events, refused)
     return events
 
 
-def _parse_value(value: _Json, path: str, channel: str, events: list[Event]) -> None:
+def _parse_value(value: _Json, path: str, channel: str, events: list[Event], refused: list[str]) -> None:
     metadata = value.get("metadata")
     if not isinstance(metadata, dict):
         raise MalformedWebhook(_must(f"{path}.metadata", "an object", value, "metadata"))
@@ -130,7 +144,7 @@ def _parse_value(value: _Json, path: str, channel: str, events: list[Event]) -> 
     messages = _value_list(value, "messages", path)
     statuses = _value_list(value, "statuses", path)
     errors = _value_list(value, "errors", path)
-    contacts = _contacts(_value_list(value, "contacts", path), path)
+    contacts = _contacts(_value_list(value, "contacts", path), path, refused)
 
     value_errors: tuple[ProviderError, ...] = ()
     if errors:
@@ -143,10 +157,12 @@ def _parse_value(value: _Json, path: str, channel: str, events: list[Event]) -> 
     for k, raw in enumerate(messages):
         try:
             message, used_value_errors = _message(raw, account, channel, contacts, value_errors)
-        except _Invalid as bad:
-            raise MalformedWebhook(bad.reason(f"{path}.messages[{k}]", _id_of(raw))) from None
+        except _Invalid as bad:  # this message only: the others of the envelope are kept
+            refused.append(bad.reason(f"{path}.messages[{k}]", _id_of(raw)))
+            continue
         except ValidationError as exc:
-            raise MalformedWebhook(_invalid_model(f"{path}.messages[{k}]", _id_of(raw), exc)) from None
+            refused.append(_invalid_model(f"{path}.messages[{k}]", _id_of(raw), exc))
+            continue
         errors_attached = errors_attached or used_value_errors
         events.append(message)
 
@@ -154,9 +170,11 @@ def _parse_value(value: _Json, path: str, channel: str, events: list[Event]) -> 
         try:
             update = _status(raw, account, channel)
         except _Invalid as bad:
-            raise MalformedWebhook(bad.reason(f"{path}.statuses[{k}]", _id_of(raw))) from None
+            refused.append(bad.reason(f"{path}.statuses[{k}]", _id_of(raw)))
+            continue
         except ValidationError as exc:
-            raise MalformedWebhook(_invalid_model(f"{path}.statuses[{k}]", _id_of(raw), exc)) from None
+            refused.append(_invalid_model(f"{path}.statuses[{k}]", _id_of(raw), exc))
+            continue
         if update is not None:
             events.append(update)
 
@@ -472,7 +490,7 @@ def _referral(referral: object) -> Referral:
 # --- users ------------------------------------------------------------------------------------------
 
 
-def _contacts(contacts: list[Any], path: str) -> list[_Contact]:
+def _contacts(contacts: list[Any], path: str, refused: list[str]) -> list[_Contact]:
     reduced: list[_Contact] = []
     for n, contact in enumerate(contacts):
         where = f"contacts[{n}]"
@@ -481,8 +499,9 @@ def _contacts(contacts: list[Any], path: str) -> list[_Contact]:
             profile = _opt_obj(contact, "profile", where)
             name = _opt_str(profile, "name", f"{where}.profile") if profile else None
             reduced.append((_opt_str(contact, "wa_id", where), _opt_str(contact, "user_id", where), name or None))
-        except _Invalid as bad:
-            raise MalformedWebhook(bad.reason(path)) from None
+        except _Invalid as bad:  # refused, and its messages go unnamed: they are still stored
+            refused.append(bad.reason(path))
+            reduced.append((None, None, None))
     return reduced
 
 
@@ -529,7 +548,11 @@ def _status(raw: object, account: str, channel: str) -> StatusUpdate | None:
     if status not in _DELIVERY_STATES:
         # A state Meta added later (older docs list `deleted`, `warning`): refusing it would make Meta
         # redeliver the whole batch for 7 days, so it is skipped, and said so.
-        log.warning("skipping status %r for %s: not a delivery state whatsagent tracks", status, message_id)
+        log.warning(
+            "skipping status %r for %s: not a delivery state whatsagent tracks",
+            shorten(str(status), 40),
+            shorten(str(message_id), 80),
+        )
         return None
     return StatusUpdate(
         channel=channel,
@@ -553,7 +576,7 @@ def _errors(obj: _Json, key: str) -> tuple[ProviderError, ...]:
 def _error(error: object, where: str) -> ProviderError:
     error = _obj(error, where)
     code = error.get("code")
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
     if not isinstance(code, int) or isinstance(code, bool):
         raise _Invalid(f"{where}.code", _problem("an integer", error, "code"))
@@ -576,7 +599,7 @@ def _timestamp(obj: _Json) -> datetime:
     if raw is None:
         return datetime.now(UTC)  # never seen from Meta; the receipt time is the best we know
     # Unix seconds, as a string (§1.5).
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         seconds = int(raw)
     elif isinstance(raw, int) and not isinstance(raw, bool):
         seconds = raw
@@ -693,7 +716,7 @@ def _id_of(raw: object) -> str | None:
     if isinstance(raw, dict):
         message_id = raw.get("id")
         if isinstance(message_id, str) and message_id:
-            return message_id
+            return shorten(message_id, 80)
     return None
 
 

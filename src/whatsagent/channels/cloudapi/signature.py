@@ -15,7 +15,9 @@ def sign(app_secret: str, body: bytes) -> str:
 
 
 def is_valid(app_secret: str, body: bytes, header: str) -> bool:
-    if not header.startswith(PREFIX):
+    """Whether `header` signs `body`. Anything that is not ``sha256=`` and ASCII is simply not valid
+    (compare_digest refuses non-ASCII text with a TypeError, which must never reach the client as a 500)."""
+    if not header.startswith(PREFIX) or not header.isascii():
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len(PREFIX) :].strip().lower())
+    return hmac.compare_digest(expected.encode(), header[len(PREFIX) :].strip().lower().encode())

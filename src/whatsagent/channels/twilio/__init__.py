@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from whatsagent.channels.base import Accept, Channel
+from whatsagent.channels.body import BodyRefused, read_body, refused_answer
 from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
 from whatsagent.messages import Event, Media, User
 from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
@@ -36,7 +37,7 @@ from .parse import (
     parse_status,
     to_address,
 )
-from .webhook import BodyTooLarge, Webhook, decode, public_base, read_body, request_url
+from .webhook import Webhook, decode, public_base, request_url
 
 __all__ = ["Twilio"]
 
@@ -239,8 +240,8 @@ class Twilio(Channel):
     async def _receive(self, request: Request, accept: Accept, *, status_route: bool) -> Response:
         try:
             body = await read_body(request, self.max_body_bytes)
-        except BodyTooLarge:
-            return PlainTextResponse("payload too large", status_code=413)
+        except BodyRefused as refused:
+            return refused_answer(refused)
         base = public_base(request, public_url=self.public_url, trust_forwarded_headers=self.trust_forwarded_headers)
         try:
             hook = decode(request, request_url(request, base), body)

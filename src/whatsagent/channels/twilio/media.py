@@ -48,7 +48,7 @@ class MediaLinks:
 
     def check(self, key: str, expires: str | None, signature: str | None) -> str | None:
         """None when the link is good, else why not."""
-        if not expires or not signature or not expires.isdigit():
+        if not expires or not signature or not (expires.isascii() and expires.isdigit()):
             return "missing or malformed expires/signature"
         if not hmac.compare_digest(self.sign(key, int(expires)).encode(), signature.encode()):
             return "signature does not match"

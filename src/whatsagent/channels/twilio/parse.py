@@ -259,7 +259,7 @@ def _media_message(common: dict[str, Any], media: Media, message_type: str) -> I
 
 def _num_media(form: Form) -> int:
     raw = form.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise MalformedWebhook(f"NumMedia {raw[:20]!r} is not a number")
     count = int(raw)
     if count > _MAX_MEDIA:
@@ -286,6 +286,6 @@ def _error_code(form: Form) -> int | None:
     raw = form.get("ErrorCode", "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise MalformedWebhook(f"ErrorCode {raw[:20]!r} is not a number")
     return int(raw) or None

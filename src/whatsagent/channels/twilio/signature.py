@@ -61,9 +61,13 @@ def is_valid(
             return False
         params = ()
     params = list(params)
+    try:
+        candidates = url_variants(url)
+    except ValueError:  # a Host header no URL parser takes ("[::1"): not a URL Twilio signed
+        return False
     matches = [
         hmac.compare_digest(compute_signature(key, candidate, params, algorithm=algorithm).encode(), expected)
-        for candidate in url_variants(url)
+        for candidate in candidates
     ]
     return any(matches)
 

@@ -21,10 +21,6 @@ MAX_FIELDS = 1000
 """Twilio's WhatsApp webhooks carry a few dozen parameters; far more is not Twilio."""
 
 
-class BodyTooLarge(Exception):
-    """The request body is over the channel's limit (answered 413)."""
-
-
 @dataclass(frozen=True)
 class Webhook:
     """A received webhook: the URL Twilio signed, its decoded parameters and the raw JSON body, if any."""
@@ -71,19 +67,6 @@ def request_url(request: Request, base: str) -> str:
     path = raw_path.decode("latin-1") if raw_path else quote(request.scope["path"])
     query = request.scope.get("query_string", b"").decode("latin-1")
     return base + path + (f"?{query}" if query else "")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
-    return bytes(body)
 
 
 def decode(request: Request, url: str, body: bytes) -> Webhook:

@@ -1,0 +1,59 @@
+"""The text of the messages a turn's messages quote or react to, looked up within their conversation.
+
+A quoted id comes from the user's own message, so it is the user's to choose: looked up across the whole
+store it would pull another user's words into this user's turn ("[This is a reply to the message 'my
+bank PIN is …']"). Only messages of the same conversation (its key names the channel and the user) are
+found: the user's own (inbox) and the bot's answers to them (outbox). Any other id stays an id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, select
+
+from whatsagent.messages import InboundMessage, inbound_adapter
+from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.store.schema import inbox, outbox
+
+QUOTE_CHARS = 200
+
+
+def quoted_texts(conversation: str, ids: list[str]) -> Callable[[Connection], dict[str, str]]:
+    """A store read: short text of the messages `ids` name in `conversation`, by provider id."""
+
+    def op(conn: Connection) -> dict[str, str]:
+        found: dict[str, str] = {}
+        rows = conn.execute(
+            select(inbox.c.provider_id, inbox.c.payload).where(
+                inbox.c.conversation == conversation, inbox.c.provider_id.in_(ids)
+            )
+        )
+        for provider_id, payload in rows:
+            message: InboundMessage = inbound_adapter.validate_json(payload)
+            found[provider_id] = _short(message.describe())
+        rows = conn.execute(
+            select(outbox.c.provider_message_id, outbox.c.message).where(
+                outbox.c.conversation == conversation, outbox.c.provider_message_id.in_(ids)
+            )
+        )
+        for provider_id, raw in rows:
+            said = _text_of(outbound_adapter.validate_json(raw))
+            if said:
+                found[provider_id] = _short(said)
+        return found
+
+    return op
+
+
+def _text_of(message: OutboundMessage) -> str | None:
+    for name in ("body", "caption", "name"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
