@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.messages import (
     BinaryContent,
     FilePart,
@@ -178,7 +179,9 @@ class Agent:
     `show_reasoning`: the model's reasoning as a separate italic message before the answer;
     `add_user_number` / `add_message_id`: the user's WhatsApp number and the incoming message id in the
     instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear;
-    `capabilities`: override what media the model takes.
+    `capabilities`: override what media the model takes; `retries`: how many times a tool call the
+    model got wrong (a button title too long, an argument missing) goes back to it with the reason; if it
+    is still wrong, the turn is answered without tools (the model is told why, and answers in words).
     """
 
     def __init__(
@@ -193,7 +196,7 @@ class Agent:
         add_datetime: bool = False,
         tools: Sequence[Any] = (),
         model_settings: dict[str, Any] | None = None,
-        retries: int = 1,
+        retries: int = 3,
         memory: bool | UserMemory = False,
         show_reasoning: bool = False,
         add_user_number: bool = False,
@@ -312,7 +315,19 @@ class Agent:
         prompt = await build_prompt(
             ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.transcriber
         )
-        result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)
+        try:
+            result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)
+        except UnexpectedModelBehavior as exc:
+            if not _tool_retries_exhausted(exc):
+                raise
+            # The model kept getting a tool call wrong: rather than failing the turn (and apologising
+            # after three re-runs), it answers in words, told why its tools are gone for this turn.
+            log.warning("agent %r: %s; answering this turn without tools", self.name, exc.message)
+            reason = exc.message.split(". Consider")[0]
+            note = f"(Your tools could not be used this turn: {reason}. Answer the user in plain text.)"
+            retry_prompt: str | list[UserContent] = f"{prompt}\n{note}" if isinstance(prompt, str) else [*prompt, note]
+            with self.pydantic_agent.override(tools=[], toolsets=[]):
+                result = await self.pydantic_agent.run(retry_prompt, message_history=ctx.history or None, deps=ctx)
         new = result.new_messages()
         return Reply(
             text=result.output,
@@ -371,6 +386,10 @@ async def build_prompt(
     if len(merged) == 1 and isinstance(merged[0], str):
         return merged[0]
     return merged
+
+
+def _tool_retries_exhausted(exc: UnexpectedModelBehavior) -> bool:
+    return exc.message.startswith("Tool ") and "exceeded max retries" in exc.message
 
 
 def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:
