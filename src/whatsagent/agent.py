@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.messages import (
@@ -178,7 +179,8 @@ class Agent:
     about each user; `tools`: functions or pydantic-ai toolsets (`WhatsAppTools`, `ImageTools`);
     `show_reasoning`: the model's reasoning as a separate italic message before the answer;
     `add_user_number` / `add_message_id`: the user's WhatsApp number and the incoming message id in the
-    instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear;
+    instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear
+    (by default the model's provider's own, when it has one: OpenAI, Groq);
     `capabilities`: override what media the model takes; `retries`: how many times a tool call the
     model got wrong (a button title too long, an argument missing) goes back to it with the reason; if it
     is still wrong, the turn is answered without tools (the model is told why, and answers in words).
@@ -230,6 +232,7 @@ class Agent:
         self.description = description
         """What this agent is good at (a team's router reads it)."""
         self._resolved: ResolvedModel | None = None
+        self._default_transcriber: Transcriber | Literal[False] | None = False
         self._agent: pydantic_ai.Agent[TurnContext, str | None] | None = None
 
     @property
@@ -249,6 +252,68 @@ class Agent:
                     self.name,
                 )
         return self._resolved
+
+    def check(self) -> list[str]:
+        """Start-up checks: raises `ConfigurationError` naming what is missing (a provider key, an image
+        model that cannot draw); returns warnings worth a line in the log."""
+        from whatsagent.errors import ConfigurationError
+        from whatsagent.models import missing_key
+
+        resolved = self.resolved
+        if resolved.offline:
+            return []
+        key = missing_key(resolved) if self.api_key is None else None
+        if key is not None:
+            raise ConfigurationError(
+                f"agent {self.name!r} uses {resolved.provider}:{resolved.name} but {key} is not set: "
+                "export it, or pass api_key=... to Agent"
+            )
+        for tool in self.tools:
+            check = getattr(tool, "check", None)
+            if callable(check):
+                check()
+        warnings = []
+        if not resolved.capabilities.audio and self.voice_transcriber is None:
+            warnings.append(
+                f"agent {self.name!r} ({resolved.label}) cannot listen to voice notes and has no transcriber: "
+                "they reach it as a description only. Pass transcriber=OpenAITranscriber(...) "
+                "(from whatsagent.media) to transcribe them."
+            )
+        return warnings
+
+    @property
+    def voice_transcriber(self) -> Transcriber | None:
+        """The `transcriber` given, else one from the model's own provider when it offers speech to text
+        (OpenAI, Groq, an OpenAI model behind `base_url`) and its key is at hand; None when the model
+        hears audio itself."""
+        if self.transcriber is not None:
+            return self.transcriber
+        if self._default_transcriber is False:
+            self._default_transcriber = self._transcriber_from_provider()
+        return self._default_transcriber
+
+    def _transcriber_from_provider(self) -> Transcriber | None:
+        from whatsagent.media.transcribe import OpenAITranscriber
+        from whatsagent.models import is_openai_model
+
+        resolved = self.resolved
+        if resolved.offline or resolved.capabilities.audio:
+            return None
+        if self.base_url is not None:
+            if not is_openai_model(resolved.name):
+                return None  # Ollama, vLLM...: no /audio/transcriptions to count on
+            proxy_key = self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+            return OpenAITranscriber(api_key=proxy_key, base_url=self.base_url)
+        if resolved.provider in ("openai", "openai-chat", "openai-responses", "azure"):
+            key: str | None = self.api_key or os.environ.get("OPENAI_API_KEY")
+            return OpenAITranscriber(api_key=key) if key else None
+        if resolved.provider == "groq":
+            key = self.api_key or os.environ.get("GROQ_API_KEY")
+            if key:
+                return OpenAITranscriber(
+                    api_key=key, base_url="https://api.groq.com/openai/v1", model="whisper-large-v3-turbo"
+                )
+        return None
 
     @property
     def offline(self) -> bool:
@@ -313,7 +378,7 @@ class Agent:
     async def respond(self, ctx: TurnContext) -> Reply:
         resolved = self.resolved
         prompt = await build_prompt(
-            ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.transcriber
+            ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.voice_transcriber
         )
         try:
             result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)

@@ -120,16 +120,33 @@ class AgentOS:
         self.http: aiohttp.ClientSession | None = None
         self._app: FastAPI | None = None
         self._ready = False
+        self._warned: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def validate(self) -> None:
+        """Checks before serving, each failure one line naming what to fix: channel settings, the agents'
+        model keys and tools, a SQLite file whose directory does not exist."""
         errors = []
         for channel in self.channels:
             try:
                 channel.validate()
             except ConfigurationError as exc:
                 errors.append(str(exc))
+        for responder in {id(r): r for r in self.responders.values()}.values():
+            check = getattr(responder, "check", None)
+            if not callable(check):
+                continue
+            try:
+                for warning in check():
+                    if warning not in self._warned:
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
+            except ConfigurationError as exc:
+                errors.append(str(exc))
+        database_problem = sqlite_problem(self.database_url)
+        if database_problem:
+            errors.append(database_problem)
         if errors:
             raise ConfigurationError("\n".join(errors))
 
@@ -277,6 +294,21 @@ class AgentOS:
 
         config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
         await uvicorn.Server(config).serve()
+
+
+def sqlite_problem(database_url: str) -> str | None:
+    """Why a SQLite database cannot be opened at all (its directory is missing or read-only), or None."""
+    if not database_url.startswith("sqlite") or "///" not in database_url:
+        return None
+    path = database_url.split("///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"database {database_url}: the directory {directory} does not exist (create it, or change database=)"
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"database {database_url}: {path} is not writable by this user"
+    return None
 
 
 def _media_directory(database_url: str) -> str:
