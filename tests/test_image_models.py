@@ -83,7 +83,7 @@ def serve(tools: ImageTools) -> AgentOS:
     return AgentOS(
         agents=[wrapped],
         channels=[CloudAPI(access_token="t", phone_number_id="1", app_secret="s", verify_token="v")],
-        database="sqlite:///:memory:",
+        database="sqlite:///whatsagent-test-never-created.db",
     )
 
 

@@ -95,12 +95,15 @@ def test_an_unusable_database_path_is_one_line_at_start_up(tmp_path):
     os = AgentOS(
         agents=[lambda_agent],
         channels=[CloudAPI(access_token="t", phone_number_id="1", app_secret="s", verify_token="v")],
-        database=f"sqlite:///{tmp_path}/missing/dir/x.db",
+        database=f"sqlite:///{tmp_path}/a-file/dir/x.db",
     )
+    (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(ConfigurationError) as caught:
         os.get_app()
-    assert "\n" not in str(caught.value)
-    assert f"the directory {tmp_path}/missing/dir does not exist" in str(caught.value)
+    assert str(caught.value) == (
+        f"database sqlite:///{tmp_path}/a-file/dir/x.db: {tmp_path}/a-file is a file, "
+        f"so {tmp_path}/a-file/dir cannot be created"
+    )
 
 
 async def lambda_agent(ctx) -> str:

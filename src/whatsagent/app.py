@@ -297,17 +297,23 @@ class AgentOS:
 
 
 def sqlite_problem(database_url: str) -> str | None:
-    """Why a SQLite database cannot be opened at all (its directory is missing or read-only), or None."""
-    if not database_url.startswith("sqlite") or "///" not in database_url:
+    """Why a SQLite database cannot be opened or created at all, in one line, or None. (A missing
+    directory is not a problem: it is created.)"""
+    if not database_url.startswith("sqlite"):
         return None
-    path = database_url.split("///", 1)[1].split("?", 1)[0]
+    path = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
     if not path or path == ":memory:":
-        return None
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        return f"database {database_url}: the directory {directory} does not exist (create it, or change database=)"
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        return f"database {database_url}: {path} is not writable by this user"
+        return f"database {database_url}: whatsagent needs a file, e.g. sqlite:///whatsagent.db"
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return f"database {database_url}: {target} is a directory; name a file in it, e.g. {target}/whatsagent.db"
+    existing = os.path.dirname(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"database {database_url}: {existing} is a file, so {os.path.dirname(target)} cannot be created"
+    if not os.access(existing, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
+        return f"database {database_url}: {existing} is not writable by this user"
     return None
 
 
