@@ -2,7 +2,15 @@
 
     os = AgentOS(agents=[assistant], channels=[CloudAPI(agent=assistant)])
     app = os.get_app()        # FastAPI
-    os.serve()                # uvicorn
+    os.serve()                # uvicorn (reload=True restarts it when your code changes)
+
+In an app of your own, include the router: its lifespan starts and stops whatsagent with your app.
+
+    app = FastAPI()
+    app.include_router(os.get_router())       # webhooks, /health, /ready, /metrics, the operator API
+
+(or, with your own lifespan, ``async with os.lifespan(app): ...`` inside it). `app.mount("/x", os.get_app())`
+does not work: Starlette never runs a mounted app's lifespan, so whatsagent would never start.
 
 Start-up validates every channel (a missing setting is an error naming it), opens the store, resumes
 whatever a previous run left unfinished, then accepts webhooks. SIGTERM stops accepting, lets running
@@ -19,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -121,6 +129,7 @@ class AgentOS:
         self._app: FastAPI | None = None
         self._ready = False
         self._warned: set[str] = set()
+        self._never_started_logged = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -221,6 +230,12 @@ class AgentOS:
         if self.inbox is None:
             from whatsagent.errors import StoreUnavailable
 
+            if not self._never_started_logged and self.db is None:
+                self._never_started_logged = True
+                log.error(
+                    "a webhook arrived but whatsagent was never started: its lifespan did not run. In your own "
+                    "FastAPI app use app.include_router(os.get_router()) (app.mount does not run lifespans)"
+                )
             raise StoreUnavailable("whatsagent is not started")
         started = time.perf_counter()
         accepted = await self.inbox.accept(events)
@@ -234,28 +249,42 @@ class AgentOS:
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Start whatsagent for the life of an app: ``FastAPI(lifespan=os.lifespan)``, or entered inside
+        a lifespan of your own (``async with os.lifespan(app):``)."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def get_router(self) -> APIRouter:
+        """Everything whatsagent serves, to include in a FastAPI app of your own with
+        ``app.include_router(os.get_router())``; the router's lifespan starts and stops whatsagent."""
+        self.validate()
+        router = APIRouter(lifespan=self.lifespan)
+        self._add_routes(router)
+        return router
+
     def get_app(self) -> FastAPI:
-        """The ASGI app: channel webhooks, ``/health`` and ``/ready``."""
+        """The ASGI app: channel webhooks, ``/health``, ``/ready``, ``/metrics`` and the operator API."""
         if self._app is not None:
             return self._app
         self.validate()
+        app = FastAPI(title="whatsagent", lifespan=self.lifespan, docs_url=None, redoc_url=None)
+        self._add_routes(app.router)
+        self._app = app
+        return app
 
-        @contextlib.asynccontextmanager
-        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-            await self.start()
-            try:
-                yield
-            finally:
-                await self.stop()
-
-        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None)
+    def _add_routes(self, app: APIRouter) -> None:
         if self.role.receives_webhooks:
             for channel in self.channels:
-                app.router.routes.extend(channel.routes(self.accept))
+                app.routes.extend(channel.routes(self.accept))
 
-        app.router.routes.extend(memory_routes(lambda: self.db, self.api_token))
-        app.router.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
-        app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
+        app.routes.extend(memory_routes(lambda: self.db, self.api_token))
+        app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
+        app.routes.extend(delivery_routes(lambda: self.db, self.api_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
@@ -278,22 +307,70 @@ class AgentOS:
             sending = self.sender.sending_status() if self.sender is not None else {}
             return JSONResponse({"status": "ready", "queue_depth": await self.queue.depth(), "sending": sending})
 
-        self._app = app
-        return app
-
-    def serve(self, host: str = "0.0.0.0", port: int = 8000, **uvicorn_options: Any) -> None:
-        """Serve with uvicorn (blocking). SIGTERM and Ctrl-C shut down gracefully."""
+    def serve(self, host: str = "0.0.0.0", port: int = 8000, *, reload: bool = False, **uvicorn_options: Any) -> None:
+        """Serve with uvicorn (blocking). SIGTERM and Ctrl-C shut down gracefully. `reload=True` restarts
+        the server when a Python file under the app's directory changes (for development)."""
         import uvicorn
 
         options: dict[str, Any] = {"log_level": "info", "timeout_graceful_shutdown": self.shutdown_grace + 5}
         options.update(uvicorn_options)
-        uvicorn.run(self.get_app(), host=host, port=port, **options)
+        if not reload:
+            uvicorn.run(self.get_app(), host=host, port=port, **options)
+            return
+        self.validate()
+        target, directory = self._import_target()
+        # uvicorn's reloader imports the app afresh in a child process, so it needs a name to import.
+        os.environ[_RELOAD_TARGET] = target
+        os.environ[_RELOAD_PATH] = directory
+        options.setdefault("reload_dirs", [directory])
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, reload=True, **options)
+
+    def _import_target(self) -> tuple[str, str]:
+        """``module:attribute`` naming this AgentOS, and the directory to import the module from."""
+        import sys
+
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if not file or (name.startswith(("whatsagent", "_")) and name != "__main__"):
+                continue
+            attribute = next((a for a, v in list(vars(module).items()) if v is self), None)
+            if attribute is None:
+                continue
+            directory = os.path.dirname(os.path.abspath(file))
+            if name == "__main__":
+                name = os.path.splitext(os.path.basename(file))[0]
+            else:
+                for _ in range(name.count(".")):
+                    directory = os.path.dirname(directory)
+                if os.path.basename(file) == "__init__.py":
+                    directory = os.path.dirname(directory)
+            return f"{name}:{attribute}", directory
+        raise ConfigurationError("reload=True needs the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)")
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn
 
         config = uvicorn.Config(self.get_app(), host=host, port=port, **uvicorn_options)
         await uvicorn.Server(config).serve()
+
+
+_RELOAD_TARGET = "WHATSAGENT_RELOAD_TARGET"
+_RELOAD_PATH = "WHATSAGENT_RELOAD_PATH"
+
+
+def app_from_environment() -> FastAPI:
+    """The app `serve(reload=True)` runs in uvicorn's reloading child: the AgentOS imported afresh."""
+    import importlib
+    import sys
+
+    target, directory = os.environ[_RELOAD_TARGET], os.environ.get(_RELOAD_PATH, os.getcwd())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module_name, _, attribute = target.partition(":")
+    agent_os = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(agent_os, AgentOS):
+        raise ConfigurationError(f"{target} is not an AgentOS")
+    return agent_os.get_app()
 
 
 def sqlite_problem(database_url: str) -> str | None:

@@ -115,6 +115,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    reload: Annotated[bool, typer.Option("--reload", help="Restart when your code changes (development).")] = False,
     role: Annotated[
         str | None,
         typer.Option(
@@ -134,7 +135,7 @@ def serve(
         raise _fail(f"configuration: {exc}") from None
     except Misuse as exc:
         raise _fail(str(exc)) from None
-    agent_os.serve(host=host, port=port, log_level=log_level)
+    agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
 
 
 @app.command()
