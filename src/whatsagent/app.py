@@ -282,9 +282,10 @@ class AgentOS:
             for channel in self.channels:
                 app.routes.extend(channel.routes(self.accept))
 
-        app.routes.extend(memory_routes(lambda: self.db, self.api_token))
+        agent_names = {r.name for r in self.responders.values()}
+        app.routes.extend(memory_routes(lambda: self.db, self.api_token, agent_names))
         app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
-        app.routes.extend(delivery_routes(lambda: self.db, self.api_token))
+        app.routes.extend(delivery_routes(lambda: self.db, self.api_token, [c.name for c in self.channels]))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
