@@ -59,6 +59,14 @@ class ResolvedModel:
         return "offline (no AI model configured)" if self.offline else f"{self.provider}:{self.name}"
 
 
+def model_in_environment() -> str | None:
+    """The model ``Agent()`` picks with no model given: ``WHATSAGENT_MODEL``, else the default model of the
+    first provider key found in the environment, else None (the offline model)."""
+    return os.environ.get("WHATSAGENT_MODEL") or next(
+        (default for env, default in DEFAULTS_BY_KEY if os.environ.get(env)), None
+    )
+
+
 def resolve_model(
     model: str | Model | None,
     *,
@@ -70,9 +78,7 @@ def resolve_model(
     if base_url is not None:
         return _openai_compatible(model, base_url, api_key, capabilities)
     if model is None:
-        model = os.environ.get("WHATSAGENT_MODEL") or next(
-            (default for env, default in DEFAULTS_BY_KEY if os.environ.get(env)), None
-        )
+        model = model_in_environment()
         if model is None:
             from whatsagent.offline import offline_model
 
