@@ -8,6 +8,7 @@ the environment (see `whatsagent.models`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -57,9 +58,20 @@ def _last_prompt(messages: list[ModelMessage]) -> str:
     return ""
 
 
+_MEDIA_KEY = re.compile(r" ?\[media key [^\]]*\]")
+_ONE_MESSAGE = 4096
+"""WhatsApp's text limit: an echo longer than this is split, so its label must not cost a part."""
+
+
 def _answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    received = _last_prompt(messages).strip() or "(nothing)"
-    return ModelResponse(parts=[TextPart(f"{LABEL}\nYou sent: {received}\n\n{HOW_TO}")], model_name=MODEL_NAME)
+    # The media store's keys are internal: the user sees what they sent, not where it is kept.
+    received = _MEDIA_KEY.sub("", _last_prompt(messages)).strip() or "(nothing)"
+    echo = f"{LABEL}\nYou sent: {received}\n\n{HOW_TO}"
+    if len(echo) > _ONE_MESSAGE:
+        # A long echo is split at a break within the text; a line break after the label would be cut
+        # first and cost a whole message of 53 characters.
+        echo = f"{LABEL} You sent: {received}\n\n{HOW_TO}"
+    return ModelResponse(parts=[TextPart(echo)], model_name=MODEL_NAME)
 
 
 def offline_model() -> FunctionModel:
