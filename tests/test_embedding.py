@@ -141,6 +141,20 @@ async def wait_for(proc: subprocess.Popen, text: str, seen: list[str]) -> None:
         seen.append(line)
 
 
+async def until_ready(proc: subprocess.Popen, port: int, seen: list[str]) -> None:
+    """uvicorn logs "startup complete" just before it listens: poll /ready until it answers 200."""
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert proc.poll() is None, "".join(seen)
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/ready") as ready:
+                    if ready.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("how", ["cli", "python"])
 async def test_serve_with_reload_restarts_on_a_code_change(tmp_path, how):
     (tmp_path / "myapp.py").write_text(MYAPP.format(version="v1"))
@@ -154,8 +168,7 @@ async def test_serve_with_reload_restarts_on_a_code_change(tmp_path, how):
     seen: list[str] = []
     try:
         await wait_for(proc, "Application startup complete", seen)
-        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as ready:
-            assert ready.status == 200
+        await until_ready(proc, port, seen)
         (tmp_path / "myapp.py").write_text(MYAPP.format(version="v2"))
         await wait_for(proc, "loaded v2", seen)
         await wait_for(proc, "Application startup complete", [line for line in seen if "v2" in line])
