@@ -137,3 +137,19 @@ def test_doctor_names_a_missing_model_key(tmp_path, monkeypatch):
 
     settings = _settings(agent_os)
     assert settings.outcome == "fail" and "OPENAI_API_KEY" in settings.detail
+
+
+def test_python_myapp_without_its_key_says_so_in_one_line(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    readme_app = MYAPP.format(port=9, db=tmp_path / "bot.db")
+    readme_app = readme_app.replace("agents=[echo]", "agents=[assistant]").replace("agent=echo", "agent=assistant")
+    (tmp_path / "myapp.py").write_text(readme_app + '\nif __name__ == "__main__":\n    os.serve(port=0)\n')
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run([sys.executable, "myapp.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "whatsagent: configuration: agent 'Assistant' uses openai:gpt-4o but OPENAI_API_KEY is not set: "
+        "export it, or pass api_key=... to Agent"
+    ]

@@ -100,5 +100,5 @@ def test_an_image_model_that_cannot_work_stops_start_up_in_one_line(spec, says, 
     for key in ("OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(ConfigurationError) as caught:
-        serve(ImageTools(spec)).get_app()
+        serve(ImageTools(spec)).validate()
     assert says in str(caught.value) and "\n" not in str(caught.value)

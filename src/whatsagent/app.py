@@ -135,13 +135,10 @@ class AgentOS:
 
     def validate(self) -> None:
         """Checks before serving, each failure one line naming what to fix: channel settings, the agents'
-        model keys and tools, a SQLite file whose directory does not exist."""
-        errors = []
-        for channel in self.channels:
-            try:
-                channel.validate()
-            except ConfigurationError as exc:
-                errors.append(str(exc))
+        model keys and tools, a SQLite file that cannot be created. `serve()`, `whatsagent serve` and the
+        app's start-up run them (`get_app()` checks only the channels, so importing an app never fails on
+        a missing model key)."""
+        errors = self._channel_problems()
         for responder in {id(r): r for r in self.responders.values()}.values():
             check = getattr(responder, "check", None)
             if not callable(check):
@@ -156,6 +153,20 @@ class AgentOS:
         database_problem = sqlite_problem(self.database_url)
         if database_problem:
             errors.append(database_problem)
+        if errors:
+            raise ConfigurationError("\n".join(errors))
+
+    def _channel_problems(self) -> list[str]:
+        errors = []
+        for channel in self.channels:
+            try:
+                channel.validate()
+            except ConfigurationError as exc:
+                errors.append(str(exc))
+        return errors
+
+    def _validate_channels(self) -> None:
+        errors = self._channel_problems()
         if errors:
             raise ConfigurationError("\n".join(errors))
 
@@ -262,7 +273,7 @@ class AgentOS:
     def get_router(self) -> APIRouter:
         """Everything whatsagent serves, to include in a FastAPI app of your own with
         ``app.include_router(os.get_router())``; the router's lifespan starts and stops whatsagent."""
-        self.validate()
+        self._validate_channels()
         router = APIRouter(lifespan=self.lifespan)
         self._add_routes(router)
         return router
@@ -271,7 +282,7 @@ class AgentOS:
         """The ASGI app: channel webhooks, ``/health``, ``/ready``, ``/metrics`` and the operator API."""
         if self._app is not None:
             return self._app
-        self.validate()
+        self._validate_channels()
         app = FastAPI(title="whatsagent", lifespan=self.lifespan, docs_url=None, redoc_url=None)
         self._add_routes(app.router)
         self._app = app
@@ -313,12 +324,19 @@ class AgentOS:
         the server when a Python file under the app's directory changes (for development)."""
         import uvicorn
 
+        import sys
+
         options: dict[str, Any] = {"log_level": "info", "timeout_graceful_shutdown": self.shutdown_grace + 5}
         options.update(uvicorn_options)
+        try:
+            self.validate()
+        except ConfigurationError as exc:
+            # `python myapp.py` with something missing: one line saying what, not a traceback.
+            print(f"whatsagent: configuration: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         if not reload:
             uvicorn.run(self.get_app(), host=host, port=port, **options)
             return
-        self.validate()
         target, directory = self._import_target()
         # uvicorn's reloader imports the app afresh in a child process, so it needs a name to import.
         os.environ[_RELOAD_TARGET] = target
