@@ -322,9 +322,9 @@ class AgentOS:
     def serve(self, host: str = "0.0.0.0", port: int = 8000, *, reload: bool = False, **uvicorn_options: Any) -> None:
         """Serve with uvicorn (blocking). SIGTERM and Ctrl-C shut down gracefully. `reload=True` restarts
         the server when a Python file under the app's directory changes (for development)."""
-        import uvicorn
-
         import sys
+
+        import uvicorn
 
         options: dict[str, Any] = {"log_level": "info", "timeout_graceful_shutdown": self.shutdown_grace + 5}
         options.update(uvicorn_options)
