@@ -10,6 +10,15 @@
 Then, in the Twilio Console, set the sender's "When a message comes in" webhook to
 ``$TWILIO_PUBLIC_URL/twilio/webhook`` (HTTP POST). Delivery statuses come back by themselves: each send
 asks for them at ``$TWILIO_PUBLIC_URL/twilio/status``.
+
+Without a Twilio account, against the local emulator (it speaks Twilio's wire format with ``--twilio``
+and prints these values; chat at http://127.0.0.1:8001):
+
+    whatsagent emulator --twilio &
+    export TWILIO_API_BASE_URL=http://127.0.0.1:8001 TWILIO_ACCOUNT_SID=ACeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee \
+           TWILIO_AUTH_TOKEN=emulator-twilio-auth-token TWILIO_FROM_NUMBER=whatsapp:+15550001111 \
+           TWILIO_PUBLIC_URL=http://127.0.0.1:8000
+    python examples/twilio_basic.py
 """
 
 from __future__ import annotations

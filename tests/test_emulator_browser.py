@@ -330,3 +330,88 @@ async def test_every_bot_message_kind_and_the_fault_panel(running: tuple[Emulato
             assert problems == []
         finally:
             await browser.close()
+
+
+async def box(locator: Any) -> dict[str, float]:
+    found = await locator.bounding_box()
+    assert found is not None, f"{locator} has no box"
+    return found
+
+
+async def test_the_page_at_desktop_and_phone_widths(running: tuple[Emulator, ScriptedBot]) -> None:
+    """Hover tools beside short bubbles, a usable phone width, chats kept across a reload, a refused send
+    shown instead of typing dots, "gave up" once the emulator stops retrying, previews that keep underscores."""
+    emulator, bot = running
+    expect = playwright_api.expect
+    ana = emulator.user("15551234567", name="Ana")
+    await ana.send_text("Hi")
+    await ana.wait_for_replies(2)
+    to = {"to": "15551234567"}
+    emulator.webhook_retries, emulator.webhook_retry_delay = 1, 0.05  # the page reads them when it loads
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(emulator.base_url)
+            await page.locator(".chat-item", has_text="Ana").click()
+            pane = page.locator('.pane[data-key="15551234567"]')
+
+            # The hover tools of a short bubble sit right beside it, not 78 % of the pane away.
+            short = pane.locator(".row.out", has=page.locator(".msg", has_text="Hi")).first
+            await short.hover()
+            bubble, tools = await box(short.locator(".msg")), await box(short.locator(".tools"))
+            assert 0 <= bubble["x"] - (tools["x"] + tools["width"]) <= 16, (bubble, tools)
+            greeting = pane.locator(".row.in", has=page.locator(".msg", has_text="scripted bot")).first
+            await greeting.hover()
+            bubble, tools = await box(greeting.locator(".msg")), await box(greeting.locator(".tools"))
+            assert 0 <= tools["x"] - (bubble["x"] + bubble["width"]) <= 16, (bubble, tools)
+
+            # A chat preview keeps the underscores of an identifier, and drops only real formatting.
+            await bot.send(to, "text", {"body": "Call my_helper_fn with *care*"})
+            preview = page.locator(".chat-item", has_text="Ana").locator(".ci-last")
+            await expect(preview).to_have_text("Call my_helper_fn with care")
+
+            # A send WhatsApp refuses for good replaces the typing dots with the reason.
+            read = {"messaging_product": "whatsapp", "status": "read", "message_id": ana.sent[-1].message_id}
+            await bot.graph("messages", json={**read, "typing_indicator": {"type": "text"}})
+            await expect(pane.locator(".typing-row")).to_be_visible()
+            emulator.faults.fail_next(1, http_status=400, code=131026)
+            await bot.send(to, "text", {"body": "This never arrives"})
+            bot.errors.clear()
+            await expect(pane.locator(".notice-chip")).to_contain_text("131026")
+            await expect(pane.locator(".typing-row")).to_have_count(0)
+
+            # The user's message to a bot that is down: "retries" while the emulator retries, then "gave up".
+            emulator.webhook_url, alive = "http://127.0.0.1:9/whatsapp/webhook", emulator.webhook_url
+            await pane.locator(".text-input").fill("anyone?")
+            await pane.locator(".text-input").press("Enter")
+            await expect(pane.locator(".msg.out", has_text="anyone?").locator(".error-line")).to_contain_text(
+                "WhatsApp gave up after 2 attempts", timeout=10_000
+            )
+            emulator.webhook_url = alive
+
+            # A reload keeps the open chat.
+            await page.reload()
+            await expect(pane).to_be_visible()
+            await expect(pane.locator(".notice-chip")).to_have_count(0)  # notices are the page's own, not state
+            await pane.evaluate("p => p.querySelector('.messages').scrollTop = 10_000")
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "emulator-1280.png"))
+
+            # At 400 px, a phone: the open chat takes the whole width; closing it shows the chat list.
+            await page.set_viewport_size({"width": 400, "height": 800})
+            await expect(pane).to_be_visible()
+            assert (await box(pane))["width"] >= 380
+            assert (await box(pane.locator(".text-input")))["width"] >= 200, "room to type"
+            await pane.evaluate("p => p.querySelector('.messages').scrollTop = 10_000")
+            await page.screenshot(path=str(ARTIFACTS / "emulator-400.png"))
+            await pane.locator(".pane-close").click()
+            assert (await box(page.locator("#sidebar")))["width"] >= 380
+            await page.screenshot(path=str(ARTIFACTS / "emulator-400-chats.png"))
+            await page.locator(".chat-item", has_text="Ana").click()
+            assert (await box(pane))["width"] >= 380
+            assert problems == []
+        finally:
+            await browser.close()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.messages import (
     BinaryContent,
     FilePart,
@@ -178,8 +180,11 @@ class Agent:
     about each user; `tools`: functions or pydantic-ai toolsets (`WhatsAppTools`, `ImageTools`);
     `show_reasoning`: the model's reasoning as a separate italic message before the answer;
     `add_user_number` / `add_message_id`: the user's WhatsApp number and the incoming message id in the
-    instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear;
-    `capabilities`: override what media the model takes.
+    instructions (off by default); `transcriber`: speech to text for voice notes a model cannot hear
+    (by default the model's provider's own, when it has one: OpenAI, Groq);
+    `capabilities`: override what media the model takes; `retries`: how many times a tool call the
+    model got wrong (a button title too long, an argument missing) goes back to it with the reason; if it
+    is still wrong, the turn is answered without tools (the model is told why, and answers in words).
     """
 
     def __init__(
@@ -194,7 +199,7 @@ class Agent:
         add_datetime: bool = False,
         tools: Sequence[Any] = (),
         model_settings: dict[str, Any] | None = None,
-        retries: int = 1,
+        retries: int = 3,
         memory: bool | UserMemory = False,
         show_reasoning: bool = False,
         add_user_number: bool = False,
@@ -228,6 +233,7 @@ class Agent:
         self.description = description
         """What this agent is good at (a team's router reads it)."""
         self._resolved: ResolvedModel | None = None
+        self._default_transcriber: Transcriber | Literal[False] | None = False
         self._agent: pydantic_ai.Agent[TurnContext, str | None] | None = None
 
     @property
@@ -247,6 +253,68 @@ class Agent:
                     self.name,
                 )
         return self._resolved
+
+    def check(self) -> list[str]:
+        """Start-up checks: raises `ConfigurationError` naming what is missing (a provider key, an image
+        model that cannot draw); returns warnings worth a line in the log."""
+        from whatsagent.errors import ConfigurationError
+        from whatsagent.models import missing_key
+
+        resolved = self.resolved
+        if resolved.offline:
+            return []
+        key = missing_key(resolved) if self.api_key is None else None
+        if key is not None:
+            raise ConfigurationError(
+                f"agent {self.name!r} uses {resolved.provider}:{resolved.name} but {key} is not set: "
+                "export it, or pass api_key=... to Agent"
+            )
+        for tool in self.tools:
+            check = getattr(tool, "check", None)
+            if callable(check):
+                check()
+        warnings = []
+        if not resolved.capabilities.audio and self.voice_transcriber is None:
+            warnings.append(
+                f"agent {self.name!r} ({resolved.label}) cannot listen to voice notes and has no transcriber: "
+                "they reach it as a description only. Pass transcriber=OpenAITranscriber(...) "
+                "(from whatsagent.media) to transcribe them."
+            )
+        return warnings
+
+    @property
+    def voice_transcriber(self) -> Transcriber | None:
+        """The `transcriber` given, else one from the model's own provider when it offers speech to text
+        (OpenAI, Groq, an OpenAI model behind `base_url`) and its key is at hand; None when the model
+        hears audio itself."""
+        if self.transcriber is not None:
+            return self.transcriber
+        if self._default_transcriber is False:
+            self._default_transcriber = self._transcriber_from_provider()
+        return self._default_transcriber
+
+    def _transcriber_from_provider(self) -> Transcriber | None:
+        from whatsagent.media.transcribe import OpenAITranscriber
+        from whatsagent.models import is_openai_model
+
+        resolved = self.resolved
+        if resolved.offline or resolved.capabilities.audio:
+            return None
+        if self.base_url is not None:
+            if not is_openai_model(resolved.name):
+                return None  # Ollama, vLLM...: no /audio/transcriptions to count on
+            proxy_key = self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+            return OpenAITranscriber(api_key=proxy_key, base_url=self.base_url)
+        if resolved.provider in ("openai", "openai-chat", "openai-responses", "azure"):
+            key: str | None = self.api_key or os.environ.get("OPENAI_API_KEY")
+            return OpenAITranscriber(api_key=key) if key else None
+        if resolved.provider == "groq":
+            key = self.api_key or os.environ.get("GROQ_API_KEY")
+            if key:
+                return OpenAITranscriber(
+                    api_key=key, base_url="https://api.groq.com/openai/v1", model="whisper-large-v3-turbo"
+                )
+        return None
 
     @property
     def offline(self) -> bool:
@@ -311,9 +379,21 @@ class Agent:
     async def respond(self, ctx: TurnContext) -> Reply:
         resolved = self.resolved
         prompt = await build_prompt(
-            ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.transcriber
+            ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.voice_transcriber
         )
-        result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)
+        try:
+            result = await self.pydantic_agent.run(prompt, message_history=ctx.history or None, deps=ctx)
+        except UnexpectedModelBehavior as exc:
+            if not _tool_retries_exhausted(exc):
+                raise
+            # The model kept getting a tool call wrong: rather than failing the turn (and apologising
+            # after three re-runs), it answers in words, told why its tools are gone for this turn.
+            log.warning("agent %r: %s; answering this turn without tools", self.name, exc.message)
+            reason = exc.message.split(". Consider")[0]
+            note = f"(Your tools could not be used this turn: {reason}. Answer the user in plain text.)"
+            retry_prompt: str | list[UserContent] = f"{prompt}\n{note}" if isinstance(prompt, str) else [*prompt, note]
+            with self.pydantic_agent.override(tools=[], toolsets=[]):
+                result = await self.pydantic_agent.run(retry_prompt, message_history=ctx.history or None, deps=ctx)
         new = result.new_messages()
         return Reply(
             text=result.output,
@@ -386,6 +466,10 @@ def download_note(error: str | None) -> str:
     if found:
         return f": it is larger than the {found.group(1) or found.group(2)} bytes this bot accepts"
     return ""
+
+
+def _tool_retries_exhausted(exc: UnexpectedModelBehavior) -> bool:
+    return exc.message.startswith("Tool ") and "exceeded max retries" in exc.message
 
 
 def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:

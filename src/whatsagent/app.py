@@ -2,7 +2,15 @@
 
     os = AgentOS(agents=[assistant], channels=[CloudAPI(agent=assistant)])
     app = os.get_app()        # FastAPI
-    os.serve()                # uvicorn
+    os.serve()                # uvicorn (reload=True restarts it when your code changes)
+
+In an app of your own, include the router: its lifespan starts and stops whatsagent with your app.
+
+    app = FastAPI()
+    app.include_router(os.get_router())       # webhooks, /health, /ready, /metrics, the operator API
+
+(or, with your own lifespan, ``async with os.lifespan(app): ...`` inside it). `app.mount("/x", os.get_app())`
+does not work: Starlette never runs a mounted app's lifespan, so whatsagent would never start.
 
 Start-up validates every channel (a missing setting is an error naming it), opens the store, resumes
 whatever a previous run left unfinished, then accepts webhooks. SIGTERM stops accepting, lets running
@@ -20,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -133,16 +141,45 @@ class AgentOS:
         self._store_failing = False
         self.retention = retention
         self._retention_task: asyncio.Task[None] | None = None
+        self._warned: set[str] = set()
+        self._never_started_logged = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def validate(self) -> None:
+        """Checks before serving, each failure one line naming what to fix: channel settings, the agents'
+        model keys and tools, a SQLite file that cannot be created. `serve()`, `whatsagent serve` and the
+        app's start-up run them (`get_app()` checks only the channels, so importing an app never fails on
+        a missing model key)."""
+        errors = self._channel_problems()
+        for responder in {id(r): r for r in self.responders.values()}.values():
+            check = getattr(responder, "check", None)
+            if not callable(check):
+                continue
+            try:
+                for warning in check():
+                    if warning not in self._warned:
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
+            except ConfigurationError as exc:
+                errors.append(str(exc))
+        database_problem = sqlite_problem(self.database_url)
+        if database_problem:
+            errors.append(database_problem)
+        if errors:
+            raise ConfigurationError("\n".join(errors))
+
+    def _channel_problems(self) -> list[str]:
         errors = []
         for channel in self.channels:
             try:
                 channel.validate()
             except ConfigurationError as exc:
                 errors.append(str(exc))
+        return errors
+
+    def _validate_channels(self) -> None:
+        errors = self._channel_problems()
         if errors:
             raise ConfigurationError("\n".join(errors))
 
@@ -232,6 +269,12 @@ class AgentOS:
 
     async def accept(self, events: Sequence[Event]) -> None:
         if self.inbox is None:
+            if not self._never_started_logged and self.db is None:
+                self._never_started_logged = True
+                log.error(
+                    "a webhook arrived but whatsagent was never started: its lifespan did not run. In your own "
+                    "FastAPI app use app.include_router(os.get_router()) (app.mount does not run lifespans)"
+                )
             raise StoreUnavailable("whatsagent is not started")
         started = time.perf_counter()
         try:
@@ -250,30 +293,46 @@ class AgentOS:
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Start whatsagent for the life of an app: ``FastAPI(lifespan=os.lifespan)``, or entered inside
+        a lifespan of your own (``async with os.lifespan(app):``)."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def get_router(self) -> APIRouter:
+        """Everything whatsagent serves, to include in a FastAPI app of your own with
+        ``app.include_router(os.get_router())``; the router's lifespan starts and stops whatsagent."""
+        self._validate_channels()
+        router = APIRouter(lifespan=self.lifespan)
+        self._add_routes(router)
+        return router
+
     def get_app(self) -> FastAPI:
-        """The ASGI app: channel webhooks, ``/health`` and ``/ready``."""
+        """The ASGI app: channel webhooks, ``/health``, ``/ready``, ``/metrics`` and the operator API."""
         if self._app is not None:
             return self._app
-        self.validate()
-
-        @contextlib.asynccontextmanager
-        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-            await self.start()
-            try:
-                yield
-            finally:
-                await self.stop()
-
-        app = FastAPI(title="whatsagent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        self._validate_channels()
+        app = FastAPI(title="whatsagent", lifespan=self.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        # Operator bodies are capped here; channel webhooks read theirs within their own bounds.
         app.add_middleware(BodyCap, exempt=tuple(f"{c.prefix}/" for c in self.channels))
+        self._add_routes(app.router)
+        self._app = app
+        return app
+
+    def _add_routes(self, app: APIRouter) -> None:
         if self.role.receives_webhooks:
             for channel in self.channels:
-                app.router.routes.extend(channel.routes(self.accept))
+                app.routes.extend(channel.routes(self.accept))
 
-        app.router.routes.extend(memory_routes(lambda: self.db, self.api_token))
-        app.router.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
-        app.router.routes.extend(delivery_routes(lambda: self.db, self.api_token))
-        app.router.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
+        agent_names = {r.name for r in self.responders.values()}
+        app.routes.extend(memory_routes(lambda: self.db, self.api_token, agent_names))
+        app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
+        app.routes.extend(delivery_routes(lambda: self.db, self.api_token, [c.name for c in self.channels]))
+        app.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
@@ -302,18 +361,54 @@ class AgentOS:
             sending = self.sender.sending_status() if self.sender is not None else {}
             return JSONResponse({"status": "ready", "queue_depth": await self.queue.depth(), "sending": sending})
 
-        self._app = app
-        return app
-
-    def serve(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, *, reload: bool = False, **uvicorn_options: Any) -> None:
         """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a
         container). Connections, header and body times are bounded (`whatsagent.serving`); any uvicorn
-        option overrides. SIGTERM and Ctrl-C shut down gracefully."""
+        option overrides. SIGTERM and Ctrl-C shut down gracefully. `reload=True` restarts the server when
+        a Python file under the app's directory changes (for development)."""
+        import sys
+
         import uvicorn
 
         options = server_options(log_level="info", timeout_graceful_shutdown=self.shutdown_grace + 5)
         options.update(uvicorn_options)
-        uvicorn.run(self.get_app(), host=host, port=port, **options)
+        try:
+            self.validate()
+        except ConfigurationError as exc:
+            # `python myapp.py` with something missing: one line saying what, not a traceback.
+            print(f"whatsagent: configuration: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if not reload:
+            uvicorn.run(self.get_app(), host=host, port=port, **options)
+            return
+        target, directory = self._import_target()
+        # uvicorn's reloader imports the app afresh in a child process, so it needs a name to import.
+        os.environ[_RELOAD_TARGET] = target
+        os.environ[_RELOAD_PATH] = directory
+        options.setdefault("reload_dirs", [directory])
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, reload=True, **options)
+
+    def _import_target(self) -> tuple[str, str]:
+        """``module:attribute`` naming this AgentOS, and the directory to import the module from."""
+        import sys
+
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if not file or (name.startswith(("whatsagent", "_")) and name != "__main__"):
+                continue
+            attribute = next((a for a, v in list(vars(module).items()) if v is self), None)
+            if attribute is None:
+                continue
+            directory = os.path.dirname(os.path.abspath(file))
+            if name == "__main__":
+                name = os.path.splitext(os.path.basename(file))[0]
+            else:
+                for _ in range(name.count(".")):
+                    directory = os.path.dirname(directory)
+                if os.path.basename(file) == "__init__.py":
+                    directory = os.path.dirname(directory)
+            return f"{name}:{attribute}", directory
+        raise ConfigurationError("reload=True needs the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)")
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn
@@ -324,6 +419,46 @@ class AgentOS:
 
 async def _nothing_to_recover() -> None:
     """A web process runs no turns, so it resumes none."""
+
+
+_RELOAD_TARGET = "WHATSAGENT_RELOAD_TARGET"
+_RELOAD_PATH = "WHATSAGENT_RELOAD_PATH"
+
+
+def app_from_environment() -> FastAPI:
+    """The app `serve(reload=True)` runs in uvicorn's reloading child: the AgentOS imported afresh."""
+    import importlib
+    import sys
+
+    target, directory = os.environ[_RELOAD_TARGET], os.environ.get(_RELOAD_PATH, os.getcwd())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module_name, _, attribute = target.partition(":")
+    agent_os = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(agent_os, AgentOS):
+        raise ConfigurationError(f"{target} is not an AgentOS")
+    return agent_os.get_app()
+
+
+def sqlite_problem(database_url: str) -> str | None:
+    """Why a SQLite database cannot be opened or created at all, in one line, or None. (A missing
+    directory is not a problem: it is created.)"""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
+    if not path or path == ":memory:":
+        return f"database {database_url}: whatsagent needs a file, e.g. sqlite:///whatsagent.db"
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return f"database {database_url}: {target} is a directory; name a file in it, e.g. {target}/whatsagent.db"
+    existing = os.path.dirname(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"database {database_url}: {existing} is a file, so {os.path.dirname(target)} cannot be created"
+    if not os.access(existing, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
+        return f"database {database_url}: {existing} is not writable by this user"
+    return None
 
 
 def _media_directory(database_url: str) -> str:

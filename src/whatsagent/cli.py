@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -18,8 +19,51 @@ app = typer.Typer(
     help="Put AI agents on WhatsApp: every message answered exactly once, in order.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True)
+
+
+class Misuse(Exception):
+    """A command used wrongly: printed as one line, exit code 2."""
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from whatsagent import __version__
+
+        typer.echo(f"whatsagent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Put AI agents on WhatsApp: every message answered exactly once, in order."""
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_port(host: str, port: int, what: str) -> None:
+    if port and _port_in_use(host, port):
+        raise Misuse(f"port {port} on {host} is already in use (another {what} running?): stop it, or pass --port")
 
 
 def _setup_logging(level: str) -> None:
@@ -30,21 +74,39 @@ def _setup_logging(level: str) -> None:
 
 
 def load_os(target: str) -> Any:
-    """Import ``module:attribute`` (the AgentOS) from the current directory."""
+    """Import ``module:attribute`` (the AgentOS, or a function returning one) from the current directory.
+    Anything else is a `Misuse` saying what to point at instead."""
+    from whatsagent.app import AgentOS
+
     module_name, _, attr = target.partition(":")
-    if not module_name:
-        raise typer.BadParameter(f"{target!r}: expected module:attribute, e.g. myapp:os")
+    if not module_name or module_name.endswith(".py"):
+        raise Misuse(f"{target!r}: expected module:attribute, e.g. myapp:os (for myapp.py)")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise Misuse(f"no module {module_name!r} in {os.getcwd()}: run from its directory") from exc
+        raise Misuse(f"importing {module_name!r} failed: {exc}") from exc
     candidates = [attr] if attr else ["os", "agent_os", "agentos"]
-    for name in candidates:
-        if hasattr(module, name):
-            obj = getattr(module, name)
-            return obj() if callable(obj) and not hasattr(obj, "serve") else obj
-    raise typer.BadParameter(f"{module_name!r} has no {' or '.join(candidates)}: point at your AgentOS, e.g. myapp:os")
+    name = next((n for n in candidates if hasattr(module, n)), None)
+    if name is None:
+        raise Misuse(f"{module_name!r} has no {' or '.join(candidates)}: point at your AgentOS, e.g. {module_name}:os")
+    obj = getattr(module, name)
+    if not isinstance(obj, AgentOS) and inspect.isfunction(obj):
+        obj = obj()
+    if isinstance(obj, AgentOS):
+        return obj
+    found = next((n for n, v in vars(module).items() if isinstance(v, AgentOS)), None)
+    instead = f"{module_name}:{found}" if found else f"{module_name}:os"
+    what = type(obj).__name__
+    if hasattr(obj, "router") and callable(obj):
+        kind = f"the ASGI app ({what}); whatsagent serve takes the AgentOS"
+    elif what in ("Agent", "Team"):
+        kind = f"an {what}; whatsagent serve takes the AgentOS that serves it"
+    else:
+        kind = f"a {what}, not an AgentOS"
+    raise Misuse(f"{module_name}:{name} is {kind}: use {instead}")
 
 
 @app.command()
@@ -55,6 +117,7 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", envvar="PORT")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    reload: Annotated[bool, typer.Option("--reload", help="Restart when your code changes (development).")] = False,
     role: Annotated[
         str | None,
         typer.Option(
@@ -68,10 +131,37 @@ def serve(
     _setup_logging(log_level)
     try:
         agent_os = _load_with_role(target, role)
-        agent_os.serve(host=host, port=port, log_level=log_level)
+        _check_port(host, port, "server")
+        agent_os.validate()
     except ConfigurationError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(f"configuration: {exc}") from None
+    except Misuse as exc:
+        raise _fail(str(exc)) from None
+    agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
+
+
+@app.command()
+def doctor(
+    target: Annotated[str, typer.Argument(help="Your AgentOS as module:attribute, e.g. myapp:os")],
+    webhook_url: Annotated[
+        str | None, typer.Option(help="The webhook URL Meta calls, to check it answers the verification.")
+    ] = None,
+) -> None:
+    """Check a setup without serving it: settings, access token, database and migrations, media
+    conversion, webhook verification. One line per check; exit code 1 when something is wrong."""
+    import asyncio
+
+    from whatsagent.doctor import diagnose, report
+
+    _setup_logging("error")
+    try:
+        agent_os = load_os(target)
+    except ConfigurationError as exc:
+        raise _fail(f"configuration: {exc}") from None
+    except Misuse as exc:
+        raise _fail(str(exc)) from None
+    code = report(asyncio.run(diagnose(agent_os, webhook_url=webhook_url)), typer.echo)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -84,6 +174,11 @@ def demo(
     _setup_logging("info")
     from whatsagent.demo import run_demo
 
+    try:
+        _check_port(host, port, "whatsagent demo")
+        _check_port(host, port + 1, "whatsagent emulator")
+    except Misuse as exc:
+        raise _fail(str(exc)) from None
     run_demo(host=host, port=port, database=database)
 
 
@@ -109,6 +204,10 @@ def emulator(
 
     if twilio and webhook_url == "http://127.0.0.1:8000/whatsapp/webhook":
         webhook_url = "http://127.0.0.1:8000/twilio/webhook"
+    try:
+        _check_port(host, port, "whatsagent emulator")
+    except Misuse as exc:
+        raise _fail(str(exc)) from None
     asyncio.run(
         run_emulator(
             host=host,

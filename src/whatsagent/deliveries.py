@@ -6,11 +6,15 @@ Each message the bot stored (newest first) with its `status` on the bot's side (
 parked) and its `delivery` from WhatsApp's status webhooks (sent, delivered, read, failed, with the
 code and reason), and `turn_error` when the turn behind it was set aside (a poison turn: why). Behind
 the operator token, like the rest of the operator API.
+
+`channel` is the channel's name: ``cloudapi:<phone number id>`` (e.g. ``cloudapi:100200300``) or
+``twilio:<sender number>`` unless the channel was given ``name=...``; an unknown one answers 404 with the
+names this bot serves. `user` is the user's number (any format) or business-scoped id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from whatsagent import outbox
@@ -26,7 +30,9 @@ if TYPE_CHECKING:
 MAX_LIMIT = 1000
 
 
-def delivery_routes(db_of: Callable[[], Database | None], token: str | None) -> list[BaseRoute]:
+def delivery_routes(
+    db_of: Callable[[], Database | None], token: str | None, channels: Collection[str] | None = None
+) -> list[BaseRoute]:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
@@ -34,6 +40,10 @@ def delivery_routes(db_of: Callable[[], Database | None], token: str | None) -> 
         refused = authorized(request, token, "delivery status")
         if refused is not None:
             return refused
+        name = request.path_params["channel"]
+        if channels is not None and name not in channels:
+            known = ", ".join(sorted(channels))
+            return JSONResponse({"error": f"no channel named {name!r}; this bot serves {known}"}, status_code=404)
         db = db_of()
         if db is None:
             return JSONResponse({"error": "whatsagent is starting"}, status_code=503)

@@ -6,16 +6,15 @@ The bot is served by a real `AgentOS` (webhooks, inbox, lanes, outbox, sender) o
 and its chat page on `port + 1`. With no model key in the environment the bot is the offline model,
 which says so and echoes what it received, wrapped in a few keyword answers ("menu") that show buttons,
 a list, a reaction, a location and WhatsApp formatting. With a key (``OPENAI_API_KEY``,
-``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``, ``GROQ_API_KEY``, or ``WHATSAGENT_DEMO_MODEL`` naming any
-pydantic-ai model) it is a real assistant.
+``ANTHROPIC_API_KEY``, ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY``, ``GROQ_API_KEY``, ``MISTRAL_API_KEY``), or
+``WHATSAGENT_DEMO_MODEL`` / ``WHATSAGENT_MODEL`` naming any pydantic-ai model, it is a real assistant; the
+banner says which, from the model the bot actually runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import os
 import socket
@@ -25,7 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from whatsagent.agent import Agent, Reply, TurnContext
 from whatsagent.errors import ConfigurationError
+from whatsagent.media.capabilities import capabilities_for
 from whatsagent.messages import ButtonReply, ListReply, Text
+from whatsagent.models import DEFAULTS_BY_KEY, ResolvedModel
+from whatsagent.offline import MODEL_NAME, offline_model
 from whatsagent.outbound import (
     Button,
     ButtonsOut,
@@ -51,13 +53,10 @@ DEMO_APP_SECRET = "emulator-app-secret"
 DEMO_PHONE_NUMBER_ID = "100200300"
 DEMO_VERIFY_TOKEN = "emulator-verify-token"
 
-# Which environment key gives which model; the first one set wins. WHATSAGENT_DEMO_MODEL overrides.
-MODEL_KEYS: tuple[tuple[str, str], ...] = (
-    ("OPENAI_API_KEY", "openai:gpt-4o-mini"),
-    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
-    ("GEMINI_API_KEY", "google-gla:gemini-2.5-flash"),
-    ("GROQ_API_KEY", "groq:llama-3.3-70b-versatile"),
-)
+# Which environment key gives which model; the first one set wins (the same table `Agent()` uses).
+# WHATSAGENT_DEMO_MODEL, then WHATSAGENT_MODEL, override.
+MODEL_KEYS: tuple[tuple[str, str], ...] = DEFAULTS_BY_KEY
+KEY_NAMES = ", ".join(dict.fromkeys(key for key, _ in MODEL_KEYS))
 
 INSTRUCTIONS = [
     "You are the whatsagent demo assistant, chatting on WhatsApp through a local emulator.",
@@ -73,8 +72,9 @@ MENU_HINT = "Send *menu* to tap buttons and pick from a list."
 def model_from_environment(environ: dict[str, str] | None = None) -> str | None:
     """The pydantic-ai model the demo should use, or None for the offline model."""
     env = os.environ if environ is None else environ
-    if env.get("WHATSAGENT_DEMO_MODEL"):
-        return env["WHATSAGENT_DEMO_MODEL"]
+    for override in ("WHATSAGENT_DEMO_MODEL", "WHATSAGENT_MODEL"):
+        if env.get(override):
+            return env[override]
     for key, model in MODEL_KEYS:
         if env.get(key):
             return model
@@ -82,20 +82,18 @@ def model_from_environment(environ: dict[str, str] | None = None) -> str | None:
 
 
 def assistant(model: str) -> Agent:
-    """A real assistant on `model`, with memory and WhatsApp/image tools when this version has them."""
-    options: dict[str, Any] = {}
-    # Memory and the tool sets arrive with issue 3; the demo uses them as soon as they exist.
-    if "memory" in inspect.signature(Agent).parameters:
-        options["memory"] = True
-    tools = []
-    for name in ("WhatsAppTools", "ImageTools"):
-        try:
-            tools.append(getattr(importlib.import_module("whatsagent.tools"), name)())
-        except (ImportError, AttributeError):
-            log.info("this version of whatsagent has no %s; the demo assistant goes without", name)
-    if tools:
-        options["tools"] = tools
-    return Agent(name="Assistant", model=model, instructions=INSTRUCTIONS, add_datetime=True, **options)
+    """A real assistant on `model`, with memory, WhatsApp tools and (when its key is at hand) images."""
+    from whatsagent.tools import ImageTools, WhatsAppTools
+
+    tools: list[Any] = [WhatsAppTools()]
+    google = model.startswith(("google:", "google-gla:"))
+    images = ImageTools("google:gemini-2.5-flash-image") if google else ImageTools()
+    try:
+        images.check()
+        tools.append(images)
+    except ConfigurationError as exc:
+        log.info("the demo assistant draws no pictures: %s", exc)
+    return Agent(name="Assistant", model=model, instructions=INSTRUCTIONS, add_datetime=True, memory=True, tools=tools)
 
 
 class DemoAgent(Agent):
@@ -107,6 +105,10 @@ class DemoAgent(Agent):
 
     def __init__(self) -> None:
         super().__init__(name="Demo (offline)", model=None)
+        # Offline whatever the environment holds: Agent(model=None) would pick a model from a key.
+        self._resolved = ResolvedModel(
+            offline_model(), "function", MODEL_NAME, capabilities_for("function"), offline=True
+        )
 
     async def respond(self, ctx: TurnContext) -> Reply:
         last = ctx.messages[-1] if ctx.messages else None
@@ -312,13 +314,18 @@ async def start_demo(
 
 
 def banner(demo: Demo) -> str:
-    if demo.model is None:
+    """What the demo prints: the page's URL and, from the model the bot really runs, what it is."""
+    served = next(iter(demo.os.responders.values()))
+    resolved = getattr(served, "resolved", None)
+    offline = resolved.offline if resolved is not None else demo.model is None
+    if offline:
         what = (
             "The bot runs the offline model: not an AI, it says so and echoes what you send (try 'menu' for "
-            "buttons and lists). Set OPENAI_API_KEY (or another model key) for a real assistant."
+            f"buttons and lists). For a real assistant set one of {KEY_NAMES} (or WHATSAGENT_MODEL) and restart."
         )
     else:
-        what = f"The bot is a real assistant on {demo.model}."
+        label = f"{resolved.provider}:{resolved.name}" if resolved is not None else demo.model
+        what = f"The bot is a real assistant on {label}."
     return (
         f"\n  whatsagent demo — chat with your bot at  {demo.page_url}\n\n"
         f"  {what}\n"

@@ -38,7 +38,7 @@ from typing import NamedTuple
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-__all__ = ["to_whatsapp"]
+__all__ = ["italic_verbatim", "to_whatsapp"]
 
 BULLET = "- "
 RULE = "─" * 10
@@ -320,6 +320,17 @@ def _names_itself(text: str, href: str) -> bool:
 
 
 # --- one line: delimiters WhatsApp will read as we mean them ---------------------------------------------
+
+
+def italic_verbatim(text: str) -> str:
+    """`text` exactly as written, each line in WhatsApp italics (for the model's reasoning): `*`, `_`,
+    `~` and backticks in it are kept, with a WORD JOINER where WhatsApp would otherwise pair them, so
+    ``6*7`` and ``my_helper_fn`` read as typed."""
+    lines = []
+    for line in text.strip().splitlines():
+        line = line.strip()
+        lines.append(_neutralize([("_", _OURS), (line, _LITERAL), ("_", _OURS)]) if line else "")
+    return "\n".join(lines)
 
 
 def _render_line(runs: list[_Run]) -> _Line:

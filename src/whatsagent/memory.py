@@ -20,7 +20,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -381,10 +381,13 @@ class MemoryCapture:
 # -- the operator's API ------------------------------------------------------------------------------
 
 
-def memory_routes(db_of: Callable[[], Database | None], token: str | None) -> list[BaseRoute]:
+def memory_routes(
+    db_of: Callable[[], Database | None], token: str | None, agents: Collection[str] | None = None
+) -> list[BaseRoute]:
     """``GET /memories/{agent}/{user}`` (the facts, as JSON) and ``DELETE`` (erase them), for the operator.
     Off (404) unless a token is set (``AgentOS(api_token=...)`` or ``WHATSAGENT_API_TOKEN``); requests
-    carry it as ``Authorization: Bearer <token>``."""
+    carry it as ``Authorization: Bearer <token>``. `agent` is the agent's name (``Agent(name=...)``); one
+    this bot does not serve answers 404 with the names it does."""
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -399,6 +402,9 @@ def memory_routes(db_of: Callable[[], Database | None], token: str | None) -> li
         if db is None:
             return JSONResponse({"error": "starting"}, status_code=503)
         agent = request.path_params["agent"]
+        if agents is not None and agent not in agents:
+            known = ", ".join(sorted(agents))
+            return JSONResponse({"error": f"no agent named {agent!r}; this bot serves {known}"}, status_code=404)
         user = user_ref(request.path_params["user"])
         if request.method == "DELETE":
             erased = await db.write(forget(agent, user))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,14 @@ class ResolvedModel:
         return "offline (no AI model configured)" if self.offline else f"{self.provider}:{self.name}"
 
 
+def model_in_environment() -> str | None:
+    """The model ``Agent()`` picks with no model given: ``WHATSAGENT_MODEL``, else the default model of the
+    first provider key found in the environment, else None (the offline model)."""
+    return os.environ.get("WHATSAGENT_MODEL") or next(
+        (default for env, default in DEFAULTS_BY_KEY if os.environ.get(env)), None
+    )
+
+
 def resolve_model(
     model: str | Model | None,
     *,
@@ -69,9 +78,7 @@ def resolve_model(
     if base_url is not None:
         return _openai_compatible(model, base_url, api_key, capabilities)
     if model is None:
-        model = os.environ.get("WHATSAGENT_MODEL") or next(
-            (default for env, default in DEFAULTS_BY_KEY if os.environ.get(env)), None
-        )
+        model = model_in_environment()
         if model is None:
             from whatsagent.offline import offline_model
 
@@ -110,9 +117,46 @@ def _openai_compatible(
     # Local servers (Ollama, LM Studio) accept any key; the SDK insists on one.
     key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
     built = OpenAIChatModel(name, provider=OpenAIProvider(base_url=base_url, api_key=key))
-    official = "api.openai.com" in base_url
-    table = capabilities_for("openai-chat" if official else "openai-compatible", name)
-    return ResolvedModel(built, "openai-chat" if official else "openai-compatible", name, capabilities or table)
+    # What a model takes depends on the model, not on who serves it: gpt-4o behind a proxy or a
+    # fake still reads PDFs, gpt-4o-audio-preview still hears.
+    family = "openai-chat" if "api.openai.com" in base_url or is_openai_model(name) else "openai-compatible"
+    return ResolvedModel(built, family, name, capabilities or capabilities_for(family, name))
+
+
+_OPENAI_NAMES = re.compile(r"(gpt-|chatgpt-|o[1-9](-|$)|whisper)")
+
+
+def is_openai_model(name: str) -> bool:
+    """Whether `name` is one of OpenAI's models (gpt-4o, o3-mini...), whoever serves it."""
+    return _OPENAI_NAMES.match(name.lower()) is not None
+
+
+PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "openai-chat": ("OPENAI_API_KEY",),
+    "openai-responses": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "cohere": ("CO_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "grok": ("XAI_API_KEY",),
+}
+"""The environment variable(s) holding each provider's API key, as pydantic-ai's providers read them."""
+
+
+def missing_key(resolved: ResolvedModel) -> str | None:
+    """The environment variable a model string needs and does not have, or None (a built `Model` carries
+    its own key; providers not listed here are not checked)."""
+    if not isinstance(resolved.model, str):
+        return None
+    names = PROVIDER_KEYS.get(resolved.provider, ())
+    if not names or any(os.environ.get(n) for n in names):
+        return None
+    return " or ".join(names)
 
 
 def _with_key(provider: str, name: str, api_key: str, capabilities: Capabilities | None) -> ResolvedModel:

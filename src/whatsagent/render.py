@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from whatsagent.agent import Reply
 from whatsagent.channels.base import Channel
-from whatsagent.formatting import to_whatsapp
+from whatsagent.formatting import italic_verbatim, to_whatsapp
 from whatsagent.media.convert import prepare_outbound
 from whatsagent.media.limits import CAPTION_MAX, MediaRejected
 from whatsagent.media.store import MediaNotFound, MediaStore
@@ -62,12 +62,8 @@ def render(reply: Reply, channel: Channel) -> list[OutboundMessage]:
 
 
 def italic(text: str) -> str:
-    """Every line in WhatsApp italics (``_…_`` must open and close on one line, with no inner edges)."""
-    lines = []
-    for line in text.strip().splitlines():
-        line = line.strip().replace("_", " ").replace("*", "").strip()
-        lines.append(f"_{line}_" if line else "")
-    return "\n".join(lines)
+    """Every line in WhatsApp italics, the text verbatim (see `formatting.italic_verbatim`)."""
+    return italic_verbatim(text)
 
 
 def _said(message: OutboundMessage) -> str | None:

@@ -110,6 +110,7 @@ class ChatPage:
                     "phone_number_id": emu.phone_number_id,
                     "graph_url": emu.graph_url,
                     "webhook_url": emu.webhook_url,
+                    "webhook_retries": emu.webhook_retries,
                 },
                 "users": [u.to_json() for u in emu.users],
                 "conversations": {u.key: emu.conversation(u) for u in emu.users},

@@ -100,9 +100,21 @@ class GraphAPI:
                 response = json_response(self.emu.accept(checked))
         except GraphError as error:
             response = error_response(error)
+            self._tell_page(body, error)
         if record is not None:
             record.status = response.status
         return response
+
+    def _tell_page(self, body: Any, error: GraphError) -> None:
+        """A refused send shows on the chat page, with its reason, instead of endless typing dots."""
+        if not self.emu.hub.active or not isinstance(body, dict) or body.get("status") == "read":
+            return
+        to = str(body.get("recipient") or body.get("to") or "")
+        user = self.emu.find_user(to) or self.emu.find_user("".join(c for c in to if c.isdigit()))
+        if user is not None:
+            retryable = error.http_status == 429 or error.http_status >= 500 or error.code in (130429, 131056)
+            event = {"event": "refused", "user": user.key, "code": error.code, "title": error.message}
+            self.emu.hub.publish({**event, "retryable": retryable})
 
     async def upload(self, request: web.Request) -> web.Response:
         record = self.emu.record_request("POST", request.path, None)

@@ -112,6 +112,7 @@ const mediaSrc = (m) => (m && m.id ? `/api/media/${encodeURIComponent(m.id)}` : 
 // ---------------------------------------------------------------------------------------- summary
 
 function preview(msg) {
+  if (msg.direction === "system") return msg.text;
   if (msg.direction === "in") {
     const m = msg.message;
     const t = m.type;
@@ -140,7 +141,15 @@ function preview(msg) {
 
 // ------------------------------------------------------------------------------------- chat list
 
-const plain = (text) => String(text || "").replace(/```|[*_~`]/g, "").replace(/\s+/g, " ").trim();
+// A preview without WhatsApp's formatting marks, as WhatsApp shows it: only paired delimiters at word
+// boundaries are formatting; my_helper_fn, 6*7 and a lone ~ keep their characters.
+const plain = (text) =>
+  String(text || "")
+    .replace(/```([\s\S]+?)```/g, "$1")
+    .replace(/`([^`\n]+)`/g, "$1")
+    .replace(/(^|[^\p{L}\p{N}])([*_~])(?=\S)([^\n]*?\S)\2(?![\p{L}\p{N}])/gu, "$1$3")
+    .replace(/\s+/g, " ")
+    .trim();
 
 function renderChatList() {
   const list = $("#chat-list");
@@ -182,11 +191,37 @@ function paneOf(key) {
   return document.querySelector(`.pane[data-key="${CSS.escape(key)}"]`);
 }
 
+// Open chats survive a reload of the page (per emulator address).
+const OPEN_KEY = "whatsagent-emulator-open";
+function saveOpen() {
+  try {
+    localStorage.setItem(OPEN_KEY, JSON.stringify({ open: S.open, focused: S.focused }));
+  } catch (e) {
+    /* private mode: chats just do not survive a reload */
+  }
+}
+function restoreOpen() {
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(OPEN_KEY) || "null");
+  } catch (e) {
+    saved = null;
+  }
+  if (!saved || !Array.isArray(saved.open)) return;
+  for (const key of saved.open) if (S.users.has(key) && !S.open.includes(key)) openPane(key);
+  if (saved.focused && S.open.includes(saved.focused)) focusPane(saved.focused);
+}
+const narrow = () => window.matchMedia("(max-width: 720px)").matches;
+function layoutChanged() {
+  document.body.classList.toggle("chat-open", S.open.length > 0);
+  saveOpen();
+}
+
 function openPane(key) {
   S.unread.set(key, 0);
   if (!S.open.includes(key)) {
     S.open.push(key);
-    const maxPanes = Math.max(1, Math.floor(($("#panes").clientWidth || 1200) / 330));
+    const maxPanes = narrow() ? 1 : Math.max(1, Math.floor(($("#panes").clientWidth || 1200) / 330));
     while (S.open.length > maxPanes) {
       const gone = S.open.shift();
       const p = paneOf(gone);
@@ -197,6 +232,7 @@ function openPane(key) {
   focusPane(key);
   renderChatList();
   $("#empty").hidden = S.open.length > 0;
+  layoutChanged();
 }
 
 function closePane(key) {
@@ -206,10 +242,12 @@ function closePane(key) {
   if (S.focused === key) S.focused = S.open[S.open.length - 1] || null;
   $("#empty").hidden = S.open.length > 0;
   renderChatList();
+  layoutChanged();
 }
 
 function focusPane(key) {
   S.focused = key;
+  saveOpen();
   document.querySelectorAll(".pane").forEach((p) => p.classList.toggle("focused", p.dataset.key === key));
   const p = paneOf(key);
   if (p) $(".text-input", p).focus();
@@ -278,6 +316,11 @@ function renderMessages(key) {
   let prevDir = null;
   for (const m of msgs) {
     if (m.type === "reaction") continue; // shown as a badge on the message it reacts to
+    if (m.direction === "system") {
+      box.append(el("div", "notice-chip", m.text));
+      prevDir = null;
+      continue;
+    }
     const node = renderMessage(key, m, prevDir !== m.direction);
     if (node) box.append(node);
     prevDir = m.direction;
@@ -327,7 +370,10 @@ function renderMessage(key, m, first) {
   if (mine && m.deliveries && m.deliveries.length && m.deliveries[m.deliveries.length - 1] !== 200) {
     const line = el("div", "error-line");
     const codes = m.deliveries.map((d) => (d === 0 ? "unreachable" : d)).join(", ");
-    line.innerHTML = ICON.failed + `<span>Bot answered ${esc(codes)}; WhatsApp retries</span>`;
+    // The emulator, like WhatsApp, tries a webhook 1 + webhook_retries times, then gives up.
+    const attempts = 1 + (S.business.webhook_retries ?? 5);
+    const fate = m.deliveries.length >= attempts ? `WhatsApp gave up after ${m.deliveries.length} attempts` : "WhatsApp retries";
+    line.innerHTML = ICON.failed + `<span>Bot answered ${esc(codes)}; ${esc(fate)}</span>`;
     bubble.append(line);
   } else if (mine && m.deliveries && m.deliveries.length > 1) {
     meta.title = `delivered ${m.deliveries.length} times: ${m.deliveries.join(", ")}`;
@@ -1008,6 +1054,17 @@ function handle(ev) {
       }
       break;
     }
+    case "refused": {
+      // WhatsApp refused one of the bot's sends: say so instead of leaving the typing dots up.
+      if (!S.convs.has(ev.user)) break;
+      const id = `refused-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+      const again = ev.retryable ? " (the bot may try again)" : "";
+      const text = `The bot's message was not sent: ${ev.title}${again}`;
+      S.convs.get(ev.user).set(id, { id, direction: "system", type: "notice", text, time: Date.now() / 1000 });
+      S.typing.has(ev.user) ? stopTyping(ev.user) : renderMessages(ev.user);
+      renderChatList();
+      break;
+    }
     case "faults":
       S.faults = ev.faults;
       renderFaults();
@@ -1055,6 +1112,10 @@ async function loadState() {
   for (const key of S.open) {
     renderPaneHeader(key);
     renderMessages(key);
+  }
+  if (!loadState.restored) {
+    loadState.restored = true;
+    restoreOpen();
   }
   renderChatList();
   renderFaults();
