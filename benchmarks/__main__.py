@@ -14,6 +14,7 @@ SUITES = {
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
     "fence": "benchmarks.fence",
+    "interrupt": "benchmarks.interrupt",
     "hostile": "benchmarks.hostile_clients",
 }
 

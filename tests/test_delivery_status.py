@@ -134,6 +134,7 @@ async def test_a_turn_that_fails_every_time_is_set_aside_and_the_delivery_api_sa
         await ana.send_text("hello")
         [apology] = await ana.wait_for_replies(1)
         assert apology.text == TurnPolicy().error_text
+        await bot.idle()  # the send is recorded
         _, answer = await deliveries(bot)
         [row] = answer["messages"]
         assert row["status"] == "sent"

@@ -41,6 +41,7 @@ from whatsagent.fence import Holder, holder_for
 from whatsagent.health import public_sending, store_state
 from whatsagent.http_limits import BodyCap
 from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
+from whatsagent.interrupts import Interrupts
 from whatsagent.lanes import Lanes
 from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
@@ -133,6 +134,7 @@ class AgentOS:
         self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
         self.db: Database | None = None
         self.holder: Holder | None = None
+        self.interrupts = Interrupts()
         self.queue: WorkQueue | None = None
         self.inbox: Inbox | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -200,7 +202,13 @@ class AgentOS:
             policy=self.worker_policy,
             holder=self.holder,
         )
-        self.inbox = Inbox(self.db, self.queue, merge_window=self.merge_window, clock=self.window.clock)
+        self.inbox = Inbox(
+            self.db,
+            self.queue,
+            merge_window=self.merge_window,
+            clock=self.window.clock,
+            on_stored=self.interrupts.notify,
+        )
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.http_connections, ttl_dns_cache=300),
             json_serialize=None,  # type: ignore[arg-type]
@@ -226,11 +234,19 @@ class AgentOS:
             self.turn_policy,
             media_store=self.media_store,
             queue=self.queue,
+            interrupts=self.interrupts,
         )
         handlers: dict[str, Handler] = {}
         recover: Callable[[], Awaitable[object]] = _nothing_to_recover
         if self.holder is not None:
-            lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns, self.holder)
+            lanes = Lanes(
+                self.db,
+                self.queue,
+                runner.run,
+                runner.history_turns,
+                self.holder,
+                one_per_turn=self.turn_policy.on_new_message == "queue",
+            )
             handlers = {
                 WAKE_TASK: lanes.wake,
                 MEMORY_TASK: MemoryCapture(self.db, self.responders).run,

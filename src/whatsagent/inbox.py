@@ -88,17 +88,28 @@ class Accepted:
 
 class Inbox:
     def __init__(
-        self, db: Database, queue: WorkQueue, *, merge_window: float = 0.0, clock: Callable[[], float] = time.time
+        self,
+        db: Database,
+        queue: WorkQueue,
+        *,
+        merge_window: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        on_stored: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.merge_window = merge_window
+        self.on_stored = on_stored
+        """Told the conversations that got new messages calling for an answer, once they are committed
+        (a turn thinking in one of them may start again: `whatsagent.interrupts`)."""
         self.clock = clock
         """Stamps `last_inbound_at`: the same clock the `WindowPolicy` judges the 24-hour window by."""
         self._follow_ups: set[asyncio.Task[None]] = set()
 
     async def accept(self, events: Sequence[Event]) -> Accepted:
         accepted = await self.db.write(_store(events, self.clock()))
+        if accepted.conversations and self.on_stored is not None:
+            self.on_stored(accepted.conversations)
         # Durable from here: the webhook can be acknowledged. Waking conversations is recoverable work
         # (start-up recovery, the PostgreSQL sweep, and any redelivery find messages left without a
         # wake-up), so the acknowledgement does not wait for it: one commit per webhook, not two.

@@ -17,6 +17,7 @@ answered in the next turn.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -121,6 +122,43 @@ _ASSIGN = Prepared(
 _MESSAGES = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
 
 
+_WAITS = Prepared(
+    select(inbox.c.seq)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
+    .order_by(inbox.c.seq)
+    .limit(1)
+)
+_TAKE = Prepared(
+    update(inbox)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None))
+    .values(turn_id=bindparam("turn"))
+    .returning(inbox.c.seq)
+)
+_EXTEND = Prepared(
+    update(turns)
+    .where(turns.c.id == bindparam("turn"), turns.c.status == TurnState.RUNNING.value)
+    .values(last_seq=bindparam("last"), updated_at=bindparam("now"))
+)
+
+
+def waits(conn: Connection, conversation: str) -> bool:
+    """Whether a message that calls for an answer waits for a turn in the conversation."""
+    return _WAITS.first(conn, key=conversation) is not None
+
+
+def take_new_messages(turn: Turn) -> Callable[[Connection], Turn]:
+    """A running turn started again (the user wrote while it thought): it takes every message waiting
+    since, and is to be answered with all of them."""
+
+    def op(conn: Connection) -> Turn:
+        taken = [seq for (seq,) in _TAKE.all(conn, key=turn.conversation, turn=turn.id)]
+        if taken:
+            _EXTEND.all(conn, turn=turn.id, last=max(taken), now=time.time())
+        return dataclasses.replace(turn, messages=_in_written_order(_MESSAGES.all(conn, turn=turn.id)))
+
+    return op
+
+
 def _in_written_order(rows: list[Any]) -> list[InboundMessage]:
     """The turn's messages by the provider's timestamp, then arrival (rows come in arrival order and the
     sort is stable)."""
@@ -128,9 +166,12 @@ def _in_written_order(rows: list[Any]) -> list[InboundMessage]:
     return sorted(messages, key=lambda m: m.timestamp)
 
 
-def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[Connection], Turn | None]:
-    """Resume the conversation's open turn, or open a new one over all its waiting messages; with the
-    last `history_turns(channel)` turns of context when the agent still has to answer."""
+def claim(
+    conversation: str, history_turns: Callable[[str], int], *, one_per_turn: bool = False
+) -> Callable[[Connection], Turn | None]:
+    """Resume the conversation's open turn, or open a new one over all its waiting messages (or, with
+    `one_per_turn`, those up to the first that calls for an answer); with the last
+    `history_turns(channel)` turns of context when the agent still has to answer."""
 
     def op(conn: Connection) -> Turn | None:
         conv = _CONVERSATION.first(conn, key=conversation)
@@ -148,6 +189,8 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
             first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
             if first_seq is None or not triggers:
                 return None  # nothing waits, or only messages that do not call for an answer (reactions...)
+            if one_per_turn:
+                last_seq = _WAITS.first(conn, key=conversation)[0]
             turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]
             if not _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id):
                 raise AssertionError(f"turn {turn_id} of {conversation!r} claimed no message")  # never runs empty
@@ -183,11 +226,15 @@ def open_conversations(conn: Connection) -> list[str]:
 
 
 def _next_turn(
-    conversation: str, holder: int, lease: Lease | None, history_turns: Callable[[str], int]
+    conversation: str,
+    holder: int,
+    lease: Lease | None,
+    history_turns: Callable[[str], int],
+    one_per_turn: bool,
 ) -> Callable[[Connection], tuple[Lease | None, Turn | None]]:
     """One transaction: claim the lane (first time) or check the lease (later), then claim the next turn;
     when nothing waits, let go of the lane in the same transaction."""
-    claim_turn = claim(conversation, history_turns)
+    claim_turn = claim(conversation, history_turns, one_per_turn=one_per_turn)
 
     def op(conn: Connection) -> tuple[Lease | None, Turn | None]:
         held = lease
@@ -215,12 +262,16 @@ class Lanes:
         run_turn: Callable[[Turn, Lease], Any],
         history_turns: Callable[[str], int],
         holder: Holder,
+        *,
+        one_per_turn: bool = False,
     ) -> None:
         self.db = db
         self.queue = queue
         self.run_turn = run_turn
         self.history_turns = history_turns
         self.holder = holder
+        self.one_per_turn = one_per_turn
+        """`TurnPolicy(on_new_message="queue")`: each message that calls for an answer gets its own turn."""
 
     async def wake(self, args: dict[str, Any]) -> None:
         conversation = args["conversation"]
@@ -236,7 +287,9 @@ class Lanes:
         lease: Lease | None = None
         try:
             for _ in range(MAX_TURNS_PER_WAKE):
-                lease, turn = await self.db.write(_next_turn(conversation, self.holder.id, lease, self.history_turns))
+                lease, turn = await self.db.write(
+                    _next_turn(conversation, self.holder.id, lease, self.history_turns, self.one_per_turn)
+                )
                 if lease is None:
                     log.debug("lane %s is owned by a live holder: leaving it to its owner", conversation)
                     return

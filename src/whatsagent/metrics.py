@@ -55,6 +55,12 @@ turns_set_aside = Counter(
     ("channel",),
     registry=registry,
 )
+turns_interrupted = Counter(
+    "whatsagent_turns_interrupted",
+    "Turns whose agent run was started again because the user wrote while it thought (policy interrupt).",
+    ("channel",),
+    registry=registry,
+)
 lanes_lost = Counter(
     "whatsagent_lanes_lost",
     "Turns stopped because another holder claimed their conversation's lane (this one was presumed gone).",

@@ -35,7 +35,8 @@ from whatsagent.agent import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnCo
 from whatsagent.channels.base import Channel
 from whatsagent.commands import CommandName, Commands
 from whatsagent.fence import Lease, fenced
-from whatsagent.lanes import Turn, TurnState
+from whatsagent.interrupts import Interrupts, OnNewMessage
+from whatsagent.lanes import Turn, TurnState, take_new_messages, waits
 from whatsagent.media.limits import MB
 from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
@@ -66,6 +67,15 @@ class TurnPolicy:
     """Seconds to download one medium; Meta's download URLs expire after 5 minutes anyway."""
     commands: Commands = field(default_factory=Commands)
     """The words of ``/new``, ``/memories`` and ``/forget`` (set one to None to turn it off)."""
+    on_new_message: OnNewMessage = "merge"
+    """When the user writes again while the agent thinks: ``merge`` (answer the rest in the next turn,
+    together), ``interrupt`` (start again with every message: one answer) or ``queue`` (one turn per
+    message); see `whatsagent.interrupts` for what each costs."""
+    max_interrupts: int = 5
+    """Times one turn is started again before it is let finish (a user who keeps typing still gets answers)."""
+    interrupt_poll: float = 0.5
+    """Seconds between two looks for a new message while the agent thinks (for messages stored by another
+    process; one that reaches this process is noticed at once)."""
 
 
 class TurnRunner:
@@ -79,6 +89,7 @@ class TurnRunner:
         *,
         media_store: MediaStore | None = None,
         queue: WorkQueue | None = None,
+        interrupts: Interrupts | None = None,
     ) -> None:
         self.db = db
         self.sender = sender
@@ -87,6 +98,7 @@ class TurnRunner:
         self.policy = policy or TurnPolicy()
         self.media_store = media_store
         self.queue = queue
+        self.interrupts = interrupts or Interrupts()
 
     async def run(self, turn: Turn, lease: Lease | None = None) -> None:
         """Answer `turn` (or finish sending it), every write and send fenced by `lease`."""
@@ -139,8 +151,7 @@ class TurnRunner:
         try:
             started = time.perf_counter()
             try:
-                ctx = await self._context(turn, channel, responder)
-                reply = await responder.respond(ctx)
+                turn, ctx, reply = await self._think(turn, channel, responder, lease)
                 reply.tool_messages = [*ctx.outbound, *reply.tool_messages]
             except Exception as exc:
                 if turn.attempts < self.policy.max_attempts:
@@ -171,7 +182,51 @@ class TurnRunner:
         await self._defer_capture(turn, responder, messages_json)
         return rows
 
-    async def _context(self, turn: Turn, channel: Channel, responder: Responder) -> TurnContext:
+    async def _think(
+        self, turn: Turn, channel: Channel, responder: Responder, lease: Lease | None
+    ) -> tuple[Turn, TurnContext, Reply]:
+        """Run the agent; with the ``interrupt`` policy, start again (with every message) whenever the
+        user writes while it thinks. Returns the turn as finally answered (it may hold more messages)."""
+        fetched: dict[str, InboundMedia] = {}
+        restarts = 0
+        while True:
+            ctx = await self._context(turn, channel, responder, fetched)
+            if self.policy.on_new_message != "interrupt" or restarts >= self.policy.max_interrupts:
+                return turn, ctx, await responder.respond(ctx)
+            thinking = asyncio.create_task(responder.respond(ctx))
+            wrote_again = asyncio.create_task(self._wrote_again(turn.conversation))
+            try:
+                await asyncio.wait({thinking, wrote_again}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wrote_again.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await wrote_again
+                if not thinking.done():
+                    thinking.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await thinking
+            if not thinking.cancelled():
+                return turn, ctx, thinking.result()
+            extended = await self.db.write(fenced(lease, take_new_messages(turn)))
+            restarts += 1
+            metrics.turns_interrupted.labels(channel=turn.channel).inc()
+            log.debug("turn %d started again with %d messages", turn.id, len(extended.messages))
+            turn = extended
+
+    async def _wrote_again(self, conversation: str) -> None:
+        """Returns once a message that calls for an answer waits in the conversation's inbox."""
+        event = self.interrupts.watch(conversation)
+        try:
+            while not await self.db.read(lambda conn: waits(conn, conversation)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), self.policy.interrupt_poll)
+                event.clear()
+        finally:
+            self.interrupts.unwatch(conversation, event)
+
+    async def _context(
+        self, turn: Turn, channel: Channel, responder: Responder, fetched: dict[str, InboundMedia] | None = None
+    ) -> TurnContext:
         ctx = TurnContext(
             conversation=turn.conversation,
             channel=turn.channel,
@@ -187,9 +242,12 @@ class TurnRunner:
             ref = user_ref(turn.user.key)
             ctx.memory = MemoryBook(self.db, responder.name, ref, max_facts=memory.max_facts)
             ctx.memories = await self.db.read(lambda conn: load_memories(conn, responder.name, ref))
+        fetched = {} if fetched is None else fetched
         for message in turn.messages:
             if isinstance(message, MEDIA_TYPES):
-                ctx.media[message.id] = await self._fetch(channel, message)
+                if message.id not in fetched:  # a turn started again does not download twice
+                    fetched[message.id] = await self._fetch(channel, message)
+                ctx.media[message.id] = fetched[message.id]
         referred = [m.context.reply_to for m in turn.messages if m.context is not None and m.context.reply_to]
         referred += [m.message_id for m in turn.messages if isinstance(m, Reaction)]
         if referred:
