@@ -31,6 +31,10 @@ class SimulatedUser:
         self.wa_id = wa_id
         self.user_id = user_id
         self.name = name
+        self.username: str | None = None
+        """The user's WhatsApp username, shown in `contacts[].profile.username`."""
+        self.number_withheld = False
+        """Webhooks leave the number out (Meta does so for users with a username and no recent contact)."""
         self.replies: list[OutboundRecord] = []
         """The bot's accepted messages to this user, in acceptance order."""
         self.sent: list[InboundRecord] = []
@@ -50,6 +54,11 @@ class SimulatedUser:
         return self.wa_id or self.user_id or ""
 
     @property
+    def shown_wa_id(self) -> str | None:
+        """The number webhooks show for this user: none when withheld or username-only."""
+        return None if self.number_withheld else self.wa_id
+
+    @property
     def window_open(self) -> bool:
         if self.window_closed or self.last_message_at is None:
             return False
@@ -63,6 +72,8 @@ class SimulatedUser:
             "key": self.key,
             "wa_id": self.wa_id,
             "user_id": self.user_id,
+            "username": self.username,
+            "number_withheld": self.number_withheld,
             "name": self.name,
             "window_open": self.window_open,
         }
@@ -230,7 +241,8 @@ class SimulatedUser:
             payload["filename"] = extra["filename"]
         payload.update({"mime_type": mime_type, "sha256": item.sha256_b64, "id": item.id})
         if kind == "audio":
-            payload["voice"] = bool(extra.get("voice"))
+            # WhatsApp records voice notes as OGG/Opus; any other audio arrives as an audio file.
+            payload["voice"] = bool(extra.get("voice")) and mime_type.split(";")[0].strip().lower() == "audio/ogg"
         if kind == "sticker":
             payload["animated"] = bool(extra.get("animated"))
         return await self.send_message(kind, payload)
