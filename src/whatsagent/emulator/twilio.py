@@ -424,13 +424,14 @@ class TwilioAccount:
             created=time.time(),
             initial="accepted" if service else "queued",
         )
-        return web.json_response(self.resource(sid), status=201)
+        return web.json_response(self.resource(sid, created=True), status=201)
 
-    def resource(self, sid: str) -> dict[str, Any]:
-        """The Message resource as Twilio's REST API shows it (every field twilio-python reads)."""
+    def resource(self, sid: str, *, created: bool = False) -> dict[str, Any]:
+        """The Message resource as Twilio's REST API shows it (every field twilio-python reads); as
+        the create call answers it (`created`): queued, or accepted by a Messaging Service."""
         res = self._resources[sid]
         wamid = self.sids.get(sid)
-        outbound = self.emu.outbound.get(wamid) if wamid else None
+        outbound = self.emu.outbound.get(wamid) if wamid and not created else None
         status = res.initial
         error_code: int | None = None
         error_message: str | None = None
@@ -440,15 +441,15 @@ class TwilioAccount:
                 error_code, error_message = _FROM_META.get(
                     int(outbound.errors[0].get("code", 0)), (30008, "Unknown error")
                 )
-        created = _rfc2822(res.created)
+        date_created = _rfc2822(res.created)
         sent = status not in ("accepted", "queued")
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
         return {
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
             "body": res.body,
-            "date_created": created,
-            "date_sent": created if sent or res.direction == "inbound" else None,
+            "date_created": date_created,
+            "date_sent": date_created if sent or res.direction == "inbound" else None,
             "date_updated": _rfc2822(outbound.time if outbound is not None else res.created),
             "direction": res.direction,
             "error_code": error_code,
