@@ -38,6 +38,7 @@ from whatsagent.messages import (
     Reaction,
     Sticker,
     Text,
+    Unsupported,
     User,
     Video,
 )
@@ -446,8 +447,33 @@ class _Callable:
         raise TypeError(f"agent {self.name!r} returned {type(out).__name__}; return a str, a Reply or None")
 
 
-def as_responder(agent: Any, *, history_turns: int = 5) -> Responder:
-    """Accept a `whatsagent.Agent`, a `pydantic_ai.Agent` or an async callable."""
+class _AnswersUnsupported:
+    """A responder that answers a turn of nothing but messages WhatsApp could not hand over (a poll, a
+    view-once) with a fixed short text, without a model call; every other turn goes to `inner`."""
+
+    def __init__(self, inner: Responder, text: str) -> None:
+        self.inner = inner
+        self.text = text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def respond(self, ctx: TurnContext) -> Reply:
+        if ctx.messages and all(isinstance(m, Unsupported) for m in ctx.messages):
+            return Reply(text=self.text)
+        return await self.inner.respond(ctx)
+
+
+def as_responder(agent: Any, *, history_turns: int = 5, unsupported_reply: str | None = None) -> Responder:
+    """Accept a `whatsagent.Agent`, a `pydantic_ai.Agent` or an async callable; with `unsupported_reply`,
+    a turn of only unreadable messages is answered with that text instead."""
+    responder = _responder(agent, history_turns)
+    if unsupported_reply:
+        return _AnswersUnsupported(responder, unsupported_reply)  # type: ignore[return-value]
+    return responder
+
+
+def _responder(agent: Any, history_turns: int) -> Responder:
     if isinstance(agent, Agent):
         return agent
     try:
