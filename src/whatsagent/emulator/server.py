@@ -222,6 +222,9 @@ class Emulator:
         if found is not None:
             if name is not None:
                 found.name = name
+            if wa_id and found.wa_id is None:  # a username-only user whose number WhatsApp now shares
+                found.wa_id = wa_id
+                self._users[wa_id] = found
             if user_id and found.user_id != user_id:
                 self._by_user_id.pop(found.user_id or "", None)
                 found.user_id = user_id

@@ -160,3 +160,12 @@ memories = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_memories_user", memories.c.agent, memories.c.user_ref, memories.c.id)
+
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("identifier", String(255), primary_key=True, comment="a wa_id or a business-scoped user id (BSUID)"),
+    Column("user_key", String(255), nullable=False, comment="the key of the user's one conversation"),
+    Column("created_at", Float, nullable=False),
+)
