@@ -63,6 +63,7 @@ async def test_a_username_only_user_keeps_their_conversation_when_the_number_sho
         assert dee.wa_id is None and bsuid
         await dee.send_text("hello")
         [reply] = await dee.wait_for_replies(1)
+        assert reply.text == "turn 1"
         sent = [r for r in emu.requests if r.path.endswith("/messages") and r.json and r.json.get("type") == "text"]
         assert sent[-1].json["recipient"] == bsuid and "to" not in sent[-1].json  # no number: `recipient`
         await bot.idle()
