@@ -7,6 +7,7 @@ returns the `Delivery` (the wamid and the bot's HTTP answer).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -187,6 +188,52 @@ class SimulatedUser:
                 row["description"] = chosen.description
             return await self.send_message("interactive", {"type": "list_reply", "list_reply": row}, context=context)
         return await self.send_message("button", {"payload": chosen.payload, "text": chosen.title}, context=context)
+
+    async def complete_flow(self, response: dict[str, Any], *, on: str | None = None) -> Delivery:
+        """Fill in and submit the WhatsApp Flow of the bot's latest flow message (or of message `on`):
+        an interactive `nfm_reply` whose `response_json` carries the fields and the flow's token."""
+        message = self._latest_interactive("flow", on)
+        params = message.body["interactive"]["action"].get("parameters") or {}
+        answer = dict(response)
+        if params.get("flow_token"):
+            answer.setdefault("flow_token", params["flow_token"])
+        reply = {"name": "flow", "body": "Sent", "response_json": json.dumps(answer)}
+        payload = {"type": "nfm_reply", "nfm_reply": reply}
+        return await self.send_message("interactive", payload, context=self._quote(message.message_id))
+
+    async def share_location(
+        self, latitude: float, longitude: float, *, on: str | None = None, name: str | None = None
+    ) -> Delivery:
+        """Answer the bot's location request (its latest, or message `on`) with a location."""
+        message = self._latest_interactive("location_request_message", on)
+        location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if name:
+            location["name"] = name
+        return await self.send_message("location", location, context=self._quote(message.message_id))
+
+    async def answer_call_request(
+        self, accept: bool = True, *, permanent: bool = False, on: str | None = None
+    ) -> Delivery:
+        """Answer the bot's call-permission request: allow calls (for 7 days, or `permanent`) or not."""
+        message = self._latest_interactive("call_permission_request", on)
+        reply: dict[str, Any] = {
+            "response": "accept" if accept else "reject",
+            "is_permanent": permanent,
+            "response_source": "user_action",
+        }
+        if accept and not permanent:
+            reply["expiration_timestamp"] = int(time.time()) + 7 * 24 * 3600
+        payload = {"type": "call_permission_reply", "call_permission_reply": reply}
+        return await self.send_message("interactive", payload, context=self._quote(message.message_id))
+
+    def _latest_interactive(self, kind: str, on: str | None) -> OutboundRecord:
+        for record in reversed(self.replies):
+            if on is not None and record.message_id != on:
+                continue
+            if record.type == "interactive" and record.body["interactive"].get("type") == kind:
+                return record
+        where = f"message {on}" if on else "any message to this user"
+        raise LookupError(f"the bot has sent no {kind} ({where})")
 
     async def send_message(
         self,
