@@ -35,10 +35,12 @@ from whatsagent.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,
+    FlowOut,
     ListOut,
     ListRow,
     ListSection,
     LocationOut,
+    LocationRequestOut,
     MediaOut,
     OutboundMessage,
     ReactionOut,
@@ -329,10 +331,14 @@ SENT: list[tuple[str, OutboundMessage]] = [
     ),
     ("cta_url", CtaUrlOut(body="open", display_text="Open", url="https://e.com", header="H")),
     ("template", TemplateOut(name="welcome_back", params=("Ana",))),
+    ("flow", FlowOut(body="Book", cta="Book now", flow_id="1", flow_token="t", screen="ONE", data={"a": 1})),
+    ("location request", LocationRequestOut(body="Where are you?")),
 ]
 SENDER_MISTAKES = {
     "cta_url": "the spec's interactive action has no `cta_url` form, though Meta documents the CTA URL "
     "message (interactive-cta-url-messages) and accepts it",
+    "location request": "the spec's interactive types lack `location_request_message`, though Meta documents "
+    "location request messages (and pywa sends them)",
 }
 
 
