@@ -226,6 +226,31 @@ class SimulatedUser:
         payload = {"type": "call_permission_reply", "call_permission_reply": reply}
         return await self.send_message("interactive", payload, context=self._quote(message.message_id))
 
+    async def order_product(self, product_retailer_id: str, *, quantity: int = 1, on: str | None = None) -> Delivery:
+        """Pick a product from the bot's latest product, product list or catalog message (or message
+        `on`) and send the cart, as WhatsApp's app does (an `order` message)."""
+        record = None
+        for kind in ("product", "product_list", "catalog_message"):
+            try:
+                record = self._latest_interactive(kind, on)
+                break
+            except LookupError:
+                continue
+        if record is None:
+            raise LookupError("the bot has sent no product, product list or catalog to order from")
+        action = record.body["interactive"].get("action") or {}
+        found = [action.get("product_retailer_id")] + [
+            item.get("product_retailer_id")
+            for section in action.get("sections") or []
+            for item in section.get("product_items") or []
+        ]
+        offered = {str(sku) for sku in found if sku}
+        if offered and product_retailer_id not in offered:
+            raise LookupError(f"{product_retailer_id!r} is not offered; the message offers {sorted(offered)}")
+        item = {"product_retailer_id": product_retailer_id, "quantity": quantity, "item_price": 1, "currency": "USD"}
+        order = {"catalog_id": action.get("catalog_id") or "catalog", "text": "", "product_items": [item]}
+        return await self.send_message("order", order, context=self._quote(record.message_id))
+
     def _latest_interactive(self, kind: str, on: str | None) -> OutboundRecord:
         for record in reversed(self.replies):
             if on is not None and record.message_id != on:
