@@ -103,3 +103,23 @@ def test_conversations_from_before_are_linked_by_the_migration(tmp_path: Any) ->
     finally:
         engine.dispose()
     assert links == {("15551234567", "15551234567"), ("US.1", "15551234567"), ("US.2", "US.2")}
+
+
+async def test_the_agent_knows_the_users_username(tmp_path: Any) -> None:
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from whatsagent import Agent
+
+    instructions: list[str] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        instructions.append(info.instructions or "")
+        return ModelResponse(parts=[TextPart("hello")])
+
+    async with BotHarness(Agent(model=FunctionModel(answer)), tmp_path) as bot:
+        assert bot.emulator is not None
+        dee = bot.emulator.user(username="dee.codes", name="Dee")
+        await dee.send_text("hi")
+        await dee.wait_for_replies(1)
+    assert "The user's WhatsApp username is dee.codes." in instructions[0]

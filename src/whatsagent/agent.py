@@ -301,6 +301,9 @@ class Agent:
         if self.add_user_number and (ctx.user.wa_id or ctx.user.user_id):
             number = f"+{ctx.user.wa_id}" if ctx.user.wa_id else ctx.user.user_id
             lines.append(f"The user's WhatsApp number is {number}.")
+        username = next((m.user.username for m in reversed(ctx.messages) if m.user.username), None)
+        if username:
+            lines.append(f"The user's WhatsApp username is {username}.")
         if self.add_message_id and ctx.messages:
             lines.append(f"The id of the user's latest message is {ctx.last_message_id}.")
         if self.memory is not None and ctx.memories:
