@@ -5,6 +5,7 @@ the channel turns that off)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from whatsagent import TurnContext
@@ -70,3 +71,82 @@ async def test_an_edit_reaches_the_agent_and_a_deletion_is_not_answered(tmp_path
         assert deleted.status == 200
         await bot.idle()
         assert len(ana.replies) == 2 and len(agent.seen) == 2
+
+
+class Gated(Recorder):
+    """Holds its first turn until released, so the next messages wait together for one turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, ctx: TurnContext) -> str:
+        if not self.started.is_set():
+            self.started.set()
+            await self.release.wait()
+        return await super().__call__(ctx)
+
+
+async def queued(bot: BotHarness, agent: Gated, *messages: tuple[str, dict[str, Any]]) -> Any:
+    """The user writes `first`, then, while that turn runs, sends `messages` (waiting together)."""
+    ana = bot.user("15551234567", "Ana")
+    await ana.send_text("first")
+    await agent.started.wait()
+    sent = []
+    for kind, payload in messages:
+        if callable(payload):
+            payload = payload(sent)
+        sent.append(await ana.send_message(kind, payload))
+    agent.release.set()
+    return ana, sent
+
+
+async def test_an_edit_of_a_message_not_yet_answered_replaces_it_in_the_turn(tmp_path: Any) -> None:
+    agent = Gated()
+    async with BotHarness(agent, tmp_path) as bot:
+        ana, _ = await queued(
+            bot,
+            agent,
+            ("text", {"body": "meet at 5"}),
+            (
+                "edit",
+                lambda sent: {
+                    "original_message_id": sent[0].message_id,
+                    "message": {"type": "text", "text": {"body": "meet at 6"}},
+                },
+            ),
+        )
+        await ana.wait_for_replies(2)
+        await bot.idle()
+    assert agent.seen == ["first", "meet at 6"]
+
+
+async def test_a_message_deleted_before_it_was_answered_leaves_the_turn(tmp_path: Any) -> None:
+    agent = Gated()
+    async with BotHarness(agent, tmp_path) as bot:
+        ana, _ = await queued(
+            bot,
+            agent,
+            ("text", {"body": "oops, wrong chat"}),
+            ("revoke", lambda sent: {"original_message_id": sent[0].message_id}),
+            ("text", {"body": "hello"}),
+        )
+        await ana.wait_for_replies(2)
+        await bot.idle()
+        assert agent.seen == ["first", "hello"]
+        assert [r.text for r in ana.replies] == ["got: first", "got: hello"]
+
+
+async def test_a_turn_whose_messages_were_all_deleted_is_not_answered(tmp_path: Any) -> None:
+    agent = Gated()
+    async with BotHarness(agent, tmp_path) as bot:
+        ana, _ = await queued(
+            bot,
+            agent,
+            ("text", {"body": "never mind"}),
+            ("revoke", lambda sent: {"original_message_id": sent[0].message_id}),
+        )
+        await ana.wait_for_replies(1)
+        await bot.idle()
+        assert agent.seen == ["first"] and len(ana.replies) == 1
