@@ -342,6 +342,21 @@ REFUSED: list[tuple[str, Call, int]] = [
     ),
     ("unknown template", lambda wa, w: wa.send_template(ANA, "nope", T.TemplateLanguage.ENGLISH_US), 132001),
     (
+        "image-header template without its image",
+        lambda wa, w: wa.send_template(ANA, "promo_photo", T.TemplateLanguage.ENGLISH_US),
+        132000,
+    ),
+    (
+        "text-header template given an image",
+        lambda wa, w: wa.send_template(
+            ANA,
+            "welcome_back",
+            T.TemplateLanguage.ENGLISH_US,
+            params=[T.HeaderImage.params(image=LINK + ".png"), T.BodyText.params("Ana")],
+        ),
+        132012,
+    ),
+    (
         "four reply buttons",
         lambda wa, w: wa.send_message(ANA, "x", buttons=[types.Button(f"B{i}", f"b{i}") for i in range(4)]),
         131009,

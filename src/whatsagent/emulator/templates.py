@@ -205,6 +205,9 @@ class Templates:
                     names[kind].append(param.get("parameter_name"))
             elif kind == "button":
                 buttons_seen.add(_check_button(found, comp, i, buttons_seen))
+        media_params = sum(1 for v in given["header"] if v is None)
+        if found.header_format != "TEXT" and media_params != 1:
+            raise GraphError(400, 132000, f"header ({media_params}) does not match the expected number of params (1)")
         values: dict[str, dict[str, str]] = {}
         for where in ("header", "body"):
             expected = found.placeholders(where)
