@@ -123,3 +123,20 @@ async def test_a_script_answers_a_call_request_for_good(emu: tuple[Emulator, lis
     event = last_event(received)
     assert isinstance(event, CallPermissionReply) and event.accepted and event.permanent
     assert event.describe() == "[The user allowed the business to call them permanently]"
+
+
+async def test_the_chat_page_creates_username_users(emu: tuple[Emulator, list[bytes]]) -> None:
+    emulator, received = emu
+    async with aiohttp.ClientSession(emulator.base_url) as http:
+        async with http.post("/api/users", json={"name": "Dee", "username": "@dee"}) as resp:
+            dee = await resp.json()
+        assert dee["wa_id"] is None and dee["username"] == "dee" and dee["user_id"].startswith("US.")
+        body = {"name": "Cy", "wa_id": "5511987654321", "username": "cy", "withhold_number": True}
+        async with http.post("/api/users", json=body) as resp:
+            cy = await resp.json()
+        assert cy["wa_id"] == "5511987654321" and cy["number_withheld"] is True
+        async with http.post(f"/api/users/{cy['key']}/messages", json={"type": "text", "text": "hi"}) as resp:
+            assert resp.status == 200
+    value = json.loads(received[-1])["entry"][0]["changes"][0]["value"]
+    assert "from" not in value["messages"][0] and value["messages"][0]["from_user_id"] == cy["user_id"]
+    assert value["contacts"] == [{"profile": {"name": "Cy", "username": "cy"}, "user_id": cy["user_id"]}]

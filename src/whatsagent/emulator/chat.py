@@ -159,10 +159,17 @@ class ChatPage:
         data = await _json(request)
         wa_id = (data.get("wa_id") or "").strip().lstrip("+").replace(" ", "") or None
         user_id = (data.get("user_id") or "").strip() or None
-        if not wa_id and not user_id:
-            raise _bad("give a phone number (wa_id) or a username id (user_id)")
+        username = (data.get("username") or "").strip().lstrip("@") or None
+        if not wa_id and not user_id and not username:
+            raise _bad("give a phone number (wa_id), a username, or a business-scoped user id (user_id)")
         try:
-            user = self.emu.user(wa_id, data.get("name") or None, user_id=user_id)
+            user = self.emu.user(
+                wa_id,
+                data.get("name") or None,
+                user_id=user_id,
+                username=username,
+                withhold_number=bool(data.get("withhold_number")) or None,
+            )
         except ValueError as exc:
             raise _bad(str(exc)) from None
         return web.json_response(user.to_json())

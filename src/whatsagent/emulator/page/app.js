@@ -900,6 +900,7 @@ function setupNewChat() {
     const id = idInput.value.trim() || (phone ? suggestNumber() : `US.${Date.now()}`);
     const body = { name: $("#new-name").value.trim() || undefined };
     if (phone) body.wa_id = id.replace(/[^\d]/g, "");
+    else if (id.startsWith("@")) body.username = id.slice(1); // a username-only user; the emulator gives the BSUID
     else body.user_id = id;
     try {
       const u = await api("/api/users", body);
