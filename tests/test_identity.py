@@ -123,3 +123,30 @@ async def test_the_agent_knows_the_users_username(tmp_path: Any) -> None:
         await dee.send_text("hi")
         await dee.wait_for_replies(1)
     assert "The user's WhatsApp username is dee.codes." in instructions[0]
+
+
+async def test_a_template_to_the_number_of_a_user_known_by_bsuid_continues_their_conversation(tmp_path: Any) -> None:
+    import aiohttp
+
+    agent = Recorder()
+    async with BotHarness(agent, tmp_path, api_token="op") as bot:
+        emu = bot.emulator
+        assert emu is not None
+        dee = emu.user(username="dee", name="Dee")
+        bsuid = dee.user_id
+        await dee.send_text("hello")
+        await dee.wait_for_replies(1)
+        emu.user("5511987654321", user_id=bsuid)  # the number shows up on the next message
+        await dee.send_text("again")
+        await dee.wait_for_replies(2)
+        await bot.idle()
+        body = {"to": "+55 11 98765-4321", "template": "welcome_back", "params": ["Dee"]}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{bot.url}/messages/template", json=body, headers={"Authorization": "Bearer op"}) as r,
+        ):
+            answer = await r.json()
+        assert r.status == 200, answer
+        assert answer["conversation"] == agent.turns[0][0] == f"{bot.channel.name}|{bsuid}"  # type: ignore[union-attr]
+        [template] = [m for m in await dee.wait_for_replies(3) if m.type == "template"]
+        assert template.to == dee.key
