@@ -469,7 +469,7 @@ class _TurnFilter:
         messages = apply_edits(ctx.messages)
         if ctx.messages and not messages:
             return Reply()  # the user deleted everything they said
-        if self.unsupported_text and all(isinstance(m, Unsupported) for m in messages):
+        if self.unsupported_text and messages and all(isinstance(m, Unsupported) for m in messages):
             return Reply(text=self.unsupported_text)
         if len(messages) != len(ctx.messages):
             ctx = replace(ctx, messages=messages)
