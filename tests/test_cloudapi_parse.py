@@ -21,11 +21,13 @@ from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
     ButtonReply,
+    CallPermissionReply,
     ChannelNotice,
     ContactPhone,
     Contacts,
     Context,
     Document,
+    Edit,
     Event,
     FlowReply,
     Image,
@@ -34,9 +36,12 @@ from whatsagent.messages import (
     Media,
     Order,
     OrderItem,
+    Pricing,
     ProviderError,
     Reaction,
     Referral,
+    ReferredProduct,
+    Revoke,
     SharedContact,
     StatusUpdate,
     Sticker,
@@ -395,15 +400,21 @@ def test_a_poll_is_unsupported_and_keeps_its_type_and_error() -> None:
         ),
         **COMMON,
     )
-    assert isinstance(message, Unsupported) and not message.triggers_reply
+    # Answered (by default with the channel's short "I can't open that kind of message yet"), never dropped.
+    assert isinstance(message, Unsupported) and message.triggers_reply
 
 
-@pytest.mark.parametrize(("name", "original_type"), [("edit", "edit"), ("revoke", "revoke")])
-def test_an_edit_or_a_deletion_is_kept_as_unsupported(name: str, original_type: str) -> None:
-    message = only(name)
-    assert isinstance(message, Unsupported)
-    assert message.original_type == original_type
-    assert message.user == ANA
+def test_an_edit_keeps_the_original_id_and_the_new_text() -> None:
+    message = only("edit")
+    assert isinstance(message, Edit) and message.user == ANA
+    assert message.original_id == "wamid.TEXT1" and message.text == "hi there" and message.original_kind == "text"
+    assert message.triggers_reply and message.describe() == "[The user edited their message to: hi there]"
+
+
+def test_a_deletion_keeps_the_original_id_and_is_not_answered() -> None:
+    message = only("revoke")
+    assert isinstance(message, Revoke) and message.user == ANA
+    assert message.original_id == "wamid.TEXT1" and not message.triggers_reply
 
 
 def test_a_message_of_a_type_nobody_knows_yet_is_kept_as_unsupported() -> None:
@@ -419,11 +430,43 @@ def test_a_message_of_a_type_nobody_knows_yet_is_kept_as_unsupported() -> None:
 def test_an_interactive_message_of_an_unknown_kind_is_kept_as_unsupported() -> None:
     payload = load("button_reply")
     interactive = payload["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"]
-    interactive["type"] = "call_permission_reply"
-    interactive["call_permission_reply"] = {"response": "accept"}
+    interactive["type"] = "something_new"
+    interactive["something_new"] = {"x": 1}
     [message] = parse_webhook(payload, channel=CHANNEL)
     assert isinstance(message, Unsupported)
-    assert message.original_type == "interactive.call_permission_reply"
+    assert message.original_type == "interactive.something_new"
+
+
+def test_a_call_permission_answer_keeps_the_answer() -> None:
+    payload = load("button_reply")
+    interactive = payload["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"]
+    interactive["type"] = "call_permission_reply"
+    interactive["call_permission_reply"] = {
+        "response": "accept",
+        "is_permanent": False,
+        "expiration_timestamp": 1760600000,
+        "response_source": "user_action",
+    }
+    [message] = parse_webhook(payload, channel=CHANNEL)
+    assert isinstance(message, CallPermissionReply)
+    assert message.accepted and not message.permanent and message.expires_at == at(1760600000)
+    assert message.source == "user_action"
+    interactive["call_permission_reply"] = {"response": "reject", "response_source": "user_action"}
+    [message] = parse_webhook(payload, channel=CHANNEL)
+    assert isinstance(message, CallPermissionReply) and not message.accepted
+    assert message.describe() == "[The user declined to be called]"
+
+
+def test_a_question_about_a_product_keeps_the_product_and_an_ad_keeps_its_welcome_message() -> None:
+    payload = load("reply")
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["context"]["referred_product"] = {"catalog_id": "CAT1", "product_retailer_id": "SKU-9"}
+    message["referral"] = {"source_type": "ad", "welcome_message": {"text": "Hi! Ask us anything."}}
+    [parsed] = parse_webhook(payload, channel=CHANNEL)
+    assert parsed.context is not None and parsed.context.referred_product == ReferredProduct(
+        catalog_id="CAT1", product_retailer_id="SKU-9"
+    )
+    assert parsed.referral is not None and parsed.referral.welcome_message == "Hi! Ask us anything."
 
 
 def test_an_interactive_message_without_its_body_keeps_the_webhook_error_instead_of_a_notice() -> None:
@@ -471,14 +514,18 @@ def test_a_user_known_only_by_business_scoped_id_is_not_dropped() -> None:
         body="hello from a username",
         channel=CHANNEL,
         account=ACCOUNT,
-        user=User(wa_id=None, user_id=ANA_BSUID, name="Ana"),
+        user=User(
+            wa_id=None, user_id=ANA_BSUID, name="Ana", username="@ana", parent_user_id="US.ENT.10000000000000000002"
+        ),
         timestamp=SENT_AT,
     )
 
 
 def test_a_user_known_by_phone_and_business_scoped_id_keeps_both() -> None:
     user = sender(load("user_with_bsuid"))
-    assert user == User(wa_id="15552223333", user_id=ANA_BSUID, name="Ana")
+    assert user == User(
+        wa_id="15552223333", user_id=ANA_BSUID, name="Ana", parent_user_id="US.ENT.10000000000000000002"
+    )
     assert user.key == "15552223333"
 
 
@@ -487,7 +534,9 @@ def test_the_only_contact_completes_a_sender_it_does_not_contradict() -> None:
     value = payload["entry"][0]["changes"][0]["value"]
     del value["messages"][0]["from_user_id"]
     del value["contacts"][0]["wa_id"]
-    assert sender(payload) == User(wa_id="15552223333", user_id=ANA_BSUID, name="Ana")
+    assert sender(payload) == User(
+        wa_id="15552223333", user_id=ANA_BSUID, name="Ana", parent_user_id="US.ENT.10000000000000000002"
+    )
 
 
 def test_a_contact_for_someone_else_does_not_name_the_sender() -> None:
@@ -513,6 +562,7 @@ def test_a_sent_status_echoes_the_callback_data_we_attached() -> None:
             message_id="wamid.OUT1",
             status="sent",
             recipient="15552223333",
+            pricing=Pricing(billable=True, pricing_model="PMP", type="free_customer_service", category="service"),
             timestamp=at(1760000100),
             callback_data="turn-7:0",
         )
@@ -530,7 +580,9 @@ def test_a_sent_status_echoes_the_callback_data_we_attached() -> None:
 def test_delivered_read_and_played_ticks_are_status_updates(
     name: str, message_id: str, state: str, seconds: int
 ) -> None:
-    assert only(name) == StatusUpdate(
+    status = only(name)
+    assert isinstance(status, StatusUpdate)
+    assert status.model_copy(update={"pricing": None}) == StatusUpdate(
         channel=CHANNEL,
         account=ACCOUNT,
         message_id=message_id,
@@ -538,6 +590,17 @@ def test_delivered_read_and_played_ticks_are_status_updates(
         recipient="15552223333",
         timestamp=at(seconds),
     )
+
+
+def test_a_status_for_a_username_only_user_names_the_recipient_by_bsuid() -> None:
+    payload = load("status_delivered")
+    item = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    del item["recipient_id"]
+    item["recipient_user_id"] = ANA_BSUID
+    [status] = parse_webhook(payload, channel=CHANNEL)
+    assert isinstance(status, StatusUpdate)
+    assert status.recipient is None and status.recipient_user_id == ANA_BSUID
+    assert status.pricing is not None and status.pricing.category == "service"
 
 
 def test_a_failed_send_reports_why_with_its_error_code() -> None:

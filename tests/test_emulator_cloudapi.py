@@ -185,7 +185,9 @@ async def test_a_user_message_arrives_signed_in_metas_envelope(emu: Emulator, re
     value = change["value"]
     assert value["messaging_product"] == "whatsapp"
     assert value["metadata"] == {"display_phone_number": "15550001111", "phone_number_id": PNID}
-    assert value["contacts"] == [{"profile": {"name": "Ana"}, "wa_id": "15551234567"}]
+    # Since April 2026 every user has a business-scoped user id (BSUID) in message webhooks.
+    assert re.fullmatch(r"US\.\d{19}", ana.user_id or "")
+    assert value["contacts"] == [{"profile": {"name": "Ana"}, "wa_id": "15551234567", "user_id": ana.user_id}]
     [message] = value["messages"]
     assert message["from"] == "15551234567"
     assert message["id"] == delivery.message_id and message["id"].startswith("wamid.HBg")
@@ -846,7 +848,10 @@ async def test_statuses_go_sent_delivered_read_signed(emu: Emulator, bot: Bot, r
     for raw, headers in receiver.posts[1:]:
         assert signed_ok(raw, headers["X-Hub-Signature-256"])
         value = json.loads(raw)["entry"][0]["changes"][0]["value"]
-        assert "contacts" not in value and "messages" not in value
+        assert "messages" not in value
+        [contact] = value["contacts"]
+        assert contact["wa_id"] == "15551234567" and contact["user_id"] == ana.user_id
+    assert all(s["recipient_user_id"] == ana.user_id for s in items)
     assert ana.replies[0].status == "read"
     # A reaction only ever gets `sent`.
     await bot.send({**TO, "type": "reaction", "reaction": {"message_id": d.message_id, "emoji": "👍"}})
@@ -929,7 +934,7 @@ async def test_every_webhook_the_emulator_emits_parses_into_the_right_neutral_me
     assert all(e.account == PNID and e.channel == "wa" for e in inbound)
     first = inbound[0]
     assert isinstance(first, m.Text) and first.body == "hi" and first.id == text.message_id
-    assert first.user == m.User(wa_id="15551234567", name="Ana")
+    assert first.user == m.User(wa_id="15551234567", user_id=emu.user("15551234567").user_id, name="Ana")
     image = inbound[1]
     assert isinstance(image, m.Image) and image.media.caption == "look" and image.media.mime_type == "image/png"
     audio = inbound[2]

@@ -227,11 +227,11 @@ def test_a_click_to_whatsapp_ad_is_kept_as_the_referral() -> None:
     assert message.referral.media_url == "https://example.com/ad.jpg"
 
 
-def test_a_message_with_nothing_readable_is_kept_as_unsupported_and_not_answered() -> None:
+def test_a_message_with_nothing_readable_is_kept_as_unsupported_and_answered() -> None:
     message = parse_one(form(MessageType="unsupported"))
     assert isinstance(message, Unsupported)
     assert message.original_type == "unsupported"
-    assert not message.triggers_reply
+    assert message.triggers_reply  # by the channel's short "I can't open that kind of message yet"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -36,11 +36,14 @@ from whatsagent.media.limits import MediaKind, kind_for
 from whatsagent.messages import (
     Audio,
     Document,
+    Edit,
     Image,
     InboundMessage,
     Reaction,
+    Revoke,
     Sticker,
     Text,
+    Unsupported,
     User,
     Video,
 )
@@ -369,6 +372,9 @@ class Agent:
         if self.add_user_number and (ctx.user.wa_id or ctx.user.user_id):
             number = f"+{ctx.user.wa_id}" if ctx.user.wa_id else ctx.user.user_id
             lines.append(f"The user's WhatsApp number is {number}.")
+        username = next((m.user.username for m in reversed(ctx.messages) if m.user.username), None)
+        if username:
+            lines.append(f"The user's WhatsApp username is {username}.")
         if self.add_message_id and ctx.messages:
             lines.append(f"The id of the user's latest message is {ctx.last_message_id}.")
         if self.memory is not None and ctx.memories:
@@ -545,8 +551,61 @@ class _Callable:
         raise TypeError(f"agent {self.name!r} returned {type(out).__name__}; return a str, a Reply or None")
 
 
-def as_responder(agent: Any, *, history_turns: int = 5) -> Responder:
-    """Accept a `whatsagent.Agent`, a `pydantic_ai.Agent` or an async callable."""
+class _TurnFilter:
+    """What every responder gets first: the turn's messages with the user's edits and deletions of
+    messages not yet answered applied (an edit replaces the message it edits, a deleted message leaves
+    the turn; a turn left empty is not answered), and, with `unsupported_text`, a turn of nothing but
+    messages WhatsApp could not hand over answered with that text, without a model call."""
+
+    def __init__(self, inner: Responder, unsupported_text: str | None) -> None:
+        self.inner = inner
+        self.unsupported_text = unsupported_text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def respond(self, ctx: TurnContext) -> Reply:
+        messages = apply_edits(ctx.messages)
+        if ctx.messages and not messages:
+            return Reply()  # the user deleted everything they said
+        if self.unsupported_text and messages and all(isinstance(m, Unsupported) for m in messages):
+            return Reply(text=self.unsupported_text)
+        if len(messages) != len(ctx.messages):
+            ctx = replace(ctx, messages=messages)
+        return await self.inner.respond(ctx)
+
+
+def apply_edits(messages: list[InboundMessage]) -> list[InboundMessage]:
+    """The turn's messages as the user now means them: an `Edit` of a message in the same turn replaces
+    that message's text (or caption), a `Revoke` removes it; edits and deletions of messages answered
+    earlier stay, for the agent to read ("the user edited their message to: …")."""
+    ids = {m.id for m in messages}
+    edits = {m.original_id: m for m in messages if isinstance(m, Edit) and m.original_id in ids}
+    revoked = {m.original_id for m in messages if isinstance(m, Revoke) and m.original_id in ids}
+    out: list[InboundMessage] = []
+    for message in messages:
+        if message.id in revoked or (isinstance(message, Revoke) and message.original_id in ids):
+            continue
+        if isinstance(message, Edit) and message.original_id in ids:
+            continue
+        edit = edits.get(message.id)
+        if edit is not None and edit.text is not None:
+            if isinstance(message, Text):
+                message = message.model_copy(update={"body": edit.text})
+            elif isinstance(message, MEDIA_TYPES):
+                message = message.model_copy(update={"media": message.media.model_copy(update={"caption": edit.text})})
+        out.append(message)
+    return out
+
+
+def as_responder(agent: Any, *, history_turns: int = 5, unsupported_reply: str | None = None) -> Responder:
+    """Accept a `whatsagent.Agent`, a `pydantic_ai.Agent` or an async callable; edits and deletions
+    within a turn are applied first, and with `unsupported_reply`, a turn of only unreadable messages is
+    answered with that text instead."""
+    return _TurnFilter(_responder(agent, history_turns), unsupported_reply)  # type: ignore[return-value]
+
+
+def _responder(agent: Any, history_turns: int) -> Responder:
     if isinstance(agent, Agent):
         return agent
     try:

@@ -131,7 +131,9 @@ class AgentOS:
         self.pacing = pacing or Pacing()
         self.window = window or WindowPolicy()
         self.sender: Sender | None = None
-        self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
+        self.responders: dict[str, Responder] = {
+            c.name: as_responder(c.agent, unsupported_reply=c.unsupported_reply) for c in self.channels
+        }
         self.db: Database | None = None
         self.holder: Holder | None = None
         self.interrupts = Interrupts()

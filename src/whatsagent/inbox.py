@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 
-from whatsagent import metrics
+from whatsagent import identity, metrics
 from whatsagent import outbox as outbox_rows
 from whatsagent import window as windows
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
@@ -266,7 +266,8 @@ def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accept
                     if failure is not None:
                         failures.append(failure)
                 continue
-            key = conversation_key(e.channel, e.user.key)
+            user = identity.resolve(conn, e.channel, e.user, now)  # one user, one conversation
+            key = conversation_key(e.channel, user.key)
             # Dedup in the same transaction: a redelivered message (any batching) inserts nothing.
             inserted = _INSERT_MESSAGE.first(
                 conn,
@@ -291,10 +292,10 @@ def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accept
                 key=key,
                 channel=e.channel,
                 account=e.account,
-                user_key=e.user.key,
-                wa_id=e.user.wa_id,
-                user_id=e.user.user_id,
-                user_name=e.user.name,
+                user_key=user.key,
+                wa_id=user.wa_id,
+                user_id=user.user_id,
+                user_name=user.name,
                 last_inbound_at=now,
                 created_at=now,
             )

@@ -75,6 +75,10 @@ class User(_Model):
     wa_id: WaId = None
     user_id: OptionalId = None
     name: Name = None
+    username: Name = None
+    """The user's WhatsApp username (`contacts[].profile.username`), when they have one."""
+    parent_user_id: OptionalId = None
+    """A parent BSUID shared across a managed business's portfolios (`US.ENT.…`)."""
 
     @property
     def key(self) -> str:
@@ -96,6 +100,15 @@ class Referral(_Model):
     media_type: str | None = None
     media_url: str | None = None
     ctwa_clid: str | None = None
+    welcome_message: str | None = None
+    """The greeting the ad showed the user before they wrote (`referral.welcome_message.text`)."""
+
+
+class ReferredProduct(_Model):
+    """The catalog product a user asked about (the "Message business" button on a product)."""
+
+    catalog_id: str | None = None
+    product_retailer_id: str
 
 
 class Context(_Model):
@@ -105,6 +118,7 @@ class Context(_Model):
     reply_to_from: str | None = None
     forwarded: bool = False
     frequently_forwarded: bool = False
+    referred_product: ReferredProduct | None = None
 
 
 class Media(_Model):
@@ -345,16 +359,62 @@ class System(_Inbound):
         return f"[WhatsApp notice: {self.body or self.system_type}]"
 
 
-class Unsupported(_Inbound):
-    """A message WhatsApp could not hand to the bot (a poll, an edit, an unknown type), kept with its
-    errors so nothing is silently dropped."""
+class Edit(_Inbound):
+    """The user edited an earlier message: `original_id` now reads `text` (a new text or caption)."""
 
-    kind: Literal["unsupported"] = "unsupported"
-    original_type: str | None = None
+    kind: Literal["edit"] = "edit"
+    original_id: str
+    text: str | None = None
+    original_kind: str | None = None
+    """The edited message's type (`text`, `image`, ...)."""
+    media: Media | None = None
+
+    def describe(self) -> str:
+        if self.text is None:
+            return f"[The user edited their message {self.original_id}]"
+        return f"[The user edited their message to: {self.text}]"
+
+
+class Revoke(_Inbound):
+    """The user deleted ("deleted for everyone") an earlier message."""
+
+    kind: Literal["revoke"] = "revoke"
+    original_id: str
 
     @property
     def triggers_reply(self) -> bool:
         return False
+
+    def describe(self) -> str:
+        return f"[The user deleted their message {self.original_id}]"
+
+
+class CallPermissionReply(_Inbound):
+    """The user's answer to the bot's request to call them (interactive `call_permission_reply`)."""
+
+    kind: Literal["call_permission_reply"] = "call_permission_reply"
+    accepted: bool
+    permanent: bool = False
+    expires_at: datetime | None = None
+    source: str | None = None
+    """`user_action`, or `automatic` when WhatsApp answered for the user."""
+
+    def describe(self) -> str:
+        if not self.accepted:
+            return "[The user declined to be called]"
+        until = " permanently" if self.permanent else ""
+        if self.expires_at is not None and not self.permanent:
+            until = f" until {self.expires_at:%Y-%m-%d %H:%M} UTC"
+        return f"[The user allowed the business to call them{until}]"
+
+
+class Unsupported(_Inbound):
+    """A message WhatsApp could not hand to the bot (a poll, a view-once, an unknown type), kept with its
+    errors so nothing is silently dropped. It is answered: by default with the channel's short
+    `unsupported_reply` ("I can't open that kind of message yet"), else by the agent."""
+
+    kind: Literal["unsupported"] = "unsupported"
+    original_type: str | None = None
 
     def describe(self) -> str:
         what = f" ({self.original_type})" if self.original_type else ""
@@ -378,6 +438,9 @@ InboundMessage = Annotated[
     | Reaction
     | Order
     | System
+    | Edit
+    | Revoke
+    | CallPermissionReply
     | Unsupported,
     Field(discriminator="kind"),
 ]
@@ -390,6 +453,15 @@ MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
 DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
 
 
+class Pricing(_Model):
+    """How Meta prices a delivered message (`statuses[].pricing`)."""
+
+    billable: bool | None = None
+    pricing_model: str | None = None
+    type: str | None = None
+    category: str | None = None
+
+
 class StatusUpdate(_Model):
     """What became of a message the bot sent: one tick, two ticks, blue ticks, or a failure."""
 
@@ -399,6 +471,10 @@ class StatusUpdate(_Model):
     """The provider id of the outbound message (the wamid the send returned)."""
     status: DeliveryState
     recipient: str | None = None
+    """The recipient's wa_id; None for a user whose number is withheld (see `recipient_user_id`)."""
+    recipient_user_id: str | None = None
+    """The recipient's business-scoped user id (BSUID)."""
+    pricing: Pricing | None = None
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     errors: tuple[ProviderError, ...] = ()
     callback_data: str | None = None

@@ -104,6 +104,34 @@ class CtaUrlOut(_Out):
     footer: str | None = None
 
 
+class FlowOut(_Out):
+    """A WhatsApp Flow: a form the user fills in inside WhatsApp, opened by a button. Its answer comes
+    back as a `FlowReply` (interactive `nfm_reply`) with the form's fields as `response`."""
+
+    kind: Literal["flow"] = "flow"
+    body: str
+    cta: str
+    """The button's label (≤ 30 characters)."""
+    flow_id: str | None = None
+    flow_name: str | None = None
+    flow_token: str | None = None
+    """Echoed back in the answer, to tell apart forms sent to the same user."""
+    screen: str | None = None
+    """The first screen to open (`navigate`); None starts the flow's own first screen."""
+    data: dict[str, Any] | None = None
+    """Initial data for that screen."""
+    draft: bool = False
+    header: str | None = None
+    footer: str | None = None
+
+
+class LocationRequestOut(_Out):
+    """A message with a "Send location" button: the user's answer is a `Location`."""
+
+    kind: Literal["location_request"] = "location_request"
+    body: str
+
+
 class TemplateOut(_Out):
     """An approved template. `components` are in the Cloud API shape; `params` is the short form for
     positional body parameters ({{1}}, {{2}}, ...). Twilio maps `name` to a Content SID."""
@@ -116,7 +144,17 @@ class TemplateOut(_Out):
 
 
 OutboundMessage = Annotated[
-    TextOut | MediaOut | ReactionOut | LocationOut | ContactsOut | ButtonsOut | ListOut | CtaUrlOut | TemplateOut,
+    TextOut
+    | MediaOut
+    | ReactionOut
+    | LocationOut
+    | ContactsOut
+    | ButtonsOut
+    | ListOut
+    | CtaUrlOut
+    | TemplateOut
+    | FlowOut
+    | LocationRequestOut,
     Field(discriminator="kind"),
 ]
 

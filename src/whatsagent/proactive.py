@@ -25,7 +25,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from sqlalchemy import Connection, bindparam, insert, select
 
 from whatsagent import history as history_store
-from whatsagent import outbox
+from whatsagent import identity, outbox
 from whatsagent.channels.base import Channel
 from whatsagent.inbox import conversation_key
 from whatsagent.messages import User
@@ -90,6 +90,8 @@ async def send_template(
     deadline: float = API_SEND_DEADLINE,
 ) -> ProactiveResult:
     """Send `template` to `to` and open (or continue) their conversation with it."""
+    # A number that belongs to a user known by BSUID continues that user's one conversation.
+    to = await sender.db.write(lambda conn: identity.resolve(conn, channel.name, to, time.time()))
     conversation = conversation_key(channel.name, to.key)
     said = text or _describe(template)
     outbox_key = f"proactive:{key}" if key else None

@@ -33,6 +33,10 @@ class Channel(abc.ABC):
     """Longest text body the provider accepts, in characters (code points)."""
     caption_limit: ClassVar[int] = 1024
 
+    unsupported_reply: str | None = "Sorry, I can't open that kind of message yet."
+    """What a user reads after sending only messages WhatsApp could not hand over (a poll, a view-once);
+    None hands them to the agent instead, described in words."""
+
     def __init__(self, *, agent: Any, name: str | None, prefix: str) -> None:
         self.agent = agent
         self._name = name

@@ -22,7 +22,7 @@ from whatsagent.emulator.faults import Faults
 from whatsagent.emulator.server import Emulator, run_emulator
 from whatsagent.emulator.state import Delivery, InboundRecord, OutboundRecord, RequestRecord, Tappable
 from whatsagent.emulator.statuses import StatusPolicy
-from whatsagent.emulator.templates import Template
+from whatsagent.emulator.templates import Template, TemplateButton
 from whatsagent.emulator.users import SimulatedUser
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "StatusPolicy",
     "Tappable",
     "Template",
+    "TemplateButton",
     "run_emulator",
 ]

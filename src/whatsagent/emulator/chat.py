@@ -77,6 +77,7 @@ class ChatPage:
         r.add_post("/api/users", self.create_user)
         r.add_post("/api/users/{key}/messages", self.send)
         r.add_post("/api/users/{key}/tap", self.tap)
+        r.add_post("/api/users/{key}/answer", self.answer)
         r.add_post("/api/users/{key}/window", self.window)
         r.add_get("/api/media/{media_id}", self.media)
         r.add_get("/api/faults", self.faults)
@@ -159,10 +160,17 @@ class ChatPage:
         data = await _json(request)
         wa_id = (data.get("wa_id") or "").strip().lstrip("+").replace(" ", "") or None
         user_id = (data.get("user_id") or "").strip() or None
-        if not wa_id and not user_id:
-            raise _bad("give a phone number (wa_id) or a username id (user_id)")
+        username = (data.get("username") or "").strip().lstrip("@") or None
+        if not wa_id and not user_id and not username:
+            raise _bad("give a phone number (wa_id), a username, or a business-scoped user id (user_id)")
         try:
-            user = self.emu.user(wa_id, data.get("name") or None, user_id=user_id)
+            user = self.emu.user(
+                wa_id,
+                data.get("name") or None,
+                user_id=user_id,
+                username=username,
+                withhold_number=bool(data.get("withhold_number")) or None,
+            )
         except ValueError as exc:
             raise _bad(str(exc)) from None
         return web.json_response(user.to_json())
@@ -236,6 +244,34 @@ class ChatPage:
         data = await _json(request)
         try:
             delivery = await user.tap(str(data.get("choice", "")), on=data.get("message_id"))
+        except (LookupError, EmulatorError) as exc:
+            raise _bad(str(exc)) from None
+        return web.json_response({"message_id": delivery.message_id, "status": delivery.status})
+
+    async def answer(self, request: web.Request) -> web.Response:
+        """Answer one of the bot's interactive messages the way WhatsApp's app does: `{"message_id",
+        "kind": "flow", "response": {...}}`, `{"kind": "location", "latitude", "longitude"}`,
+        `{"kind": "call_permission", "accept": bool}` or `{"kind": "product", "product_retailer_id"}`."""
+        user = self._user(request)
+        data = await _json(request)
+        on = data.get("message_id")
+        kind = data.get("kind")
+        try:
+            if kind == "flow":
+                response = data.get("response")
+                if not isinstance(response, dict):
+                    raise _bad("a flow answer needs `response`, a JSON object of the form's fields")
+                delivery = await user.complete_flow(response, on=on)
+            elif kind == "location":
+                delivery = await user.share_location(float(data["latitude"]), float(data["longitude"]), on=on)
+            elif kind == "call_permission":
+                delivery = await user.answer_call_request(bool(data.get("accept", True)), on=on)
+            elif kind == "product":
+                delivery = await user.order_product(str(data.get("product_retailer_id", "")), on=on)
+            else:
+                raise _bad("kind must be flow, location, call_permission or product")
+        except (KeyError, ValueError) as exc:
+            raise _bad(f"incomplete answer: {exc}") from None
         except (LookupError, EmulatorError) as exc:
             raise _bad(str(exc)) from None
         return web.json_response({"message_id": delivery.message_id, "status": delivery.status})

@@ -34,6 +34,7 @@ TITLES: dict[int, str] = {
     131057: "Account in maintenance mode",
     132000: "Number of parameters does not match the expected number of params",
     132001: "Template name does not exist in the translation",
+    132012: "Parameter format mismatch",
 }
 
 DETAILS: dict[int, str] = {

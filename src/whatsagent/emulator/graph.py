@@ -14,6 +14,7 @@ Handlers do little per request: the token check, one JSON parse, the validation 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -56,6 +57,43 @@ class GraphAPI:
         app.router.add_get(f"/{_VERSION}/{{node}}", self.get_node)
         app.router.add_delete(f"/{_VERSION}/{{node}}", self.delete_node)
         app.router.add_get("/whatsapp_business/attachments/", self.download)
+        app.middlewares.append(self.unknown_paths)
+
+    @web.middleware
+    async def unknown_paths(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A path or method nothing here serves is answered as the platform answers it: Graph's JSON
+        error (2500, unknown path; 100/33, unsupported method on a node), or Twilio's 20404 JSON under
+        Twilio's paths; never aiohttp's text/plain 404. The chat page keeps its own answers."""
+        refusal = request.match_info.http_exception
+        if refusal is None or refusal.status not in (404, 405):
+            return await handler(request)
+        path = request.path
+        if path.startswith(("/api/", "/static/")):
+            return await handler(request)
+        if path.startswith(("/2010-04-01/", "/v1/", "/v2/")):
+            body = {
+                "code": 20404,
+                "message": f"The requested resource {path} was not found",
+                "more_info": "https://www.twilio.com/docs/errors/20404",
+                "status": 404,
+            }
+            return json_response(body, status=404)
+        self.emu.record_request(request.method, path, None)
+        parts = [p for p in path.split("/") if p]
+        if refusal.status == 405 and len(parts) == 2:
+            error = unknown_object(parts[1])
+            error.message = error.message.replace("post request", f"{request.method.lower()} request")
+            return error_response(error)
+        shown = "/" + "/".join(parts[1:] if parts and re.fullmatch(r"v[0-9]+\.[0-9]+", parts[0]) else parts)
+        return error_response(
+            GraphError(
+                400,
+                2500,
+                message=f"Unknown path components: {shown}",
+                type_="OAuthException",
+                whatsapp=False,
+            )
+        )
 
     def _authorize(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -240,7 +278,18 @@ class GraphAPI:
             status = request.query.get("status")
             if status:
                 templates = [t for t in templates if t["status"] == status.upper()]
-            response = json_response({"data": templates, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}})
+            response = json_response(
+                {
+                    "data": templates,
+                    "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}},
+                    "summary": {
+                        "total_count": len(templates),
+                        "message_template_count": len(self.emu.templates),
+                        "message_template_limit": 250,
+                        "are_translations_complete": True,
+                    },
+                }
+            )
         except GraphError as error:
             response = error_response(error)
         if record is not None:

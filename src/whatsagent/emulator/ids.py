@@ -8,6 +8,7 @@ captured webhooks). Bots must treat them as opaque strings; looking real keeps c
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import string
 
@@ -47,3 +48,38 @@ _TRACE_ALPHABET = string.ascii_letters + string.digits + "_-"
 def fbtrace_id() -> str:
     """The trace id Meta puts in every error body, for support tickets."""
     return "A" + "".join(secrets.choice(_TRACE_ALPHABET) for _ in range(22))
+
+
+_CALLING_CODES = {
+    "1": "US",
+    "7": "RU",
+    "20": "EG",
+    "27": "ZA",
+    "31": "NL",
+    "33": "FR",
+    "34": "ES",
+    "39": "IT",
+    "44": "GB",
+    "49": "DE",
+    "52": "MX",
+    "54": "AR",
+    "55": "BR",
+    "57": "CO",
+    "61": "AU",
+    "62": "ID",
+    "81": "JP",
+    "86": "CN",
+    "91": "IN",
+    "234": "NG",
+    "351": "PT",
+    "972": "IL",
+}
+
+
+def bsuid_for(wa_id: str, portfolio: str) -> str:
+    """The business-scoped user id Meta gives the user of this number within one business portfolio:
+    the number's two-letter country code, a period, digits (`BR.1502576394655843`). Stable for a
+    (number, portfolio) pair, as Meta's are; a new number gets a new BSUID."""
+    country = next((_CALLING_CODES[wa_id[:n]] for n in (3, 2, 1) if wa_id[:n] in _CALLING_CODES), "US")
+    digest = hashlib.sha256(f"{portfolio}:{wa_id}".encode()).digest()
+    return f"{country}.{int.from_bytes(digest[:8], 'big') % 10**19:019d}"

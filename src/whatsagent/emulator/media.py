@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
 
 from whatsagent.emulator.ids import media_id
 
@@ -127,3 +131,44 @@ class MediaStore:
     def expire_urls(self) -> None:
         """Make every URL handed out so far invalid (as if 5 minutes had passed)."""
         self._urls.clear()
+
+
+LINK_FETCH_TIMEOUT = 30.0
+_RESERVED_SUFFIXES = (".invalid", ".test", ".example", ".local")
+"""Names that never resolve on the internet (RFC 2606, RFC 6762): Meta cannot fetch them either."""
+
+
+def link_host_kind(url: str) -> str:
+    """How the emulator treats a media `link`: "loopback" (fetched, as Meta would), "unreachable"
+    (a reserved name no one can fetch: the send fails with 131053), or "remote" (a real host the
+    emulator does not call unless told to, see `Emulator.fetch_remote_links`)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if not host:
+        return "unreachable"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "unreachable" if host.endswith(_RESERVED_SUFFIXES) or "." not in host else "remote"
+    return "loopback" if address.is_loopback else "remote"
+
+
+async def fetch_link(session: aiohttp.ClientSession, url: str, message_type: str) -> str | None:
+    """Fetch a medium the bot sent by link, as Meta does before delivering it; None when it arrived
+    and fits `message_type`, else why not (the details of the 131053 failure)."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=LINK_FETCH_TIMEOUT)
+        async with session.get(url, timeout=timeout) as resp:
+            if resp.status != 200:
+                return f"Media download failed: the URL answered HTTP {resp.status}"
+            data = await resp.read()
+            mime = resp.headers.get("Content-Type", "")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return f"Media download failed: {type(exc).__name__}"
+    kind = kind_of(mime)
+    if kind is None or not fits(message_type, mime):
+        return f"Media download failed: {base_mime(mime) or 'no content type'} cannot be sent as {message_type}"
+    if not data or len(data) > KIND_LIMITS[kind][1]:
+        return f"Media download failed: {len(data)} bytes is not a valid {kind} size"
+    return None

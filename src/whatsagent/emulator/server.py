@@ -21,7 +21,7 @@ from whatsagent.emulator import graph, ids, security, twilio
 from whatsagent.emulator.errors import EmulatorError, GraphError, status_error
 from whatsagent.emulator.faults import Faults
 from whatsagent.emulator.live import Hub
-from whatsagent.emulator.media import URL_TTL, MediaStore, fits
+from whatsagent.emulator.media import URL_TTL, MediaStore, fetch_link, fits, link_host_kind
 from whatsagent.emulator.state import Delivery, InboundRecord, OutboundRecord, RequestRecord
 from whatsagent.emulator.statuses import StatusPolicy, status_item
 from whatsagent.emulator.templates import DEFAULT_TEMPLATES, Template, Templates
@@ -32,7 +32,7 @@ from whatsagent.emulator.webhooks import WebhookPoster, encode, envelope, timest
 
 log = logging.getLogger("whatsagent.emulator")
 
-_BSUID = re.compile(r"^[A-Z]{2}\.[0-9A-Za-z]+$")
+_BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[0-9A-Za-z]{1,128}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{3,30}$")
 FREE_FORM_OUTSIDE_WINDOW = 131047
 
@@ -91,6 +91,12 @@ class Emulator:
         self._hold_timer: asyncio.TimerHandle | None = None
         self._runner: web.AppRunner | None = None
         self._page = page
+        self.bsuids = True
+        """Users get a business-scoped user id, carried in webhooks, as on WhatsApp since April 2026."""
+        self.fetch_remote_links = False
+        """Media the bot sends by `link` are fetched (as Meta does: 131053 when that fails) from
+        loopback hosts; links to reserved names (`.invalid`, `.test`, ...) fail at once; links to other
+        hosts are trusted without a fetch unless this is True (tests never call out)."""
         self.twilio_account: TwilioAccount | None = None
         """Set by `twilio()`: the emulator then speaks Twilio's wire format to the bot."""
         self.base_url = ""
@@ -194,21 +200,49 @@ class Emulator:
         name: str | None = None,
         *,
         user_id: str | None = None,
+        username: str | None = None,
+        withhold_number: bool | None = None,
     ) -> SimulatedUser:
-        """The simulated user with this wa_id (phone digits) and/or BSUID, created on first use."""
+        """The simulated user with this wa_id (phone digits) and/or BSUID, created on first use.
+
+        As on WhatsApp since April 2026, every user has a business-scoped user id (BSUID): a user
+        created by number gets a stable one (unless `Emulator.bsuids` is False, for pre-2026
+        behaviour). A user may have a `username`; a username-only user has no number at all
+        (`emu.user(username="ana")` or `emu.user(user_id="US.123", username="ana")`), and a user with
+        both may have the number withheld from webhooks (`withhold_number=True`), as Meta does for
+        users with a username and no recent contact."""
         if wa_id is not None:
             wa_id = re.sub(r"[\s().-]", "", wa_id).lstrip("+")
             if not wa_id.isdigit():
                 raise ValueError(f"wa_id must be digits (a phone number without '+'), not {wa_id!r}")
+        if user_id is not None and not _BSUID.match(user_id):
+            raise ValueError(f"user_id must be a BSUID such as 'US.1234567890', not {user_id!r}")
         found = (self._users.get(wa_id) if wa_id else None) or (self._by_user_id.get(user_id) if user_id else None)
+        if found is None and username is not None:
+            found = next((u for u in self._users.values() if u.username == username), None)
         if found is not None:
             if name is not None:
                 found.name = name
-            if user_id and found.user_id is None:
+            if wa_id and found.wa_id is None:  # a username-only user whose number WhatsApp now shares
+                found.wa_id = wa_id
+                self._users[wa_id] = found
+            if user_id and found.user_id != user_id:
+                self._by_user_id.pop(found.user_id or "", None)
                 found.user_id = user_id
                 self._by_user_id[user_id] = found
+            if username is not None:
+                found.username = username
+            if withhold_number is not None:
+                found.number_withheld = withhold_number
             return found
+        if user_id is None and self.bsuids:
+            if wa_id:
+                user_id = ids.bsuid_for(wa_id, self.waba_id)
+            elif username is not None:
+                user_id = ids.bsuid_for("@" + username, self.waba_id)
         user = SimulatedUser(self, wa_id, user_id, name)
+        user.username = username
+        user.number_withheld = bool(withhold_number)
         self._users[user.key] = user
         if user_id:
             self._by_user_id[user_id] = user
@@ -252,9 +286,13 @@ class Emulator:
     # -- webhooks to the bot ------------------------------------------------------------------------
 
     def _contact(self, user: SimulatedUser) -> dict[str, Any]:
-        contact: dict[str, Any] = {"profile": {"name": user.name or ""}}
-        if user.wa_id:
-            contact["wa_id"] = user.wa_id
+        """The `contacts[]` item Meta sends for a user (reference: usernames and BSUIDs, 2026)."""
+        profile: dict[str, Any] = {"name": user.name or ""}
+        if user.username:
+            profile["username"] = user.username
+        contact: dict[str, Any] = {"profile": profile}
+        if user.shown_wa_id:
+            contact["wa_id"] = user.shown_wa_id
         if user.user_id:
             contact["user_id"] = user.user_id
         return contact
@@ -276,8 +314,8 @@ class Emulator:
         message: dict[str, Any] = {}
         if context:
             message["context"] = context
-        if user.wa_id:
-            message["from"] = user.wa_id
+        if user.shown_wa_id:
+            message["from"] = user.shown_wa_id
         if user.user_id:
             message["from_user_id"] = user.user_id
         wamid = ids.inbound_wamid(user.wa_id or user.key)
@@ -471,6 +509,13 @@ class Emulator:
             item = self.media.get(body[send.type]["id"])
             if item is None or not fits(send.type, item.mime_type):
                 failure = failure or 131053
+        to_fetch: list[tuple[str, str]] = []
+        for kind, link in _media_links(send):
+            where = link_host_kind(link)
+            if where == "unreachable":
+                failure = failure or 131053
+            elif where == "loopback" or self.fetch_remote_links:
+                to_fetch.append((kind, link))
         reaction_target = None
         if send.type == "reaction":
             reaction_target = self.inbound.get(body["reaction"]["message_id"])
@@ -482,7 +527,10 @@ class Emulator:
             record.template = send.template.to_json()
         self.outbound[wamid] = record
         user._add_reply(record)
-        self._schedule_statuses(record, user, failure)
+        if to_fetch and failure is None:
+            self._spawn(self._fetch_then_statuses(record, user, to_fetch))
+        else:
+            self._schedule_statuses(record, user, failure)
         if reaction_target is not None and failure is None:
             reaction_target.reaction = body["reaction"].get("emoji") or None
             self._publish_reaction(user, reaction_target.message_id, reaction_target.reaction)
@@ -506,11 +554,25 @@ class Emulator:
         if self.hub.active:
             self.hub.publish({"event": "read", "user": record.user, "id": message_id, "typing": typing})
 
-    def _schedule_statuses(self, record: OutboundRecord, user: SimulatedUser, failure: int | None) -> None:
+    async def _fetch_then_statuses(
+        self, record: OutboundRecord, user: SimulatedUser, links: list[tuple[str, str]]
+    ) -> None:
+        """Meta fetches a medium sent by link before delivering it; one it cannot fetch fails (131053)."""
+        session = await self._poster.session()
+        for kind, link in links:
+            problem = await fetch_link(session, link, kind)
+            if problem is not None:
+                self._schedule_statuses(record, user, 131053, problem)
+                return
+        self._schedule_statuses(record, user, None)
+
+    def _schedule_statuses(
+        self, record: OutboundRecord, user: SimulatedUser, failure: int | None, details: str | None = None
+    ) -> None:
         policy = self._statuses
         if failure is not None:
             record.status = "failed"
-            record.errors = [status_error(failure)]
+            record.errors = [status_error(failure, details)]
             if policy.failures:
                 self._spawn(self._post_statuses(record, user, policy, ["failed"]))
             return
@@ -547,11 +609,12 @@ class Emulator:
             item = status_item(
                 record,
                 stage,
-                recipient_wa_id=user.wa_id,
+                recipient_wa_id=user.shown_wa_id,
                 recipient_user_id=user.user_id,
                 errors=record.errors if stage == "failed" else None,
             )
-            raw = encode(self._envelope(statuses=[item]))
+            contacts = [self._contact(user)] if user.user_id else None
+            raw = encode(self._envelope(contacts=contacts, statuses=[item]))
             if policy.out_of_order:
                 pending.append(raw)
             else:
@@ -585,6 +648,26 @@ class Emulator:
         items = [r.to_json() for r in user.sent] + [r.to_json() for r in user.replies]
         items.sort(key=lambda m: m["time"])
         return items
+
+
+def _media_links(send: Send) -> list[tuple[str, str]]:
+    """(message type, link) of every medium a send carries by link: the medium itself, an
+    interactive header, carousel cards' headers."""
+    body = send.body
+    if send.type in MEDIA_TYPES:
+        link = body[send.type].get("link")
+        return [(send.type, link)] if isinstance(link, str) else []
+    if send.type != "interactive":
+        return []
+    inter = body["interactive"]
+    headers = [inter.get("header")] + [c.get("header") for c in (inter.get("action") or {}).get("cards") or []]
+    links = []
+    for header in headers:
+        if isinstance(header, dict) and header.get("type") in MEDIA_TYPES:
+            link = (header.get(header["type"]) or {}).get("link")
+            if isinstance(link, str):
+                links.append((header["type"], link))
+    return links
 
 
 async def run_emulator(

@@ -214,7 +214,7 @@ def _get(obj: Any, *keys: str) -> Any:
 def _template_payloads(body: dict[str, Any]) -> dict[int, str]:
     payloads: dict[int, str] = {}
     for comp in _get(body, "template", "components") or []:
-        if comp.get("type") == "button" and comp.get("sub_type") == "quick_reply":
+        if str(comp.get("type")).lower() == "button" and str(comp.get("sub_type")).lower() == "quick_reply":
             for param in comp.get("parameters") or []:
                 if param.get("type") == "payload":
                     payloads[int(comp.get("index", 0))] = str(param.get("payload"))

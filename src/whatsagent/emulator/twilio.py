@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import hmac
 import json
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -120,6 +123,26 @@ def _from_graph(error: GraphError) -> TwilioError:
     return TwilioError(status if status >= 400 else 400, twilio_code, message)
 
 
+@dataclass(slots=True)
+class _Resource:
+    """What the REST API remembers of a message beyond the emulator's own record."""
+
+    sid: str
+    direction: str
+    sender: str
+    to: str
+    body: str
+    num_media: int
+    messaging_service_sid: str | None
+    created: float
+    initial: str
+
+
+def _rfc2822(moment: float) -> str:
+    """Twilio's date format: `Thu, 30 Jul 2015 20:12:31 +0000`."""
+    return email.utils.format_datetime(datetime.fromtimestamp(moment, UTC))
+
+
 def _new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
@@ -145,6 +168,10 @@ class TwilioAccount:
         self._wamids: dict[str, str] = {}
         self._callbacks: dict[str, str] = {}
         """wamid of a bot message → the StatusCallback it was sent with."""
+        self.messaging_service_sid = "MG" + "e" * 32
+        """The account's Messaging Service, whose sender is `from_number`: a send may name it
+        (`MessagingServiceSid`) instead of `From`."""
+        self._resources: dict[str, _Resource] = {}
         self.callbacks: list[tuple[str, dict[str, str], int]] = []
         """(url, form, the bot's HTTP status) of every webhook and status callback posted."""
 
@@ -190,6 +217,19 @@ class TwilioAccount:
         if sid is None:
             sid = _new_sid("MM" if has_media else "SM")
             self._link(sid, record.message_id)
+        if sid not in self._resources:
+            sender_id = (user.wa_id if user else None) or record.user
+            self._resources[sid] = _Resource(
+                sid=sid,
+                direction="inbound",
+                sender=f"whatsapp:+{sender_id}" if sender_id.isdigit() else f"whatsapp:{sender_id}",
+                to=self.from_number,
+                body=str((message.get("text") or {}).get("body", "")),
+                num_media=1 if has_media else 0,
+                messaging_service_sid=None,
+                created=record.time,
+                initial="received",
+            )
         wa_id = (user.wa_id if user else None) or record.user
         fields: list[tuple[str, str]] = [
             ("SmsMessageSid", sid),
@@ -334,8 +374,15 @@ class TwilioAccount:
     async def _create(self, form: list[tuple[str, str]]) -> web.Response:
         fields = dict(form)
         to, sender = fields.get("To", ""), fields.get("From", "")
-        if not to or not sender:
-            raise TwilioError(400, 21604, "A 'To' and a 'From' phone number are required.")
+        service = fields.get("MessagingServiceSid") or None
+        if not to:
+            raise TwilioError(400, 21604, "A 'To' phone number is required.")
+        if service is not None and service != self.messaging_service_sid:
+            raise TwilioError(400, 21705, f"The Messaging Service Sid {service} is invalid.")
+        if not sender:
+            if service is None:
+                raise TwilioError(400, 21603, "A 'From' phone number is required.")
+            sender = self.from_number  # the service's WhatsApp sender
         if not to.startswith("whatsapp:") or not sender.startswith("whatsapp:"):
             raise TwilioError(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
         if sender != self.from_number:
@@ -366,24 +413,101 @@ class TwilioAccount:
         self._link(sid, wamid)
         if fields.get("StatusCallback"):
             self._callbacks[wamid] = fields["StatusCallback"]
+        self._resources[sid] = _Resource(
+            sid=sid,
+            direction="outbound-api",
+            sender=sender,
+            to=to,
+            body=body,
+            num_media=len(media_urls),
+            messaging_service_sid=service,
+            created=time.time(),
+            initial="accepted" if service else "queued",
+        )
+        return web.json_response(self.resource(sid, created=True), status=201)
+
+    def resource(self, sid: str, *, created: bool = False) -> dict[str, Any]:
+        """The Message resource as Twilio's REST API shows it (every field twilio-python reads); as
+        the create call answers it (`created`): queued, or accepted by a Messaging Service."""
+        res = self._resources[sid]
+        wamid = self.sids.get(sid)
+        outbound = self.emu.outbound.get(wamid) if wamid and not created else None
+        status = res.initial
+        error_code: int | None = None
+        error_message: str | None = None
+        if outbound is not None and outbound.status != "accepted":
+            status = outbound.status
+            if status == "failed" and outbound.errors:
+                error_code, error_message = _FROM_META.get(
+                    int(outbound.errors[0].get("code", 0)), (30008, "Unknown error")
+                )
+        date_created = _rfc2822(res.created)
+        sent = status not in ("accepted", "queued")
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": res.body,
+            "date_created": date_created,
+            "date_sent": date_created if sent or res.direction == "inbound" else None,
+            "date_updated": _rfc2822(outbound.time if outbound is not None else res.created),
+            "direction": res.direction,
+            "error_code": error_code,
+            "error_message": error_message,
+            "from": res.sender,
+            "messaging_service_sid": res.messaging_service_sid,
+            "num_media": str(res.num_media),
+            "num_segments": "1",
+            "price": "-0.00500" if sent and res.direction != "inbound" else None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": status,
+            "subresource_uris": {"media": f"{uri}/Media.json", "feedback": f"{uri}/Feedback.json"},
+            "to": res.to,
+            "uri": f"{uri}.json",
+        }
+
+    async def fetch_message(self, request: web.Request) -> web.Response:
+        try:
+            self._authenticate(request, request.match_info["account"])
+        except TwilioError as error:
+            return error.response()
+        sid = request.match_info["sid"]
+        if sid not in self._resources:
+            return TwilioError(404, 20404, f"The requested resource {request.path} was not found").response()
+        return web.json_response(self.resource(sid))
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """`GET Messages.json`: newest first, filtered by To, From and DateSent, one page of PageSize."""
+        try:
+            self._authenticate(request, request.match_info["account"])
+        except TwilioError as error:
+            return error.response()
+        query = request.query
+        try:
+            page_size = min(int(query.get("PageSize", "50")), 1000)
+            page = int(query.get("Page", "0"))
+        except ValueError:
+            return TwilioError(400, 20001, "PageSize and Page must be integers").response()
+        items = [self.resource(sid) for sid in reversed(self._resources)]
+        for name in ("To", "From"):
+            if query.get(name):
+                items = [m for m in items if m[name.lower()] == query[name]]
+        shown = items[page * page_size : (page + 1) * page_size]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json?PageSize={page_size}"
+        more = (page + 1) * page_size < len(items)
         return web.json_response(
             {
-                "account_sid": self.account_sid,
-                "api_version": API_VERSION,
-                "body": body,
-                "direction": "outbound-api",
-                "error_code": None,
-                "error_message": None,
-                "from": sender,
-                "messaging_service_sid": None,
-                "num_media": str(len(media_urls)),
-                "num_segments": "1",
-                "sid": sid,
-                "status": "queued",
-                "to": to,
-                "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json",
-            },
-            status=201,
+                "messages": shown,
+                "end": page * page_size + max(len(shown) - 1, 0),
+                "first_page_uri": f"{uri}&Page=0",
+                "next_page_uri": f"{uri}&Page={page + 1}" if more else None,
+                "page": page,
+                "page_size": page_size,
+                "previous_page_uri": f"{uri}&Page={page - 1}" if page else None,
+                "start": page * page_size,
+                "uri": f"{uri}&Page={page}",
+            }
         )
 
     def _template(self, sid: str, variables: str | None) -> dict[str, Any]:
@@ -478,6 +602,8 @@ def register(app: web.Application, emulator: Emulator) -> None:
 
     r = app.router
     r.add_post(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", route("create_message"))
+    r.add_get(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", route("list_messages"))
+    r.add_get(f"/{API_VERSION}/Accounts/{{account}}/Messages/{{sid}}.json", route("fetch_message"))
     r.add_get(f"/{API_VERSION}/Accounts/{{account}}/Messages/{{sid}}/Media/{{media}}", route("media"))
     r.add_post("/v2/Indicators/Typing.json", route("typing"))
 

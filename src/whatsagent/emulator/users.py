@@ -7,6 +7,7 @@ returns the `Delivery` (the wamid and the bot's HTTP answer).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,10 @@ class SimulatedUser:
         self.wa_id = wa_id
         self.user_id = user_id
         self.name = name
+        self.username: str | None = None
+        """The user's WhatsApp username, shown in `contacts[].profile.username`."""
+        self.number_withheld = False
+        """Webhooks leave the number out (Meta does so for users with a username and no recent contact)."""
         self.replies: list[OutboundRecord] = []
         """The bot's accepted messages to this user, in acceptance order."""
         self.sent: list[InboundRecord] = []
@@ -50,6 +55,11 @@ class SimulatedUser:
         return self.wa_id or self.user_id or ""
 
     @property
+    def shown_wa_id(self) -> str | None:
+        """The number webhooks show for this user: none when withheld or username-only."""
+        return None if self.number_withheld else self.wa_id
+
+    @property
     def window_open(self) -> bool:
         if self.window_closed or self.last_message_at is None:
             return False
@@ -63,6 +73,8 @@ class SimulatedUser:
             "key": self.key,
             "wa_id": self.wa_id,
             "user_id": self.user_id,
+            "username": self.username,
+            "number_withheld": self.number_withheld,
             "name": self.name,
             "window_open": self.window_open,
         }
@@ -177,6 +189,77 @@ class SimulatedUser:
             return await self.send_message("interactive", {"type": "list_reply", "list_reply": row}, context=context)
         return await self.send_message("button", {"payload": chosen.payload, "text": chosen.title}, context=context)
 
+    async def complete_flow(self, response: dict[str, Any], *, on: str | None = None) -> Delivery:
+        """Fill in and submit the WhatsApp Flow of the bot's latest flow message (or of message `on`):
+        an interactive `nfm_reply` whose `response_json` carries the fields and the flow's token."""
+        message = self._latest_interactive("flow", on)
+        params = message.body["interactive"]["action"].get("parameters") or {}
+        answer = dict(response)
+        if params.get("flow_token"):
+            answer.setdefault("flow_token", params["flow_token"])
+        reply = {"name": "flow", "body": "Sent", "response_json": json.dumps(answer)}
+        payload = {"type": "nfm_reply", "nfm_reply": reply}
+        return await self.send_message("interactive", payload, context=self._quote(message.message_id))
+
+    async def share_location(
+        self, latitude: float, longitude: float, *, on: str | None = None, name: str | None = None
+    ) -> Delivery:
+        """Answer the bot's location request (its latest, or message `on`) with a location."""
+        message = self._latest_interactive("location_request_message", on)
+        location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if name:
+            location["name"] = name
+        return await self.send_message("location", location, context=self._quote(message.message_id))
+
+    async def answer_call_request(
+        self, accept: bool = True, *, permanent: bool = False, on: str | None = None
+    ) -> Delivery:
+        """Answer the bot's call-permission request: allow calls (for 7 days, or `permanent`) or not."""
+        message = self._latest_interactive("call_permission_request", on)
+        reply: dict[str, Any] = {
+            "response": "accept" if accept else "reject",
+            "is_permanent": permanent,
+            "response_source": "user_action",
+        }
+        if accept and not permanent:
+            reply["expiration_timestamp"] = int(time.time()) + 7 * 24 * 3600
+        payload = {"type": "call_permission_reply", "call_permission_reply": reply}
+        return await self.send_message("interactive", payload, context=self._quote(message.message_id))
+
+    async def order_product(self, product_retailer_id: str, *, quantity: int = 1, on: str | None = None) -> Delivery:
+        """Pick a product from the bot's latest product, product list or catalog message (or message
+        `on`) and send the cart, as WhatsApp's app does (an `order` message)."""
+        record = None
+        for kind in ("product", "product_list", "catalog_message"):
+            try:
+                record = self._latest_interactive(kind, on)
+                break
+            except LookupError:
+                continue
+        if record is None:
+            raise LookupError("the bot has sent no product, product list or catalog to order from")
+        action = record.body["interactive"].get("action") or {}
+        found = [action.get("product_retailer_id")] + [
+            item.get("product_retailer_id")
+            for section in action.get("sections") or []
+            for item in section.get("product_items") or []
+        ]
+        offered = {str(sku) for sku in found if sku}
+        if offered and product_retailer_id not in offered:
+            raise LookupError(f"{product_retailer_id!r} is not offered; the message offers {sorted(offered)}")
+        item = {"product_retailer_id": product_retailer_id, "quantity": quantity, "item_price": 1, "currency": "USD"}
+        order = {"catalog_id": action.get("catalog_id") or "catalog", "text": "", "product_items": [item]}
+        return await self.send_message("order", order, context=self._quote(record.message_id))
+
+    def _latest_interactive(self, kind: str, on: str | None) -> OutboundRecord:
+        for record in reversed(self.replies):
+            if on is not None and record.message_id != on:
+                continue
+            if record.type == "interactive" and record.body["interactive"].get("type") == kind:
+                return record
+        where = f"message {on}" if on else "any message to this user"
+        raise LookupError(f"the bot has sent no {kind} ({where})")
+
     async def send_message(
         self,
         type: str,
@@ -230,7 +313,8 @@ class SimulatedUser:
             payload["filename"] = extra["filename"]
         payload.update({"mime_type": mime_type, "sha256": item.sha256_b64, "id": item.id})
         if kind == "audio":
-            payload["voice"] = bool(extra.get("voice"))
+            # WhatsApp records voice notes as OGG/Opus; any other audio arrives as an audio file.
+            payload["voice"] = bool(extra.get("voice")) and mime_type.split(";")[0].strip().lower() == "audio/ogg"
         if kind == "sticker":
             payload["animated"] = bool(extra.get("animated"))
         return await self.send_message(kind, payload)

@@ -193,16 +193,59 @@ def _check_reaction(reaction: Any) -> None:
         raise invalid("Param reaction['emoji'] must be a single emoji", code=131009)
 
 
+INTERACTIVE_TYPES = (
+    "button",
+    "list",
+    "cta_url",
+    "flow",
+    "catalog_message",
+    "product",
+    "product_list",
+    "carousel",
+    "location_request_message",
+    "call_permission_request",
+    "voice_call",
+    "request_contact_info",
+    "order_details",
+    "order_status",
+)
+"""Interactive message types Meta accepts (reference §2.2; pywa's `send_*` methods send each)."""
+
+_MEDIA_HEADERS = ("text", "image", "video", "document")
+_HEADERS: dict[str, tuple[str, ...]] = {
+    "button": _MEDIA_HEADERS,
+    "cta_url": _MEDIA_HEADERS,
+    "flow": _MEDIA_HEADERS,
+    "list": ("text",),
+    "product_list": ("text",),
+    "order_details": _MEDIA_HEADERS,
+}
+"""Header types each interactive type takes; the others take no header."""
+
+_ACTION_NAMES = {
+    "cta_url": "cta_url",
+    "flow": "flow",
+    "catalog_message": "catalog_message",
+    "location_request_message": "send_location",
+    "call_permission_request": "call_permission_request",
+    "voice_call": "voice_call",
+    "request_contact_info": "request_contact_info",
+    "order_details": "review_and_pay",
+    "order_status": "review_order",
+}
+
+
 def _check_interactive(inter: Any) -> None:
     if not isinstance(inter, dict):
         raise invalid("Param interactive must be a JSON object")
     kind = inter.get("type")
-    if kind not in ("button", "list", "cta_url"):
-        raise invalid("Param interactive['type'] must be one of {button, list, cta_url}")
+    if kind not in INTERACTIVE_TYPES:
+        raise invalid(f"Param interactive['type'] must be one of {{{', '.join(INTERACTIVE_TYPES)}}}")
     body = inter.get("body")
-    if not isinstance(body, dict) or not _nonempty_str(body.get("text")):
-        raise GraphError(400, 131008, "The parameter interactive['body']['text'] is required.")
-    _limit("interactive['body']['text']", body["text"], 4096 if kind == "list" else 1024, code=131009)
+    if body is not None or kind != "product":
+        if not isinstance(body, dict) or not _nonempty_str(body.get("text")):
+            raise GraphError(400, 131008, "The parameter interactive['body']['text'] is required.")
+        _limit("interactive['body']['text']", body["text"], 4096 if kind == "list" else 1024, code=131009)
     footer = inter.get("footer")
     if footer is not None:
         if not isinstance(footer, dict) or not _nonempty_str(footer.get("text")):
@@ -211,19 +254,152 @@ def _check_interactive(inter: Any) -> None:
     header = inter.get("header")
     if header is not None:
         _check_header(kind, header)
+    elif kind == "product_list":
+        raise GraphError(400, 131008, "The parameter interactive['header'] is required.")
     action = inter.get("action")
     if not isinstance(action, dict):
         raise GraphError(400, 131008, "The parameter interactive['action'] is required.")
+    name = _ACTION_NAMES.get(kind)
+    if name is not None and action.get("name") != name:
+        raise invalid(f"Param interactive['action']['name'] must be '{name}' for {kind} messages")
+    params = action.get("parameters")
     if kind == "button":
         _check_buttons(action)
     elif kind == "list":
         _check_list(action)
-    else:
+    elif kind == "cta_url":
         _check_cta(action)
+    elif kind == "flow":
+        _check_flow(params)
+    elif kind == "voice_call":
+        if params is not None:
+            if not isinstance(params, dict):
+                raise invalid("Param interactive['action']['parameters'] must be a JSON object")
+            if "display_text" in params:
+                _limit("parameters['display_text']", params["display_text"], 20, code=131009)
+    elif kind == "product":
+        _check_product_ref(action, "interactive['action']")
+    elif kind == "product_list":
+        _check_product_list(action)
+    elif kind == "carousel":
+        _check_carousel(action)
+    elif kind in ("order_details", "order_status"):
+        _check_order(kind, params)
+
+
+def _check_flow(params: Any) -> None:
+    if not isinstance(params, dict):
+        raise GraphError(400, 131008, "The parameter interactive['action']['parameters'] is required.")
+    if str(params.get("flow_message_version", "")) != "3":
+        raise invalid("Param parameters['flow_message_version'] must be '3'")
+    if not (_nonempty_str(params.get("flow_id")) or _nonempty_str(params.get("flow_name"))):
+        raise GraphError(400, 131008, "The parameter parameters['flow_id'] or parameters['flow_name'] is required.")
+    cta = params.get("flow_cta")
+    if not _nonempty_str(cta):
+        raise GraphError(400, 131008, "The parameter parameters['flow_cta'] is required.")
+    _limit("parameters['flow_cta']", cta, 30, code=131009)
+    if params.get("mode", "published") not in ("draft", "published"):
+        raise invalid("Param parameters['mode'] must be 'draft' or 'published'")
+    flow_action = params.get("flow_action", "navigate")
+    if flow_action not in ("navigate", "data_exchange"):
+        raise invalid("Param parameters['flow_action'] must be 'navigate' or 'data_exchange'")
+    payload = params.get("flow_action_payload")
+    if payload is not None and (not isinstance(payload, dict) or not _nonempty_str(payload.get("screen"))):
+        raise invalid("Param parameters['flow_action_payload']['screen'] must be a non-empty string")
+
+
+def _check_product_ref(item: Any, path: str) -> None:
+    if not isinstance(item, dict):
+        raise invalid(f"Param {path} must be a JSON object")
+    for name in ("catalog_id", "product_retailer_id"):
+        if not _nonempty_str(item.get(name)):
+            raise GraphError(400, 131008, f"The parameter {path}['{name}'] is required.")
+
+
+def _check_product_list(action: dict[str, Any]) -> None:
+    if not _nonempty_str(action.get("catalog_id")):
+        raise GraphError(400, 131008, "The parameter interactive['action']['catalog_id'] is required.")
+    sections = action.get("sections")
+    if not isinstance(sections, list) or not sections:
+        raise GraphError(400, 131008, "The parameter interactive['action']['sections'] is required.")
+    if len(sections) > 10:
+        raise invalid("Param interactive['action']['sections'] must have at most 10 items", code=131009)
+    total = 0
+    for i, section in enumerate(sections):
+        items = section.get("product_items") if isinstance(section, dict) else None
+        if not isinstance(items, list) or not items:
+            raise GraphError(400, 131008, f"The parameter sections[{i}]['product_items'] is required.")
+        if len(sections) > 1 and not _nonempty_str(section.get("title")):
+            raise GraphError(400, 131008, f"sections[{i}]['title'] is required when there are several sections")
+        for j, product in enumerate(items):
+            if not isinstance(product, dict) or not _nonempty_str(product.get("product_retailer_id")):
+                raise GraphError(400, 131008, f"sections[{i}]['product_items'][{j}]['product_retailer_id'] is required")
+        total += len(items)
+    if total > 30:
+        raise invalid(f"Total product count exceeded: {total} products, at most 30", code=131009)
+
+
+def _check_carousel(action: dict[str, Any]) -> None:
+    cards = action.get("cards")
+    if not isinstance(cards, list) or not cards:
+        raise GraphError(400, 131008, "The parameter interactive['action']['cards'] is required.")
+    if not 2 <= len(cards) <= 10:
+        raise invalid("Param interactive['action']['cards'] must have 2 to 10 cards", code=131009)
+    header_types: set[str] = set()
+    for i, card in enumerate(cards):
+        if not isinstance(card, dict):
+            raise invalid(f"Param cards[{i}] must be a JSON object")
+        if card.get("card_index") != i:
+            raise invalid(f"Param cards[{i}]['card_index'] must be {i}")
+        header = card.get("header")
+        if not isinstance(header, dict) or header.get("type") not in ("image", "video"):
+            raise GraphError(400, 131008, f"The parameter cards[{i}]['header'] (an image or a video) is required.")
+        header_types.add(header["type"])
+        _check_media(header["type"], header.get(header["type"]))
+        if "body" in card:
+            text = card["body"].get("text") if isinstance(card["body"], dict) else None
+            _limit(f"cards[{i}]['body']['text']", text, 160, code=131009)
+        card_action = card.get("action")
+        if not isinstance(card_action, dict):
+            raise GraphError(400, 131008, f"The parameter cards[{i}]['action'] is required.")
+        if card_action.get("name") == "cta_url":
+            _check_cta(card_action)
+        else:
+            buttons = card_action.get("buttons")
+            if not isinstance(buttons, list) or not 1 <= len(buttons) <= 2:
+                raise invalid(f"Param cards[{i}]['action'] needs a cta_url or 1 to 2 quick-reply buttons")
+            for button in buttons:
+                reply = button.get("quick_reply") if isinstance(button, dict) else None
+                if button.get("type") != "quick_reply" or not isinstance(reply, dict):
+                    raise invalid(f"Param cards[{i}]['action']['buttons'] must be quick_reply buttons")
+                if not _nonempty_str(reply.get("id")) or not _nonempty_str(reply.get("title")):
+                    raise GraphError(400, 131008, f"cards[{i}]: button 'id' and 'title' are required")
+                _limit("quick_reply['title']", reply["title"], 20, code=131009)
+    if len(header_types) > 1:
+        raise invalid("All carousel cards must have the same header type", code=131009)
+
+
+def _check_order(kind: str, params: Any) -> None:
+    if not isinstance(params, dict):
+        raise GraphError(400, 131008, "The parameter interactive['action']['parameters'] is required.")
+    if not _nonempty_str(params.get("reference_id")):
+        raise GraphError(400, 131008, "The parameter parameters['reference_id'] is required.")
+    order = params.get("order")
+    if not isinstance(order, dict) or not _nonempty_str(order.get("status")):
+        raise GraphError(400, 131008, "The parameter parameters['order']['status'] is required.")
+    if kind == "order_details":
+        for name in ("currency", "total_amount"):
+            if name not in params:
+                raise GraphError(400, 131008, f"The parameter parameters['{name}'] is required.")
+        total = params["total_amount"]
+        if not isinstance(total, dict) or not isinstance(total.get("value"), int):
+            raise invalid("Param parameters['total_amount'] must be {value: int, offset: int}")
 
 
 def _check_header(kind: str, header: Any) -> None:
-    allowed = ("text",) if kind in ("list", "cta_url") else ("text", "image", "video", "document")
+    allowed = _HEADERS.get(kind, ())
+    if not allowed:
+        raise invalid(f"Param interactive['header'] is not supported for {kind} messages")
     if not isinstance(header, dict) or header.get("type") not in allowed:
         raise invalid(f"Param interactive['header']['type'] must be one of {{{', '.join(allowed)}}}")
     htype = header["type"]

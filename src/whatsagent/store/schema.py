@@ -195,3 +195,12 @@ lane_workers = Table(
     Column("worker_id", BigInteger, primary_key=True, autoincrement=False, comment="a procrastinate worker"),
     Column("holder", Integer, nullable=False, comment="the lane holder that proves it alive"),
 )
+
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("identifier", String(255), primary_key=True, comment="a wa_id or a business-scoped user id (BSUID)"),
+    Column("user_key", String(255), nullable=False, comment="the key of the user's one conversation"),
+    Column("created_at", Float, nullable=False),
+)

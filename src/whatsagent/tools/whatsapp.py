@@ -16,6 +16,7 @@ therefore never sends them twice, and when the final text only repeats what a to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext
@@ -29,10 +30,12 @@ from whatsagent.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,
+    FlowOut,
     ListOut,
     ListRow,
     ListSection,
     LocationOut,
+    LocationRequestOut,
     MediaOut,
     OutboundMessage,
     ReactionOut,
@@ -51,12 +54,15 @@ ALL_TOOLS = (
     "send_location",
     "send_contacts",
     "send_reaction",
+    "send_flow",
+    "request_location",
 )
 
 INSTRUCTIONS = """\
 You can send WhatsApp messages to the user with the send_* tools: reply buttons for 2-3 choices, a list
-for up to 10, a link button, images, documents, locations, contact cards, reactions. When a tool has
-already said what you wanted to say, end your turn with no further text."""
+for up to 10, a link button, images, documents, locations, contact cards, reactions, a WhatsApp Flow
+(a form; its answer comes back as the user's next message), and ask for the user's location. When a tool
+has already said what you wanted to say, end your turn with no further text."""
 
 
 class ButtonChoice(BaseModel):
@@ -266,6 +272,49 @@ class WhatsAppTools(FunctionToolset[TurnContext]):
             raise ModelRetry("there is no message to react to; give message_id")
         return await _send(ctx, ReactionOut(message_id=target, emoji=emoji))
 
+    async def send_flow(
+        self,
+        ctx: RunContext[TurnContext],
+        body: str,
+        button: str,
+        flow_id: str | None = None,
+        flow_name: str | None = None,
+        screen: str | None = None,
+        data: dict[str, Any] | None = None,
+        flow_token: str | None = None,
+    ) -> str:
+        """Send a WhatsApp Flow: a form the user fills in inside WhatsApp. What they submit arrives as
+        their next message ("The user completed a form: {...}"), the fields as structured data.
+
+        Args:
+            body: The message text (≤ 1024 characters).
+            button: The label of the button that opens the form (≤ 30 characters).
+            flow_id: The published flow's id (give this or flow_name).
+            flow_name: The published flow's name (give this or flow_id).
+            screen: The screen to open first; leave out to start at the flow's first screen.
+            data: Initial data for that screen.
+            flow_token: Your reference for this form; it comes back with the answer.
+        """
+        flow = FlowOut(
+            body=body,
+            cta=button,
+            flow_id=flow_id,
+            flow_name=flow_name,
+            screen=screen,
+            data=data,
+            flow_token=flow_token,
+        )
+        return await _send(ctx, flow)
+
+    async def request_location(self, ctx: RunContext[TurnContext], body: str) -> str:
+        """Ask the user to share their location, with a "Send location" button. Their location arrives
+        as their next message.
+
+        Args:
+            body: Why you ask (≤ 1024 characters).
+        """
+        return await _send(ctx, LocationRequestOut(body=body))
+
 
 async def _send(ctx: RunContext[TurnContext], message: OutboundMessage) -> str:
     check = message
@@ -312,4 +361,6 @@ def _kind(message: OutboundMessage) -> str:
         "location": "location",
         "contacts": "contact cards",
         "reaction": "reaction",
+        "flow": "form",
+        "location_request": "location request",
     }.get(message.kind, "message")

@@ -5,10 +5,11 @@ Shapes follow the protocol reference (§1.5 envelope, §1.6 message types, §1.7
 - What routing and dedup need (the envelope's lists and objects, a message's `id` and `type`, a
   status's `id` and `status`) must be there: a body without them raises `MalformedWebhook` naming the
   exact place ("entry[0].changes must be a list, got dict"), as does any field of the wrong JSON type.
-- What WhatsApp itself could not deliver is kept, not dropped: an unknown type, `unsupported`, `edit`,
-  `revoke`, or a message whose content object is missing (seen in the wild as an `interactive` message
-  without its `interactive` object, with a value-level 131000 error, §1.6) becomes `Unsupported` with
-  its errors, so the inbox still stores and dedups it.
+- Edits and deletions (`edit`, `revoke`) become `Edit` and `Revoke`, with the original message's id.
+- What WhatsApp itself could not deliver is kept, not dropped: an unknown type, `unsupported`, or a
+  message whose content object is missing (seen in the wild as an `interactive` message without its
+  `interactive` object, with a value-level 131000 error, §1.6) becomes `Unsupported` with its errors,
+  so the inbox still stores and dedups it.
 
 This runs on the webhook's hot path: plain dict lookups, the neutral models' own constructors (measured
 faster than `model_construct` here), and paths for error messages built only when something is wrong.
@@ -28,11 +29,13 @@ from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
     ButtonReply,
+    CallPermissionReply,
     ChannelNotice,
     ContactPhone,
     Contacts,
     Context,
     Document,
+    Edit,
     Event,
     FlowReply,
     Image,
@@ -42,9 +45,12 @@ from whatsagent.messages import (
     Media,
     Order,
     OrderItem,
+    Pricing,
     ProviderError,
     Reaction,
     Referral,
+    ReferredProduct,
+    Revoke,
     SharedContact,
     StatusUpdate,
     Sticker,
@@ -63,8 +69,8 @@ _OBJECT = "whatsapp_business_account"
 _DELIVERY_STATES = frozenset({"sent", "delivered", "read", "played", "failed"})
 
 _Json = dict[str, Any]
-_Contact = tuple[str | None, str | None, str | None]
-"""A `value.contacts[]` item reduced to (wa_id, user_id, profile name)."""
+_Contact = tuple[str | None, str | None, str | None, str | None, str | None]
+"""A `value.contacts[]` item reduced to (wa_id, user_id, profile name, username, parent user id)."""
 
 log = logging.getLogger("whatsagent.cloudapi")
 
@@ -361,6 +367,16 @@ def _interactive(body: object, common: _Json) -> InboundMessage:
             raw_response=raw_response,
             **common,
         )
+    if sub == "call_permission_reply":
+        reply = _obj(reply, where)
+        expires = reply.get("expiration_timestamp")
+        return CallPermissionReply(
+            accepted=_req_str(reply, "response", where) == "accept",
+            permanent=_opt_bool(reply, "is_permanent", where),
+            expires_at=None if expires is None else _timestamp({"timestamp": expires}),
+            source=_opt_str(reply, "response_source", where),
+            **common,
+        )
     return Unsupported(original_type=where, **common)
 
 
@@ -438,6 +454,28 @@ def _system(body: object, common: _Json) -> System:
     return System(system_type=system_type, body=_opt_str(system, "body", "system"), new_wa_id=new_wa_id, **common)
 
 
+def _edit(body: object, common: _Json) -> Edit:
+    edit = _obj(body, "edit")
+    original_id = _req_str(edit, "original_message_id", "edit")
+    message = _opt_obj(edit, "message", "edit") or {}
+    kind = _opt_str(message, "type", "edit.message")
+    content = message.get(kind) if kind else None
+    text = media = None
+    if isinstance(content, dict):
+        where = f"edit.message.{kind}"
+        if kind == "text":
+            text = _opt_str(content, "body", where)
+        else:
+            text = _opt_str(content, "caption", where)
+            if kind in ("image", "video", "document", "audio", "sticker"):
+                media = _media(content, where)
+    return Edit(original_id=original_id, text=text, original_kind=kind, media=media, **common)
+
+
+def _revoke(body: object, common: _Json) -> Revoke:
+    return Revoke(original_id=_req_str(_obj(body, "revoke"), "original_message_id", "revoke"), **common)
+
+
 _PARSERS: dict[str, Callable[[object, _Json], InboundMessage]] = {
     "text": _text,
     "image": _image,
@@ -452,15 +490,24 @@ _PARSERS: dict[str, Callable[[object, _Json], InboundMessage]] = {
     "reaction": _reaction,
     "order": _order,
     "system": _system,
+    "edit": _edit,
+    "revoke": _revoke,
 }
-"""Message types with a neutral counterpart; any other type (`unsupported`, `edit`, `revoke`,
-`request_welcome`, tomorrow's new one) becomes `Unsupported`."""
+"""Message types with a neutral counterpart; any other type (`unsupported`, `request_welcome`,
+tomorrow's new one) becomes `Unsupported`."""
 
 
 def _context(context: object) -> Context:
     context = _obj(context, "context")
     frequently = _opt_bool(context, "frequently_forwarded", "context")
+    product = _opt_obj(context, "referred_product", "context")
     return Context(
+        referred_product=None
+        if product is None
+        else ReferredProduct(
+            catalog_id=_opt_str(product, "catalog_id", "context.referred_product"),
+            product_retailer_id=_req_str(product, "product_retailer_id", "context.referred_product"),
+        ),
         reply_to=_opt_str(context, "id", "context"),
         reply_to_from=_opt_str(context, "from", "context"),
         # WhatsApp sends only `frequently_forwarded: true` for a message forwarded many times; it is
@@ -475,6 +522,7 @@ def _referral(referral: object) -> Referral:
     media_type = _opt_str(referral, "media_type", "referral")
     image_url = _opt_str(referral, "image_url", "referral")
     video_url = _opt_str(referral, "video_url", "referral")
+    welcome = _opt_obj(referral, "welcome_message", "referral")
     return Referral(
         source_url=_opt_str(referral, "source_url", "referral"),
         source_id=_opt_str(referral, "source_id", "referral"),
@@ -484,6 +532,7 @@ def _referral(referral: object) -> Referral:
         media_type=media_type,
         media_url=(video_url or image_url) if media_type == "video" else (image_url or video_url),
         ctwa_clid=_opt_str(referral, "ctwa_clid", "referral"),
+        welcome_message=_opt_str(welcome, "text", "referral.welcome_message") if welcome else None,
     )
 
 
@@ -496,12 +545,21 @@ def _contacts(contacts: list[Any], path: str, refused: list[str]) -> list[_Conta
         where = f"contacts[{n}]"
         try:
             contact = _obj(contact, where)
-            profile = _opt_obj(contact, "profile", where)
-            name = _opt_str(profile, "name", f"{where}.profile") if profile else None
-            reduced.append((_opt_str(contact, "wa_id", where), _opt_str(contact, "user_id", where), name or None))
+            profile = _opt_obj(contact, "profile", where) or {}
+            name = _opt_str(profile, "name", f"{where}.profile")
+            username = _opt_str(profile, "username", f"{where}.profile")
+            reduced.append(
+                (
+                    _opt_str(contact, "wa_id", where) or None,
+                    _opt_str(contact, "user_id", where) or None,
+                    name or None,
+                    username or None,
+                    _opt_str(contact, "parent_user_id", where) or None,
+                )
+            )
         except _Invalid as bad:  # refused, and its messages go unnamed: they are still stored
             refused.append(bad.reason(path))
-            reduced.append((None, None, None))
+            reduced.append((None, None, None, None, None))
     return reduced
 
 
@@ -510,16 +568,16 @@ def _user(raw: _Json, contacts: list[_Contact]) -> User:
     `value.contacts[]` item, or from the only one when it does not contradict the message."""
     wa_id = _opt_str(raw, "from", "") or None
     user_id = _opt_str(raw, "from_user_id", "") or None
-    name = None
+    name = username = parent = None
     contact = _matching_contact(wa_id, user_id, contacts)
     if contact is not None:
         wa_id = wa_id or contact[0]
         user_id = user_id or contact[1]
-        name = contact[2]
+        name, username, parent = contact[2], contact[3], contact[4]
     if not wa_id and not user_id:
         # Username-only users may have no wa_id, but every message has someone behind it.
         raise _Invalid("", "has neither `from` nor `from_user_id`, and no contact names its sender")
-    return User(wa_id=wa_id, user_id=user_id, name=name)
+    return User(wa_id=wa_id, user_id=user_id, name=name, username=username, parent_user_id=parent)
 
 
 def _matching_contact(wa_id: str | None, user_id: str | None, contacts: list[_Contact]) -> _Contact | None:
@@ -559,10 +617,25 @@ def _status(raw: object, account: str, channel: str) -> StatusUpdate | None:
         account=account,
         message_id=message_id,
         status=status,  # type: ignore[arg-type]  # checked against _DELIVERY_STATES above
-        recipient=_opt_str(raw, "recipient_id", ""),
+        recipient=_opt_str(raw, "recipient_id", "") or None,
+        recipient_user_id=_opt_str(raw, "recipient_user_id", "") or None,
+        pricing=_pricing(raw),
         timestamp=_timestamp(raw),
         errors=_errors(raw, "errors") if "errors" in raw else (),
         callback_data=_opt_str(raw, "biz_opaque_callback_data", ""),
+    )
+
+
+def _pricing(raw: _Json) -> Pricing | None:
+    pricing = _opt_obj(raw, "pricing", "")
+    if pricing is None:
+        return None
+    billable = pricing.get("billable")
+    return Pricing(
+        billable=billable if isinstance(billable, bool) else None,
+        pricing_model=_opt_str(pricing, "pricing_model", "pricing"),
+        type=_opt_str(pricing, "type", "pricing"),
+        category=_opt_str(pricing, "category", "pricing"),
     )
 
 

@@ -14,8 +14,10 @@ from whatsagent.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,
+    FlowOut,
     ListOut,
     LocationOut,
+    LocationRequestOut,
     MediaOut,
     OutboundMessage,
     ReactionOut,
@@ -29,6 +31,7 @@ BUTTON_BODY_LIMIT = 1024
 HEADER_LIMIT = 60
 FOOTER_LIMIT = 60
 BUTTON_TITLE_LIMIT = 20
+FLOW_CTA_LIMIT = 30
 MAX_BUTTONS = 3
 BUTTON_ID_LIMIT = 256
 LIST_ROWS_LIMIT = 10
@@ -110,7 +113,38 @@ def _content(m: OutboundMessage) -> dict[str, Any]:
         return {"type": "interactive", "interactive": cta}
     if isinstance(m, TemplateOut):
         return {"type": "template", "template": _template(m)}
+    if isinstance(m, FlowOut):
+        return {"type": "interactive", "interactive": _flow(m)}
+    if isinstance(m, LocationRequestOut):
+        _limit("location request body", m.body, BUTTON_BODY_LIMIT, required=True)
+        request = {"type": "location_request_message", "body": {"text": m.body}, "action": {"name": "send_location"}}
+        return {"type": "interactive", "interactive": request}
     raise InvalidMessage(f"the Cloud API channel cannot send {type(m).__name__}")
+
+
+def _flow(m: FlowOut) -> dict[str, Any]:
+    _limit("flow body", m.body, BUTTON_BODY_LIMIT, required=True)
+    _limit("flow button label", m.cta, FLOW_CTA_LIMIT, required=True)
+    if bool(m.flow_id) == bool(m.flow_name):
+        raise InvalidMessage("a flow message needs exactly one of flow_id or flow_name")
+    parameters: dict[str, Any] = {"flow_message_version": "3", "flow_cta": m.cta}
+    parameters.update({"flow_id": m.flow_id} if m.flow_id else {"flow_name": m.flow_name})
+    if m.flow_token:
+        parameters["flow_token"] = m.flow_token
+    if m.draft:
+        parameters["mode"] = "draft"
+    if m.screen:
+        payload: dict[str, Any] = {"screen": m.screen}
+        if m.data:
+            payload["data"] = m.data
+        parameters.update({"flow_action": "navigate", "flow_action_payload": payload})
+    flow: dict[str, Any] = {
+        "type": "flow",
+        "body": {"text": m.body},
+        "action": {"name": "flow", "parameters": parameters},
+    }
+    _header_footer(flow, m.header, m.footer)
+    return flow
 
 
 def _media(m: MediaOut) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from whatsagent.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,
+    FlowOut,
     ListOut,
     LocationOut,
+    LocationRequestOut,
     MediaOut,
     OutboundMessage,
     ReactionOut,
@@ -70,6 +72,10 @@ def message_form(
         return [("Body", "\n\n".join(_contact_card(c) for c in message.contacts))]
     if isinstance(message, ReactionOut):
         raise SendError("Twilio's Messages API cannot send reactions", retryable=False)
+    if isinstance(message, LocationRequestOut):
+        return [("Body", f"{message.body}\n(Share your location: 📎 → Location)")]
+    if isinstance(message, FlowOut):
+        raise SendError("WhatsApp Flows go through Twilio only as a Content template (ContentSid)", retryable=False)
     raise SendError(f"the Twilio channel cannot send {type(message).__name__}", retryable=False)
 
 

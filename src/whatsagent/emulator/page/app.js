@@ -132,7 +132,7 @@ function preview(msg) {
   const b = msg.body;
   if (msg.type === "text") return b.text.body;
   if (msg.type === "template") return msg.text || b.template.name;
-  if (msg.type === "interactive") return b.interactive.body.text;
+  if (msg.type === "interactive") return (b.interactive.body || {}).text || "Products";
   if (msg.type === "reaction") return `Reacted ${b.reaction.emoji}`;
   const names = { image: "Photo", audio: "Audio", video: "Video", document: "Document", sticker: "Sticker", location: "Location", contacts: "Contact" };
   const name = names[msg.type] || msg.type;
@@ -572,9 +572,10 @@ function fillInteractive(key, bubble, msg) {
     if (i.header.type === "text") bubble.append(el("div", "header", i.header.text));
     else fillMedia(bubble, i.header.type, i.header[i.header.type], null), bubble.classList.remove("media-only");
   }
-  bubble.append(textNode(i.body.text));
+  if (i.body) bubble.append(textNode(i.body.text));
   if (i.footer) bubble.append(el("div", "footer", i.footer.text));
   const btns = el("div", "action-btns");
+  fillMoreInteractive(key, bubble, btns, msg);
   if (i.type === "button") {
     for (const b of i.action.buttons) {
       const node = actionButton(b.reply.title, ICON.reply, () => tap(key, msg.id, b.reply.id));
@@ -591,6 +592,68 @@ function fillInteractive(key, bubble, msg) {
     btns.append(actionButton(p.display_text, ICON.link, () => window.open(p.url, "_blank", "noopener")));
   }
   return btns.childElementCount ? btns : null;
+}
+
+// Interactive kinds beyond buttons, lists and links: a flow (a form), a location request, a call
+// permission request, products and carousels. Each offers what WhatsApp's app offers to answer it.
+function fillMoreInteractive(key, bubble, btns, msg) {
+  const i = msg.body.interactive;
+  const p = (i.action && i.action.parameters) || {};
+  const answer = async (body) => {
+    renderMessages.forceBottom = true;
+    try {
+      await api(`/api/users/${encodeURIComponent(key)}/answer`, { message_id: msg.id, ...body });
+    } catch (e) {
+      toast(e.message);
+    }
+  };
+  if (i.type === "flow") {
+    btns.append(actionButton(p.flow_cta || "Open form", ICON.list, () => {
+      const fields = window.prompt("Fill in the form: its fields as JSON", '{"answer": ""}');
+      if (fields === null) return;
+      let response;
+      try { response = JSON.parse(fields); } catch { toast("Not JSON: write the fields as {\"name\": \"value\"}"); return; }
+      answer({ kind: "flow", response });
+    }));
+  } else if (i.type === "location_request_message") {
+    btns.append(actionButton("Send location", ICON.link, () => {
+      const at = window.prompt("Your location: latitude, longitude", "52.52, 13.405");
+      if (at === null) return;
+      const [latitude, longitude] = at.split(",").map((x) => parseFloat(x));
+      if (Number.isNaN(latitude) || Number.isNaN(longitude)) { toast("Write a latitude and a longitude"); return; }
+      answer({ kind: "location", latitude, longitude });
+    }));
+  } else if (i.type === "call_permission_request") {
+    btns.append(actionButton("Allow calls", ICON.reply, () => answer({ kind: "call_permission", accept: true })));
+    btns.append(actionButton("Don't allow", ICON.reply, () => answer({ kind: "call_permission", accept: false })));
+  } else if (i.type === "voice_call") {
+    btns.append(actionButton(p.display_text || "Call", ICON.link, () => toast("Calls are not emulated")));
+  } else if (i.type === "request_contact_info") {
+    btns.append(actionButton("Share contact info", ICON.reply, () => toast("Use the contacts attachment to share a card")));
+  } else if (["product", "product_list", "catalog_message"].includes(i.type)) {
+    const a = i.action || {};
+    const skus = a.product_retailer_id ? [a.product_retailer_id]
+      : (a.sections || []).flatMap((s) => (s.product_items || []).map((it) => it.product_retailer_id));
+    if (skus.length) bubble.append(el("div", "footer", `Products: ${skus.join(", ")}`));
+    btns.append(actionButton(i.type === "catalog_message" ? "View catalog" : "View items", ICON.list, () => {
+      const sku = window.prompt("Product to order (retailer id)", skus[0] || "");
+      if (sku) answer({ kind: "product", product_retailer_id: sku });
+    }));
+  } else if (i.type === "carousel") {
+    for (const card of (i.action && i.action.cards) || []) {
+      const node = el("div", "carousel-card");
+      const h = card.header || {};
+      if (h.type) fillMedia(node, h.type, h[h.type], null);
+      if (card.body) node.append(textNode(card.body.text));
+      bubble.append(node);
+      const ca = card.action || {};
+      if (ca.name === "cta_url") btns.append(actionButton(ca.parameters.display_text, ICON.link, () => window.open(ca.parameters.url, "_blank", "noopener")));
+      for (const b of ca.buttons || []) btns.append(actionButton(b.quick_reply.title, ICON.reply, () => toast("Carousel quick replies are not emulated yet")));
+    }
+  } else if (["order_details", "order_status"].includes(i.type)) {
+    const order = p.order || {};
+    bubble.append(el("div", "footer", `Order ${p.reference_id || ""}: ${order.status || ""}`));
+  }
 }
 
 function fillTemplate(key, bubble, msg) {
@@ -614,7 +677,7 @@ function fillTemplate(key, bubble, msg) {
 
 function templateHeader(text, template) {
   const params = [];
-  for (const c of template.components || []) if (c.type === "header") for (const p of c.parameters || []) if (p.type === "text") params.push(p.text);
+  for (const c of template.components || []) if ((c.type || "").toLowerCase() === "header") for (const p of c.parameters || []) if (p.type === "text") params.push(p.text);
   let n = 0;
   return text.replace(/\{\{\s*[\w]+\s*\}\}/g, (m) => (n < params.length ? params[n++] : m));
 }
@@ -883,6 +946,7 @@ function setupNewChat() {
     const id = idInput.value.trim() || (phone ? suggestNumber() : `US.${Date.now()}`);
     const body = { name: $("#new-name").value.trim() || undefined };
     if (phone) body.wa_id = id.replace(/[^\d]/g, "");
+    else if (id.startsWith("@")) body.username = id.slice(1); // a username-only user; the emulator gives the BSUID
     else body.user_id = id;
     try {
       const u = await api("/api/users", body);
