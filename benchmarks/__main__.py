@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|all] [options]``.
+"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|provider|all] [options]``.
 
 `webhooks` (the default) takes the options of `benchmarks/webhooks.py`; `scale-out` needs PostgreSQL.
 """
@@ -13,6 +13,7 @@ SUITES = {
     "rendering": "benchmarks.rendering",
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
+    "provider": "benchmarks.provider",
 }
 
 
@@ -26,7 +27,7 @@ if __name__ == "__main__":
     choice = args.pop(0) if args and args[0] in (*SUITES, "all") else "webhooks"
     sys.argv = [sys.argv[0], *args]
     if choice == "all":
-        for name in ("rendering", "webhooks", "sender", "scale-out"):
+        for name in ("rendering", "webhooks", "provider", "sender", "scale-out"):
             try:
                 run(name)
             except ModuleNotFoundError as exc:
