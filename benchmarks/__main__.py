@@ -14,6 +14,7 @@ SUITES = {
     "sender": "benchmarks.sender_rate",
     "scale-out": "benchmarks.scale_out",
     "provider": "benchmarks.provider",
+    "provider-path": "benchmarks.provider_path",
 }
 
 

@@ -25,14 +25,11 @@ from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.pacing import Pacing
 
-
 # Answers name the last message they saw ("ok m3"), so benchmarks/provider.py knows what each answers.
 
 
 async def instant(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    prompt = next(
-        (p.content for p in reversed(messages[-1].parts) if isinstance(p, UserPromptPart)), ""
-    )
+    prompt = next((p.content for p in reversed(messages[-1].parts) if isinstance(p, UserPromptPart)), "")
     return ModelResponse(parts=[TextPart("ok " + str(prompt).rsplit("\n", 1)[-1])])
 
 

@@ -55,9 +55,7 @@ def _completion(text: str) -> bytes:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": "gpt-4o-mini",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23},
         }
     ).encode()
@@ -213,7 +211,8 @@ async def drive(
                 break
             await asyncio.sleep(0.2)
         else:
-            raise TimeoutError(f"not every message was answered; {len(replies)} replies ({replies[:2]}), missing {[u for u in users if covered[u] < per_user - 1][:10]}")
+            missing = [u for u in users if covered[u] < per_user - 1]
+            raise TimeoutError(f"not every message was answered: {len(replies)} replies, none for {missing[:5]}")
         # The first reply covering each message: replies arrive in order per user.
         for to, text, at in sorted(replies, key=lambda r: r[2]):
             if not text.startswith("ok m"):
@@ -254,9 +253,7 @@ async def run_load(
         # Warm-up: the agent, the connection pools and the database, off the clock.
         await drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=30)
         cpu0 = cpu_seconds(server.pid)
-        figures = await drive(
-            url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run"
-        )
+        figures = await drive(url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run")
         cpu = cpu_seconds(server.pid) - cpu0
         figures["bot_cpu_ms_per_msg"] = cpu * 1000 / figures["messages"]
         figures["peak_rss_mb"] = peak_rss_mb(server.pid)

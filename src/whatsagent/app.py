@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -196,6 +197,9 @@ class AgentOS:
         if self.http is not None:
             await self.http.close()
             self.http = None
+        model_http = sys.modules.get("whatsagent.model_http")  # imported once a model was built
+        if model_http is not None:
+            await model_http.close_loop_pools()
         if self.db is not None:
             await self.db.close()
             self.db = None
