@@ -67,4 +67,5 @@ os = AgentOS(
     concurrency=int(os.environ.get("BENCH_CONCURRENCY", "512")),
     # Meta's top tier, so the figures measure whatsagent rather than the default 80 messages/s pacing.
     pacing=Pacing(rate=1000),
+    admission_lag=float(os.environ["BENCH_ADMISSION_LAG"]) if os.environ.get("BENCH_ADMISSION_LAG") else None,
 )

@@ -15,6 +15,9 @@ peak RSS, and for comparison the same load on other agents, in the same run):
 - ``startup``: seconds from spawning ``whatsagent serve`` to ``/ready`` answering 200.
 
     python -m benchmarks provider [--scenario fast|slow|startup|all] [--agents openai,openai-unshared,pydantic]
+
+An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admitting new turns only while the
+event loop lags less than N ms (`AgentOS(admission_lag=...)`).
 """
 
 from __future__ import annotations
@@ -140,6 +143,9 @@ class Fakes:
 
 
 def bot(fakes: Fakes, db: Path, agent: str, merge_window: float, extra: dict[str, str] | None = None) -> ServerProcess:
+    """`agent` is a BENCH_AGENT, optionally with ``+admitN``: admission of turns at N ms of loop lag."""
+    agent, _, admit = agent.partition("+admit")
+    extra = {**(extra or {}), **({"BENCH_ADMISSION_LAG": str(int(admit) / 1000)} if admit else {})}
     env = {
         "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
@@ -152,7 +158,7 @@ def bot(fakes: Fakes, db: Path, agent: str, merge_window: float, extra: dict[str
         "BENCH_AGENT": agent,
         "BENCH_OPENAI_URL": f"{fakes.url}/v1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        **(extra or {}),
+        **extra,
     }
     return ServerProcess("benchmarks.app:os", env=env, cwd=ROOT, log=db.with_suffix(".log"))
 

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from whatsagent import metrics
+from whatsagent.admission import LagGate
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
@@ -66,6 +67,8 @@ class AgentOS:
     `pacing`: send rates per number and per user (`Pacing`; default 80 messages/s, Meta's default tier).
     `window`: the 24-hour window's fallback template per channel (`WindowPolicy`; default: park and report).
     `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``; or ``WHATSAGENT_API_TOKEN``).
+    `admission_lag`: start a new turn only while the event loop runs callbacks within this many seconds,
+    so acknowledgements never queue behind agent work (`whatsagent.admission`); None turns it off.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class AgentOS:
         api_token: str | None = None,
         pacing: Pacing | None = None,
         window: WindowPolicy | None = None,
+        admission_lag: float | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -113,6 +117,7 @@ class AgentOS:
         self.api_token = api_token or os.environ.get("WHATSAGENT_API_TOKEN")
         self.pacing = pacing or Pacing()
         self.window = window or WindowPolicy()
+        self.admission_lag = admission_lag
         self.sender: Sender | None = None
         self.responders: dict[str, Responder] = {c.name: as_responder(c.agent) for c in self.channels}
         self.db: Database | None = None
@@ -169,12 +174,13 @@ class AgentOS:
             queue=self.queue,
         )
         lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns)
+        wake = lanes.wake if self.admission_lag is None else LagGate(self.admission_lag).wrap(lanes.wake)
         await start_work(
             self.queue,
             self.role,
             self.db,
             {
-                WAKE_TASK: lanes.wake,
+                WAKE_TASK: wake,
                 MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
                 WINDOW_TASK: sender.on_window_closed,
             },
