@@ -45,6 +45,9 @@ def _turn_context(text: str) -> Any:
     return TurnContext(conversation="c", channel="whatsapp", user=user, messages=[message])
 
 
+CLOSE: list[Callable[[], Awaitable[Any]]] = []
+
+
 async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     import aiohttp
     import httpx
@@ -54,6 +57,7 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     from whatsagent import Agent
 
     session = aiohttp.ClientSession()
+    CLOSE.append(session.close)
     raw = json.dumps(BODY).encode()
 
     async def bare_aiohttp() -> Any:
@@ -63,11 +67,13 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
             return await r.json()
 
     client = httpx.AsyncClient()
+    CLOSE.append(client.aclose)
 
     async def bare_httpx() -> Any:
         return (await client.post(f"{base}/chat/completions", content=raw)).json()
 
     sdk = openai.AsyncOpenAI(base_url=base, api_key="bench")
+    CLOSE.append(sdk.close)
 
     async def sdk_call() -> Any:
         return await sdk.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])  # type: ignore[arg-type]
@@ -81,6 +87,7 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
         from openai import DefaultAioHttpClient
 
         sdk_aio = openai.AsyncOpenAI(base_url=base, api_key="bench", http_client=DefaultAioHttpClient())
+        CLOSE.append(sdk_aio.close)
 
         async def sdk_aio_call() -> Any:
             return await sdk_aio.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])  # type: ignore[arg-type]
@@ -134,6 +141,11 @@ async def run(args: argparse.Namespace) -> None:
         for name, call in found.items():
             print(f"  {name:>30}: {await measure(call, args.calls, args.concurrency):6.2f}")
     finally:
+        from whatsagent.model_http import close_loop_pools
+
+        for close in CLOSE:
+            await close()
+        await close_loop_pools()
         fakes.close()
 
 
