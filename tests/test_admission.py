@@ -34,6 +34,25 @@ async def test_a_turn_waits_while_the_loop_is_busy_and_starts_once_it_is_free():
     assert gate.delayed == 1
 
 
+async def test_a_turn_that_waited_max_wait_starts_even_while_the_loop_stays_busy():
+    gate = LagGate(max_lag=0.02, max_wait=0.2)
+    busy = True
+
+    async def hog() -> None:
+        while busy:
+            time.sleep(0.05)
+            await asyncio.sleep(0)
+
+    hogging = asyncio.create_task(hog())
+    await asyncio.sleep(0)
+    try:
+        await gate.admit()  # returns although every callback still waits 50 ms
+        assert busy and not hogging.done()
+    finally:
+        busy = False
+        await hogging
+
+
 async def test_waiting_turns_are_admitted_in_arrival_order():
     gate = LagGate(max_lag=0.02)
     order: list[int] = []
