@@ -15,6 +15,7 @@ SUITES = {
     "scale-out": "benchmarks.scale_out",
     "provider": "benchmarks.provider",
     "provider-path": "benchmarks.provider_path",
+    "agno": "benchmarks.side_by_side",
 }
 
 

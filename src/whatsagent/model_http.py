@@ -108,8 +108,10 @@ def provider(name: str, *, base_url: str | None = None, api_key: str | None = No
     """pydantic-ai's provider `name` (``openai``, ``anthropic``, ``google``...) over the shared client. An
     agent builds its model, and so its provider, once; providers whose class takes no ``http_client``
     get their own, as pydantic-ai builds them."""
-    from pydantic_ai.providers import infer_provider_class
+    from pydantic_ai.providers import infer_provider, infer_provider_class
 
+    if name.startswith("gateway/") and base_url is None and api_key is None:
+        return infer_provider(name)  # the Pydantic AI Gateway routes through its own provider
     provider_class: Any = infer_provider_class(name)
     kwargs: dict[str, Any] = {}
     if base_url is not None:
