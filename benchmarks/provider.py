@@ -218,7 +218,8 @@ async def drive(
             await asyncio.sleep(0.2)
         else:
             missing = [u for u in users if covered[u] < per_user - 1]
-            raise TimeoutError(f"not every message was answered: {len(replies)} replies, none for {missing[:5]}")
+            odd = [r for r in replies if not r[1].startswith("ok m")][:3]
+            raise TimeoutError(f"not every message was answered: none for {missing[:5]}; other replies: {odd}")
         # The first reply covering each message: replies arrive in order per user.
         for to, text, at in sorted(replies, key=lambda r: r[2]):
             if not text.startswith("ok m"):

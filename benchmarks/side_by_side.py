@@ -109,7 +109,7 @@ async def load(kind: str, workdir: Path, *, model_delay: float, per_user: int, c
     try:
         await server.start()
         url = f"{server.url}/whatsapp/webhook"
-        await provider.drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=60)
+        await provider.drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=120)
         cpu0 = provider.cpu_seconds(server.pid)
         figures = await provider.drive(
             url, fakes, [f"1555{i:07d}" for i in range(200)], per_user, connections, tag="run"
