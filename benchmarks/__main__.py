@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [webhooks|rendering|sender|scale-out|hostile|all] [options]``.
+"""Run the benchmarks: ``python -m benchmarks [SUITE|all] [options]`` (the suites are listed below).
 
 `webhooks` (the default) takes the options of `benchmarks/webhooks.py`; `scale-out` needs PostgreSQL.
 """
@@ -16,6 +16,9 @@ SUITES = {
     "fence": "benchmarks.fence",
     "interrupt": "benchmarks.interrupt",
     "hostile": "benchmarks.hostile_clients",
+    "provider": "benchmarks.provider",
+    "provider-path": "benchmarks.provider_path",
+    "agno": "benchmarks.side_by_side",
 }
 
 
@@ -29,7 +32,7 @@ if __name__ == "__main__":
     choice = args.pop(0) if args and args[0] in (*SUITES, "all") else "webhooks"
     sys.argv = [sys.argv[0], *args]
     if choice == "all":
-        for name in ("rendering", "webhooks", "sender", "fence", "scale-out"):
+        for name in ("rendering", "webhooks", "provider", "sender", "fence", "scale-out"):
             try:
                 run(name)
             except ModuleNotFoundError as exc:

@@ -1,41 +1,71 @@
-"""The bot the benchmarks serve, answering at once.
+"""The bot the benchmarks serve.
 
-BENCH_AGENT=pydantic (default): a whatsagent.Agent over a zero-latency pydantic-ai FunctionModel, so the
-figures include pydantic-ai's own run (about 2.5 ms of CPU per run here). BENCH_AGENT=callable: an async
-function answering at once, so the figures are whatsagent's own cost. Other settings from the
-environment (the benchmark driver sets them): WHATSAPP_* for the emulator, WHATSAGENT_DATABASE_URL,
-BENCH_MERGE_WINDOW (a huge window = ingest only: nothing is answered).
+BENCH_AGENT picks the agent:
+- ``pydantic`` (default): a whatsagent.Agent over a zero-latency pydantic-ai FunctionModel, so the figures
+  include pydantic-ai's own run;
+- ``callable``: an async function answering at once (whatsagent's own cost);
+- ``openai``: what users run, ``Agent(model="gpt-4o-mini", base_url=BENCH_OPENAI_URL)``: pydantic-ai's
+  OpenAI model over the openai SDK, talking HTTP to the benchmark's fake OpenAI server;
+- ``openai-unshared``: the same model built by hand the way pydantic-ai's docs show
+  (``OpenAIChatModel(name, provider=OpenAIProvider(base_url=..., api_key=...))``), i.e. without
+  whatsagent's shared provider client: the "before" of the provider path.
+
+Other settings from the environment (the benchmark driver sets them): WHATSAPP_* for the Graph API,
+WHATSAGENT_DATABASE_URL, BENCH_MERGE_WINDOW (a huge window = ingest only: nothing is answered).
 """
 
 from __future__ import annotations
 
 import os
 
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.pacing import Pacing
 
+# Answers name the last message they saw ("ok m3"), so benchmarks/provider.py knows what each answers.
+
 
 async def instant(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    return ModelResponse(parts=[TextPart("Thanks, noted!")])
+    prompt = next((p.content for p in reversed(messages[-1].parts) if isinstance(p, UserPromptPart)), "")
+    return ModelResponse(parts=[TextPart("ok " + str(prompt).rsplit("\n", 1)[-1])])
 
 
 async def callable_agent(ctx: TurnContext) -> str:
-    return "Thanks, noted!"
+    return "ok " + ctx.text.rsplit("\n", 1)[-1]
 
 
-assistant: object = (
-    callable_agent
-    if os.environ.get("BENCH_AGENT") == "callable"
-    else Agent(name="bench", model=FunctionModel(instant), instructions="Answer briefly.", history_turns=5)
-)
+def _agent(kind: str) -> object:
+    if kind == "callable":
+        return callable_agent
+    if kind == "openai":
+        return Agent(
+            name="bench",
+            model="gpt-4o-mini",
+            base_url=os.environ["BENCH_OPENAI_URL"],
+            api_key="bench",
+            instructions="Answer briefly.",
+            history_turns=5,
+        )
+    if kind == "openai-unshared":
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        model = OpenAIChatModel(
+            "gpt-4o-mini", provider=OpenAIProvider(base_url=os.environ["BENCH_OPENAI_URL"], api_key="bench")
+        )
+        return Agent(name="bench", model=model, instructions="Answer briefly.", history_turns=5)
+    return Agent(name="bench", model=FunctionModel(instant), instructions="Answer briefly.", history_turns=5)
+
+
+assistant = _agent(os.environ.get("BENCH_AGENT", "pydantic"))
 os = AgentOS(
     channels=[CloudAPI(agent=assistant)],
     merge_window=float(os.environ.get("BENCH_MERGE_WINDOW", "0")),
-    concurrency=512,
+    concurrency=int(os.environ.get("BENCH_CONCURRENCY", "512")),
     # Meta's top tier, so the figures measure whatsagent rather than the default 80 messages/s pacing.
     pacing=Pacing(rate=1000),
+    admission_lag=float(os.environ["BENCH_ADMISSION_LAG"]) if os.environ.get("BENCH_ADMISSION_LAG") else None,
 )

@@ -344,9 +344,11 @@ class Agent:
     def _build(self) -> pydantic_ai.Agent[TurnContext, str | None]:
         import pydantic_ai
 
+        from whatsagent.model_http import build_model
+
         tools, toolsets = self._toolsets()
         agent: pydantic_ai.Agent[TurnContext, str | None] = pydantic_ai.Agent(  # type: ignore[misc]
-            self.resolved.model,
+            build_model(self.resolved.model),  # a model string's provider: shared, built once
             name=self.name,
             deps_type=TurnContext,
             # None: a model that said everything through tools (buttons, an image) may end with no text.
@@ -358,8 +360,9 @@ class Agent:
             retries=self.retries,
         )
 
+        # async: pydantic-ai runs a sync instructions function in a worker thread, twice per model request.
         @agent.instructions
-        def _context(ctx: pydantic_ai.RunContext[TurnContext]) -> str | None:
+        async def _context(ctx: pydantic_ai.RunContext[TurnContext]) -> str | None:
             return self.context_instructions(ctx.deps)
 
         return agent

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from whatsagent import metrics
+from whatsagent.admission import LagGate
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
 from whatsagent.deliveries import delivery_routes
@@ -82,6 +84,8 @@ class AgentOS:
     `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``, ``DELETE /users/{user}``;
     or ``WHATSAGENT_API_TOKEN``).
     `retention`: delete what users sent and what was answered after so many days (`RetentionPolicy`).
+    `admission_lag`: start a new turn only while the event loop runs callbacks within this many seconds,
+    so acknowledgements never queue behind agent work (`whatsagent.admission`); None turns it off.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class AgentOS:
         pacing: Pacing | None = None,
         window: WindowPolicy | None = None,
         retention: RetentionPolicy | None = None,
+        admission_lag: float | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -130,6 +135,7 @@ class AgentOS:
         self.api_token = api_token or os.environ.get("WHATSAGENT_API_TOKEN")
         self.pacing = pacing or Pacing()
         self.window = window or WindowPolicy()
+        self.admission_lag = admission_lag
         self.sender: Sender | None = None
         self.responders: dict[str, Responder] = {
             c.name: as_responder(c.agent, unsupported_reply=c.unsupported_reply) for c in self.channels
@@ -249,8 +255,9 @@ class AgentOS:
                 self.holder,
                 one_per_turn=self.turn_policy.on_new_message == "queue",
             )
+            wake = lanes.wake if self.admission_lag is None else LagGate(self.admission_lag).wrap(lanes.wake)
             handlers = {
-                WAKE_TASK: lanes.wake,
+                WAKE_TASK: wake,
                 MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
                 WINDOW_TASK: sender.on_window_closed,
             }
@@ -281,6 +288,9 @@ class AgentOS:
         if self.http is not None:
             await self.http.close()
             self.http = None
+        model_http = sys.modules.get("whatsagent.model_http")  # imported once a model was built
+        if model_http is not None:
+            await model_http.close_loop_pools()
         if self.db is not None:
             await self.db.close()
             self.db = None

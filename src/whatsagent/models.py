@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from whatsagent.media.capabilities import Capabilities, capabilities_for, capabilities_for_model, provider_of
 
@@ -109,14 +109,16 @@ def _openai_compatible(
     if not isinstance(model, str) or not model:
         raise ValueError("with base_url=, give the model's name as the server knows it, e.g. model='llama3.2'")
     from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from whatsagent import model_http
 
     # "openai-chat:gpt-4o" and "gpt-4o" both mean the model name on that server.
     prefix, _, rest = model.partition(":")
     name = rest if rest and prefix in ("openai", "openai-chat", "openai-compatible") else model
     # Local servers (Ollama, LM Studio) accept any key; the SDK insists on one.
     key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-    built = OpenAIChatModel(name, provider=OpenAIProvider(base_url=base_url, api_key=key))
+    # The provider (and its HTTP client) is shared and built once: see whatsagent.model_http.
+    built = OpenAIChatModel(name, provider=model_http.provider("openai", base_url=base_url, api_key=key))
     # What a model takes depends on the model, not on who serves it: gpt-4o behind a proxy or a
     # fake still reads PDFs, gpt-4o-audio-preview still hears.
     family = "openai-chat" if "api.openai.com" in base_url or is_openai_model(name) else "openai-compatible"
@@ -161,8 +163,10 @@ def missing_key(resolved: ResolvedModel) -> str | None:
 
 def _with_key(provider: str, name: str, api_key: str, capabilities: Capabilities | None) -> ResolvedModel:
     from pydantic_ai.models import infer_model
-    from pydantic_ai.providers import infer_provider_class
 
-    provider_class: Any = infer_provider_class(provider)
-    built = infer_model(f"{provider}:{name}", provider_factory=lambda _name: provider_class(api_key=api_key))
+    from whatsagent import model_http
+
+    built = infer_model(
+        f"{provider}:{name}", provider_factory=lambda _name: model_http.provider(provider, api_key=api_key)
+    )
     return ResolvedModel(built, provider, name, capabilities or capabilities_for(provider, name))

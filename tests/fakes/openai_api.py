@@ -110,6 +110,8 @@ class Recorded:
     json: dict[str, Any] | None = None
     form: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, list[UploadedPart]] = field(default_factory=dict)
+    peer: str = ""
+    """The client's address and port: one per connection."""
 
 
 class FakeOpenAI:
@@ -254,6 +256,7 @@ class FakeOpenAI:
 
     async def _record(self, request: web.Request) -> Recorded:
         recorded = Recorded(request.method, request.path, dict(request.headers))
+        recorded.peer = str(request.transport.get_extra_info("peername")) if request.transport else ""
         if request.content_type == "application/json":
             recorded.json = await request.json()
         elif request.content_type.startswith("multipart/"):

@@ -1,0 +1,363 @@
+"""The configuration users run: ``Agent(model="gpt-4o-mini", base_url=...)`` against a fake OpenAI server.
+
+The bot (`whatsagent serve benchmarks.app:os`) runs in its own process, so its CPU and memory are
+measured alone. A second process serves a fake Graph API and a fake OpenAI ``/v1/chat/completions`` on
+loopback (answering at once, or after ``--model-delay`` seconds); this process posts signed webhooks.
+
+Every reply is ``ok <the last message the model saw>``, so the fake Graph API knows which messages each
+reply answers: a message's reply latency is from the start of its webhook post to the arrival of the
+first reply that covers it (a merged turn answers several messages at once).
+
+Scenarios (each prints answered msgs/s, bot CPU ms per message, ack p50/p99, reply latency p50/p99,
+peak RSS, and for comparison the same load on other agents, in the same run):
+- ``fast``: 2,000 messages from 200 users on 32 connections, a model answering at once;
+- ``slow``: 1,000 messages from 200 users on 200 connections (5 each), a model taking 2 s;
+- ``startup``: seconds from spawning ``whatsagent serve`` to ``/ready`` answering 200.
+
+    python -m benchmarks provider [--scenario fast|slow|startup|all] [--agents openai,openai-unshared,pydantic]
+
+An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admitting new turns only while the
+event loop lags less than N ms (`AgentOS(admission_lag=...)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from benchmarks.webhooks import cpu_seconds, peak_rss_mb, signed_text
+from whatsagent.testing import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCESS_TOKEN = "bench-token"
+APP_SECRET = "bench-secret"
+PHONE_NUMBER_ID = "100000000000001"
+
+
+# --- the fakes (their own process) ------------------------------------------------------------------
+
+
+def _completion(text: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23},
+        }
+    ).encode()
+
+
+def _last_line(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content).rsplit("\n", 1)[-1]
+    return ""
+
+
+async def _serve_fakes(model_delay: float, conn: Any) -> None:
+    replies: list[tuple[str, str, float]] = []
+    counter = iter(range(10**9))
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        if model_delay:
+            await asyncio.sleep(model_delay)
+        return web.Response(body=_completion("ok " + _last_line(body["messages"])), content_type="application/json")
+
+    async def messages(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("type") == "text":
+            replies.append((body["to"], body["text"]["body"], time.monotonic()))
+        if "status" in body:
+            return web.json_response({"success": True})
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                "messages": [{"id": f"wamid.OUT{next(counter)}"}],
+            }
+        )
+
+    async def collected(request: web.Request) -> web.Response:
+        return web.json_response(replies)
+
+    async def reset(request: web.Request) -> web.Response:
+        replies.clear()
+        return web.json_response({})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/{version}/{pnid}/messages", messages)
+    app.router.add_get("/bench/replies", collected)
+    app.router.add_post("/bench/reset", reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    conn.send(port)
+    await asyncio.Event().wait()
+
+
+def _fakes_main(model_delay: float, conn: Any) -> None:
+    asyncio.run(_serve_fakes(model_delay, conn))
+
+
+class Fakes:
+    """The fake Graph API and fake OpenAI, in a child process (its CPU is not the bot's nor the driver's)."""
+
+    def __init__(self, model_delay: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_fakes_main, args=(model_delay, child), daemon=True)
+        self.proc.start()
+        self.port = parent.recv()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.join(10)
+
+
+# --- the driver --------------------------------------------------------------------------------------
+
+
+def bot(fakes: Fakes, db: Path, agent: str, merge_window: float, extra: dict[str, str] | None = None) -> ServerProcess:
+    """`agent` is a BENCH_AGENT, optionally with ``+admitN``: admission of turns at N ms of loop lag."""
+    agent, _, admit = agent.partition("+admit")
+    extra = {**(extra or {}), **({"BENCH_ADMISSION_LAG": str(int(admit) / 1000)} if admit else {})}
+    env = {
+        "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "bench",
+        "WHATSAPP_API_BASE_URL": fakes.url,
+        "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+        "WHATSAGENT_MEDIA_DIR": str(db.parent / "media"),
+        "BENCH_MERGE_WINDOW": str(merge_window),
+        "BENCH_AGENT": agent,
+        "BENCH_OPENAI_URL": f"{fakes.url}/v1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        **extra,
+    }
+    return ServerProcess("benchmarks.app:os", env=env, cwd=ROOT, log=db.with_suffix(".log"))
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+async def drive(
+    url: str,
+    fakes: Fakes,
+    users: list[str],
+    per_user: int,
+    connections: int,
+    *,
+    tag: str,
+    timeout: float = 300,
+) -> dict[str, float]:
+    """Post `per_user` messages from each user (user-interleaved) on `connections` connections in a closed
+    loop; wait until every message is answered. Return the figures (CPU is measured by the caller)."""
+    work = [(u, k) for k in range(per_user) for u in users]
+    work.reverse()
+    posted: dict[tuple[str, int], float] = {}
+    acks: list[float] = []
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await http.post(f"{fakes.url}/bench/reset")
+
+        async def worker() -> None:
+            while work:
+                user, k = work.pop()
+                raw = signed_text(APP_SECRET, PHONE_NUMBER_ID, user, f"wamid.{tag}.{user}.{k}", f"m{k}")
+                sig = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+                t = time.monotonic()
+                posted[(user, k)] = t
+                async with http.post(url, data=raw, headers={"X-Hub-Signature-256": sig}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"webhook answered {r.status}")
+                acks.append(time.monotonic() - t)
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        acked = time.monotonic() - started
+        answered: dict[tuple[str, int], float] = {}
+        deadline = time.monotonic() + timeout
+        replies: list[list[Any]] = []
+        while time.monotonic() < deadline:
+            async with http.get(f"{fakes.url}/bench/replies") as r:
+                replies = await r.json()
+            covered: dict[str, int] = defaultdict(lambda: -1)
+            count: dict[str, int] = defaultdict(int)
+            for to, text, _at in replies:
+                count[to] += 1
+                if text.startswith("ok m"):
+                    covered[to] = max(covered[to], int(text[4:]))
+            # Done when every message is covered, or (a bot answering errors) each had a reply of its own.
+            if all(covered[u] >= per_user - 1 or count[u] >= per_user for u in users):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            missing = [u for u in users if covered[u] < per_user - 1]
+            odd = [r for r in replies if not r[1].startswith("ok m")][:3]
+            raise TimeoutError(f"not every message was answered: none for {missing[:5]}; other replies: {odd}")
+        # The first reply covering each message: replies arrive in order per user.
+        for to, text, at in sorted(replies, key=lambda r: r[2]):
+            if not text.startswith("ok m"):
+                continue
+            for k in range(int(text[4:]) + 1):
+                answered.setdefault((to, k), at)
+        reply_latency = [answered[key] - posted[key] for key in posted if key in answered]
+        finished = max(r[2] for r in replies) - started
+        n = len(posted)
+        return {
+            "messages": n,
+            "turns": len(replies),
+            "error_replies": sum(1 for r in replies if not r[1].startswith("ok m")),
+            "answered_msgs_per_s": n / finished,
+            "acks_per_s": n / acked,
+            "ack_p50_ms": pct(acks, 50),
+            "ack_p99_ms": pct(acks, 99),
+            "reply_p50_ms": pct(reply_latency, 50),
+            "reply_p99_ms": pct(reply_latency, 99),
+        }
+
+
+async def run_load(
+    agent: str,
+    workdir: Path,
+    *,
+    model_delay: float,
+    users: int,
+    per_user: int,
+    connections: int,
+    merge_window: float,
+    extra: dict[str, str] | None = None,
+) -> dict[str, float]:
+    fakes = Fakes(model_delay)
+    server = bot(fakes, workdir / f"{agent}-{model_delay}.db", agent, merge_window, extra)
+    try:
+        await server.start()
+        url = f"{server.url}/whatsapp/webhook"
+        # Warm-up: the agent, the connection pools and the database, off the clock.
+        await drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=30)
+        cpu0 = cpu_seconds(server.pid)
+        figures = await drive(url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run")
+        cpu = cpu_seconds(server.pid) - cpu0
+        figures["bot_cpu_ms_per_msg"] = cpu * 1000 / figures["messages"]
+        figures["peak_rss_mb"] = peak_rss_mb(server.pid)
+        return figures
+    finally:
+        server.terminate()
+        fakes.close()
+
+
+async def startup(agent: str, workdir: Path, runs: int = 3) -> dict[str, float]:
+    fakes = Fakes(0)
+    try:
+        times = []
+        for i in range(runs):
+            server = bot(fakes, workdir / f"start-{agent}-{i}.db", agent, 0.3)
+            started = time.monotonic()
+            await server.start()
+            times.append(time.monotonic() - started)
+            rss = peak_rss_mb(server.pid)
+            server.terminate()
+        return {"startup_min_s": min(times), "startup_median_s": statistics.median(times), "idle_rss_mb": rss}
+    finally:
+        fakes.close()
+
+
+def show(title: str, results: dict[str, dict[str, float]], baseline: str | None) -> None:
+    print(f"\n{title}  (load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores)")
+    names = list(results)
+    keys = list(next(iter(results.values())))
+    print(f"  {'':>22}" + "".join(f"{n:>18}" for n in names))
+    for key in keys:
+        print(f"  {key:>22}" + "".join(f"{results[n].get(key, float('nan')):>18,.2f}" for n in names))
+    if baseline in results and len(names) > 1:
+        base = results[baseline]
+        for name in names:
+            if name == baseline:
+                continue
+            r = results[name]
+            print(
+                f"  {name} / {baseline}: msgs/s x{r['answered_msgs_per_s'] / base['answered_msgs_per_s']:.2f}, "
+                f"CPU/msg x{r['bot_cpu_ms_per_msg'] / base['bot_cpu_ms_per_msg']:.2f}, "
+                f"ack p99 x{r['ack_p99_ms'] / base['ack_p99_ms']:.2f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=["fast", "slow", "startup", "all"], default="all")
+    parser.add_argument("--agents", default="openai,openai-unshared,pydantic", help="comma-separated BENCH_AGENTs")
+    parser.add_argument("--messages", type=int, default=2000, help="messages in the fast scenario")
+    parser.add_argument("--merge-window", type=float, default=0.3, help="AgentOS merge_window (default: 0.3)")
+    args = parser.parse_args()
+    agents = [a for a in args.agents.split(",") if a]
+    with tempfile.TemporaryDirectory(prefix="whatsagent-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.scenario in ("startup", "all"):
+            show_start = {a: asyncio.run(startup(a, workdir)) for a in agents}
+            print(f"\nstart-up to /ready  (load average {os.getloadavg()[0]:.2f})")
+            for name, f in show_start.items():
+                print(f"  {name:>18}: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()))
+        if args.scenario in ("fast", "all"):
+            results = {
+                a: asyncio.run(
+                    run_load(
+                        a,
+                        workdir,
+                        model_delay=0,
+                        users=200,
+                        per_user=args.messages // 200,
+                        connections=32,
+                        merge_window=args.merge_window,
+                    )
+                )
+                for a in agents
+            }
+            show("zero-latency model: 200 users on 32 connections", results, agents[0] if len(agents) > 1 else None)
+        if args.scenario in ("slow", "all"):
+            results = {
+                a: asyncio.run(
+                    run_load(
+                        a,
+                        workdir,
+                        model_delay=2.0,
+                        users=200,
+                        per_user=5,
+                        connections=200,
+                        merge_window=args.merge_window,
+                    )
+                )
+                for a in agents
+            }
+            show("2 s model: 200 users on 200 connections, 5 messages each", results, None)
+
+
+if __name__ == "__main__":
+    main()
