@@ -82,6 +82,7 @@ __all__ = [
     "wa",
     "wa_agent",
     "wa_bot",
+    "wait_idle",
 ]
 
 APP_SECRET = "harness-app-secret"
@@ -345,18 +346,23 @@ class BotHarness:
         """Wait until the bot has nothing left to do: every stored message that asks for an answer was
         taken by a turn, no turn is open, and no outbox row waits to be sent."""
         assert self.os is not None
-        deadline = time.monotonic() + timeout
-        calm = 0
-        while True:
-            db = self.os.db
-            busy = await db.read(_busy) if db is not None else "the bot is not started"
-            # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
-            calm = calm + 1 if busy is None else 0
-            if calm >= 2:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the bot was still busy after {timeout:g}s: {busy}")
-            await asyncio.sleep(0.01)
+        await wait_idle(self.os, timeout)
+
+
+async def wait_idle(agent_os: AgentOS, timeout: float = 60.0) -> None:
+    """`BotHarness.idle` for an `AgentOS` served some other way (several channels, a custom server)."""
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while True:
+        db = agent_os.db
+        busy = await db.read(_busy) if db is not None else "the bot is not started"
+        # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
+        calm = calm + 1 if busy is None else 0
+        if calm >= 2:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bot was still busy after {timeout:g}s: {busy}")
+        await asyncio.sleep(0.01)
 
 
 def _busy(conn: Any) -> str | None:
