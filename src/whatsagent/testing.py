@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from whatsagent.app import AgentOS
     from whatsagent.channels.base import Channel
     from whatsagent.emulator import Emulator, Faults, InboundRecord, OutboundRecord, SimulatedUser
+    from whatsagent.store.database import Database
 
 __all__ = [
     "BotHarness",
@@ -349,12 +350,15 @@ class BotHarness:
         await wait_idle(self.os, timeout)
 
 
-async def wait_idle(agent_os: AgentOS, timeout: float = 60.0) -> None:
-    """`BotHarness.idle` for an `AgentOS` served some other way (several channels, a custom server)."""
+async def wait_idle(bot: AgentOS | Database, timeout: float = 60.0) -> None:
+    """`BotHarness.idle` for an `AgentOS` served some other way (several channels, a custom server), or
+    for the database of a bot served in another process."""
+    from whatsagent.store.database import Database
+
     deadline = time.monotonic() + timeout
     calm = 0
     while True:
-        db = agent_os.db
+        db = bot if isinstance(bot, Database) else bot.db
         busy = await db.read(_busy) if db is not None else "the bot is not started"
         # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
         calm = calm + 1 if busy is None else 0
