@@ -359,7 +359,13 @@ async def wait_idle(bot: AgentOS | Database, timeout: float = 60.0) -> None:
     calm = 0
     while True:
         db = bot if isinstance(bot, Database) else bot.db
-        busy = await db.read(_busy) if db is not None else "the bot is not started"
+        inbox = None if isinstance(bot, Database) else bot.inbox
+        if db is None:
+            busy: str | None = "the bot is not started"
+        elif inbox is not None and inbox._follow_ups:
+            busy = "an acknowledged webhook's follow-up (wake-up, failure report) is not queued yet"
+        else:
+            busy = await db.read(_busy)
         # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
         calm = calm + 1 if busy is None else 0
         if calm >= 2:
@@ -373,7 +379,7 @@ def _busy(conn: Any) -> str | None:
     from sqlalchemy import func, select
 
     from whatsagent.lanes import OPEN_STATES
-    from whatsagent.store.schema import inbox, outbox, turns
+    from whatsagent.store.schema import inbox, jobs, outbox, turns
 
     pending = conn.execute(
         select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
@@ -388,6 +394,10 @@ def _busy(conn: Any) -> str | None:
     ).scalar_one()
     if unsent:
         return f"{unsent} outbound message(s) not sent yet"
+    if conn.dialect.name == "sqlite":  # SQLite's own queue (PostgreSQL queues with procrastinate)
+        queued = conn.execute(select(func.count()).select_from(jobs)).scalar_one()  # done jobs are deleted
+        if queued:
+            return f"{queued} job(s) queued or running (wake-ups, window fallbacks, memory captures)"
     return None
 
 
