@@ -345,7 +345,8 @@ class BotHarness:
 
     async def idle(self, timeout: float = 60.0) -> None:
         """Wait until the bot has nothing left to do: every stored message that asks for an answer was
-        taken by a turn, no turn is open, and no outbox row waits to be sent."""
+        taken by a turn, no turn is open, no outbox row waits to be sent, and (SQLite) no job is queued
+        (a window fallback or a memory capture still to come)."""
         assert self.os is not None
         await wait_idle(self.os, timeout)
 
