@@ -133,18 +133,20 @@ async def test_131047_arriving_later_in_a_failed_status_triggers_the_fallback_on
         emulator_ref["emu"] = bot.emulator
         ana = bot.user("15551234567", name="Ana")
         await ana.send_text("first")
-        replies = await ana.wait_for_replies(4)
         await settle(bot)
-        # Three accepted parts each failed with 131047 in a status webhook; one fallback, no loop.
-        assert [r.type for r in ana.replies] == ["text", "text", "text", "template"]
-        assert all(r.status == "failed" for r in replies[:3])
+        # The accepted parts each failed with 131047 in a status webhook; one fallback, no loop. How many
+        # parts went before the first failure came back depends on the machine's pace: the rest was held.
+        sent = len(ana.replies) - 1
+        assert [r.type for r in ana.replies] == ["text"] * sent + ["template"] and sent >= 1
+        assert [r.text for r in ana.replies[:sent]] == [f"part {i}" for i in range(sent)]
+        assert all(r.status == "failed" for r in ana.replies[:sent])
         assert len(sends(bot, "template")) == 1
 
         await ana.tap("Yes, continue")
-        replies = await ana.wait_for_replies(8)
-        assert [r.text for r in replies[4:]] == ["part 0", "part 1", "part 2", "echo: Yes, continue"]
+        replies = await ana.wait_for_replies(sent + 5)
+        assert [r.text for r in replies[sent + 1 :]] == ["part 0", "part 1", "part 2", "echo: Yes, continue"]
         await settle(bot)
-        assert len(sends(bot, "template")) == 1 and len(ana.replies) == 8
+        assert len(sends(bot, "template")) == 1 and len(ana.replies) == sent + 5
 
 
 async def test_a_fallback_template_that_fails_is_reported_by_name_and_never_retried_in_a_loop(tmp_path, caplog):
