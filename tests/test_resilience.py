@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def slow_echo_server(emulator: Emulator, db: Path, delay: float, grace: float = 
         "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
         "SLOW_ECHO_DELAY": str(delay),
         "GRACE": str(grace),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),  # this tree's whatsagent, and tests.apps
     }
     return ServerProcess("tests.apps.slow_echo:os", env=env, cwd=ROOT)
 
