@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pydantic_ai
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
@@ -96,7 +94,8 @@ async def test_an_async_callable_can_answer_with_a_reply_or_nothing(tmp_path):
     async with BotHarness(agent, tmp_path) as bot:
         ana = bot.user("15551234567", name="Ana")
         await ana.send_text("quiet")
-        await asyncio.sleep(0.5)
+        await bot.idle()  # the turn has run and sent whatever it answered
+        await bot.emulator.settle(60)
         assert ana.replies == []
         await ana.send_text("loud")
         [reply] = await ana.wait_for_replies(1)
@@ -138,7 +137,8 @@ async def test_an_agent_that_keeps_failing_gets_the_user_an_apology_once(tmp_pat
         bot.os.queue.retry = RetryPolicy(base=0.01)
         ana = bot.user("15551234567")
         await ana.send_text("hello?")
-        [reply] = await ana.wait_for_replies(1, timeout=15)
+        [reply] = await ana.wait_for_replies(1)
         assert "something went wrong" in reply.text
-        await asyncio.sleep(0.3)
+        await bot.idle()  # no attempt is left to run, nothing more to send
+        await bot.emulator.settle(60)
         assert calls == 2 and len(ana.replies) == 1

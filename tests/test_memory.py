@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import aiohttp
@@ -68,13 +67,11 @@ def extractor() -> FunctionModel:
     return FunctionModel(capture)
 
 
-async def memories_of(db: str, user: str, expected: int = 1, timeout: float = 5.0) -> list[str]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rows = sqlite3.connect(db).execute("SELECT fact FROM memories WHERE user_ref = ?", (user,)).fetchall()
-        if len(rows) >= expected or asyncio.get_running_loop().time() > deadline:
-            return [r[0] for r in rows]
-        await asyncio.sleep(0.05)
+async def memories_of(bot: BotHarness, user: str) -> list[str]:
+    """The user's stored memories, once the bot is idle (memory is captured by a queued job, after the answer)."""
+    await bot.idle()
+    db = sqlite3.connect(bot.database.split("///")[1])
+    return [r[0] for r in db.execute("SELECT fact FROM memories WHERE user_ref = ?", (user,)).fetchall()]
 
 
 async def test_new_starts_a_fresh_conversation_and_keeps_the_old_one_stored(tmp_path):
@@ -102,7 +99,7 @@ async def test_a_captured_memory_is_in_a_later_conversation_and_not_in_another_u
         ana, bo = bot.user("15551234567"), bot.user("15557654321")
         await ana.send_text("I am vegetarian")
         await ana.wait_for_replies(1)
-        assert await memories_of(bot.database.split("///")[1], "15551234567") == ["Is vegetarian."]
+        assert await memories_of(bot, "15551234567") == ["Is vegetarian."]
         await ana.send_text("/new")
         await ana.wait_for_replies(2)
         await ana.send_text("what should I cook tonight?")

@@ -6,10 +6,12 @@ import asyncio
 import socket
 
 import uvicorn
+from sqlalchemy import select
 
 from whatsagent import AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.emulator import Emulator
+from whatsagent.store.schema import inbox
 
 
 def agent_named(name: str):
@@ -67,7 +69,11 @@ async def test_two_numbers_are_answered_by_their_own_agents_and_secrets_do_not_c
             sales_emu.webhook_url = f"http://127.0.0.1:{port}/support/webhook"
             refused = await ana_sales.send_text("sneaking in")
             assert refused.status == 403
-            await asyncio.sleep(0.3)
+            # A message is stored before its webhook is answered: the refused one never was, so no turn
+            # can answer it, now or later.
+            assert agent_os.db is not None
+            stored = await agent_os.db.read(lambda conn: conn.execute(select(inbox.c.provider_id)).scalars().all())
+            assert refused.message_id not in stored and len(stored) == 2
             assert len(ana_support.replies) == 1 and len(ana_sales.replies) == 1
         finally:
             server.should_exit = True

@@ -37,7 +37,8 @@ async def test_reasoning_is_not_shown_unless_asked_for(tmp_path):
         ana = bot.user("15551234567")
         await ana.send_text("17 times 3?")
         await ana.wait_for_replies(1)
-        await bot.emulator.settle()
+        await bot.idle()
+        await bot.emulator.settle(60)
     assert [r.text for r in ana.replies] == ["17 × 3 = 51"]
 
 

@@ -26,7 +26,8 @@ from whatsagent.media.store import MemoryMediaStore
 from whatsagent.messages import Image
 from whatsagent.outbound import MediaOut, TemplateOut
 from whatsagent.sender import SendPolicy
-from whatsagent.store.schema import outbox
+from whatsagent.store.schema import inbox, outbox
+from whatsagent.testing import wait_idle
 from whatsagent.window import WindowPolicy
 
 ANA = "6285176810035"
@@ -101,7 +102,12 @@ class TwilioBot:
     def replies(self, wa_id: str = ANA) -> list[SentMessage]:
         return [s for s in self.twilio.sends if s.to == f"whatsapp:+{wa_id}"]
 
-    async def wait_for_replies(self, count: int, *, wa_id: str = ANA, timeout: float = 10) -> list[SentMessage]:
+    async def idle(self) -> None:
+        """Wait until every stored message was answered and every answer sent (or parked, or failed)."""
+        assert self.os is not None
+        await wait_idle(self.os)
+
+    async def wait_for_replies(self, count: int, *, wa_id: str = ANA, timeout: float = 60) -> list[SentMessage]:
         await self.twilio.wait_until(lambda: len(self.replies(wa_id)) >= count, timeout)
         return self.replies(wa_id)
 
@@ -109,7 +115,7 @@ class TwilioBot:
         assert self.os is not None and self.os.db is not None
         return await self.os.db.read(lambda conn: conn.execute(select(outbox).order_by(outbox.c.id)).all())
 
-    async def wait_for_outbox(self, predicate: Any, timeout: float = 10) -> list[Any]:
+    async def wait_for_outbox(self, predicate: Any, timeout: float = 60) -> list[Any]:
         deadline = time.monotonic() + timeout
         while True:
             rows = await self.outbox()
@@ -151,7 +157,7 @@ async def test_a_redelivered_twilio_webhook_is_answered_once(tmp_path: Path) -> 
         await bot.wait_for_replies(1)
         await bot.say("only once please", sid=sid)
         await bot.say("only once please", sid=sid)
-        await asyncio.sleep(0.5)
+        await bot.idle()  # both redeliveries were acknowledged: had either started a turn, it has answered
         assert [r.body for r in bot.replies()] == ["echo: only once please"]
         assert agent.seen == ["only once please"]
 
@@ -165,12 +171,12 @@ async def test_quick_messages_are_answered_in_order_and_users_do_not_wait_for_ea
     async def agent(ctx: TurnContext) -> str:
         seen.append(ctx.text)
         if ctx.user.wa_id == ANA and len([s for s in seen if s.startswith("ana")]) == 1:
-            await asyncio.wait_for(release_ana.wait(), 10)
+            await asyncio.wait_for(release_ana.wait(), 120)
         return f"echo: {ctx.text}"
 
     async with TwilioBot(agent, tmp_path) as bot:
         await bot.say("ana 0")
-        await bot.twilio.wait_until(lambda: bool(seen))  # Ana's first turn is running
+        await bot.twilio.wait_until(lambda: bool(seen), 60)  # Ana's first turn is running
         for i in range(1, 4):
             await bot.say(f"ana {i}")
         await bot.say("bo 0", wa_id=BO)
@@ -180,7 +186,7 @@ async def test_quick_messages_are_answered_in_order_and_users_do_not_wait_for_ea
         assert bot.replies(ANA) == []
         release_ana.set()
         await bot.wait_for_replies(2)
-        await asyncio.sleep(0.3)
+        await bot.idle()
         ana_turns = [s for s in seen if s.startswith("ana")]
         assert ana_turns == ["ana 0", "ana 1\nana 2\nana 3"]
         assert [r.body for r in bot.replies()] == [f"echo: {t}" for t in ana_turns]
@@ -274,7 +280,8 @@ async def test_outside_the_window_63016_parks_the_answer_instead_of_retrying(
         await bot.say("hello after two days")
         # Not retried, not lost: parked until the user writes again (or a fallback template goes).
         [row] = await bot.wait_for_outbox(lambda rows: rows[0].status == "parked")
-        await asyncio.sleep(0.3)
+        await bot.idle()  # a retry would have put the row back in the queue, and the bot busy until sent
+        assert [r.status for r in await bot.outbox()] == ["parked"]
         assert row.provider_message_id is None
         assert len(bot.twilio.refused) == 1 and bot.twilio.sends == []
 
@@ -296,7 +303,7 @@ async def test_outside_the_window_63016_sends_the_fallback_template_once_through
         assert template.get("ContentSid") == follow_up
         assert json.loads(template.get("ContentVariables") or "{}") == {"1": "Ana"}
         assert template.body is None, "outside the window Twilio wants the Content SID alone"
-        await asyncio.sleep(0.3)
+        await bot.idle()
         assert len(bot.replies()) == 1, "the fallback goes once, never in a loop"
         rows = await bot.outbox()
         assert [r.status for r in rows if r.turn_id is not None] == ["parked"]
@@ -330,7 +337,9 @@ async def test_unsigned_webhooks_never_reach_the_agent(tmp_path: Path) -> None:
     async with TwilioBot(agent, tmp_path) as bot:
         form = bot.twilio.inbound("forged")
         assert await bot.twilio.post_inbound(f"{bot.url}/twilio/webhook", form, token="not-the-token") == 403
-        await asyncio.sleep(0.3)
+        await bot.idle()
+        rows = await bot.os.db.read(lambda conn: conn.execute(select(inbox)).all())
+        assert rows == [], "a message is stored before its webhook is answered: the forged one never was"
         assert agent.seen == [] and bot.twilio.sends == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
 from typing import Any
@@ -60,7 +59,8 @@ async def run(tmp_path, calls, final="", user="15551234567", before=None) -> tup
         await ana.send_text("go")
         expected = len([c for c in calls if c[0] != "fail"]) or 1
         await ana.wait_for_replies(expected)
-        await bot.emulator.settle()
+        await bot.idle()  # anything more the turn sent is in `ana.replies` now
+        await bot.emulator.settle(60)
     return script, ana.replies
 
 
@@ -262,8 +262,8 @@ async def test_a_turn_run_again_after_a_failure_never_sends_a_tools_message_twic
         bot.os.queue.retry = RetryPolicy(base=0.01)
         ana = bot.user("15551234567")
         await ana.send_text("book it")
-        await ana.wait_for_replies(2, timeout=15)
-        await asyncio.sleep(0.3)
-        await bot.emulator.settle()
+        await ana.wait_for_replies(2)
+        await bot.idle()  # the second run is over: a resend of the tool's message would be in by now
+        await bot.emulator.settle(60)
     assert runs == 2, "the turn really ran twice"
     assert [r.text for r in ana.replies] == ["Your table is booked for 8 pm.", "All set."]

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from whatsagent.app import AgentOS
     from whatsagent.channels.base import Channel
     from whatsagent.emulator import Emulator, Faults, InboundRecord, OutboundRecord, SimulatedUser
+    from whatsagent.store.database import Database
 
 __all__ = [
     "BotHarness",
@@ -82,6 +83,7 @@ __all__ = [
     "wa",
     "wa_agent",
     "wa_bot",
+    "wait_idle",
 ]
 
 APP_SECRET = "harness-app-secret"
@@ -343,27 +345,42 @@ class BotHarness:
 
     async def idle(self, timeout: float = 60.0) -> None:
         """Wait until the bot has nothing left to do: every stored message that asks for an answer was
-        taken by a turn, no turn is open, and no outbox row waits to be sent."""
+        taken by a turn, no turn is open, no outbox row waits to be sent, and (SQLite) no job is queued
+        (a window fallback or a memory capture still to come)."""
         assert self.os is not None
-        deadline = time.monotonic() + timeout
-        calm = 0
-        while True:
-            db = self.os.db
-            busy = await db.read(_busy) if db is not None else "the bot is not started"
-            # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
-            calm = calm + 1 if busy is None else 0
-            if calm >= 2:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the bot was still busy after {timeout:g}s: {busy}")
-            await asyncio.sleep(0.01)
+        await wait_idle(self.os, timeout)
+
+
+async def wait_idle(bot: AgentOS | Database, timeout: float = 60.0) -> None:
+    """`BotHarness.idle` for an `AgentOS` served some other way (several channels, a custom server), or
+    for the database of a bot served in another process."""
+    from whatsagent.store.database import Database
+
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while True:
+        db = bot if isinstance(bot, Database) else bot.db
+        inbox = None if isinstance(bot, Database) else bot.inbox
+        if db is None:
+            busy: str | None = "the bot is not started"
+        elif inbox is not None and inbox._follow_ups:
+            busy = "an acknowledged webhook's follow-up (wake-up, failure report) is not queued yet"
+        else:
+            busy = await db.read(_busy)
+        # Twice in a row, a few ms apart: a turn that just committed its answer has rows to send.
+        calm = calm + 1 if busy is None else 0
+        if calm >= 2:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bot was still busy after {timeout:g}s: {busy}")
+        await asyncio.sleep(0.01)
 
 
 def _busy(conn: Any) -> str | None:
     from sqlalchemy import func, select
 
     from whatsagent.lanes import OPEN_STATES
-    from whatsagent.store.schema import inbox, outbox, turns
+    from whatsagent.store.schema import inbox, jobs, outbox, turns
 
     pending = conn.execute(
         select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
@@ -378,6 +395,10 @@ def _busy(conn: Any) -> str | None:
     ).scalar_one()
     if unsent:
         return f"{unsent} outbound message(s) not sent yet"
+    if conn.dialect.name == "sqlite":  # SQLite's own queue (PostgreSQL queues with procrastinate)
+        queued = conn.execute(select(func.count()).select_from(jobs)).scalar_one()  # done jobs are deleted
+        if queued:
+            return f"{queued} job(s) queued or running (wake-ups, window fallbacks, memory captures)"
     return None
 
 
