@@ -54,9 +54,11 @@ class SendPolicy:
     """Meta's pair rate limit (131056): wait pair_limit_base·4^n seconds, n = 0, 1, 2..."""
     deadline: float = 3600.0
     """Give up on a message this many seconds after its first attempt."""
-    in_doubt_wait: float = 5.0
-    """A turn resumed after a crash waits this long for a status webhook proving its first unconfirmed
-    message went out before sending it (again). Meta's `sent` status comes within about a second."""
+    in_doubt_wait: float = 20.0
+    """A turn resumed after a crash waits this long for a status webhook proving that the one message whose
+    send had started (and was not recorded) went out, before sending it again. Meta's `sent` status comes
+    within about a second; a busy web tier or a redelivery after a refused webhook delays it, and waiting
+    costs only that one row's latency after a crash: 5 s let a duplicate through under a 4x CPU load."""
     token_cool_down: float = 60.0
     """While the access token is refused, probe the API again after this long (doubling, up to 15 min)."""
 
