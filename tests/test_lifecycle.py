@@ -10,14 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from typer.testing import CliRunner
 
 from fakes import media_files
 from whatsagent.cli import app as cli_app
 from whatsagent.lifecycle import RetentionPolicy, apply_retention
 from whatsagent.media.store import FileMediaStore
-from whatsagent.store.schema import conversations, history, inbox, memories, outbox, turns
+from whatsagent.store.schema import conversations, history, inbox, lanes, memories, outbox, turns, user_identities
 from whatsagent.testing import BotHarness
 
 ANA, BEA = "15551230001", "15551230002"
@@ -49,6 +49,10 @@ async def rows_about(bot: BotHarness, user: str) -> dict[str, int]:
             "history": len(conn.execute(select(history.c.id).where(history.c.conversation.like(key))).all()),
             "outbox": len(conn.execute(select(outbox.c.id).where(outbox.c.conversation.like(key))).all()),
             "memories": len(conn.execute(select(memories.c.id).where(memories.c.user_ref == user)).all()),
+            "lanes": len(conn.execute(select(lanes.c.conversation).where(lanes.c.conversation.like(key))).all()),
+            "identities": len(
+                conn.execute(select(user_identities.c.identifier).where(user_identities.c.user_key == user)).all()
+            ),
         }
 
     return await bot.os.db.read(op)
@@ -82,6 +86,7 @@ async def test_erasing_a_user_removes_every_row_and_medium_of_theirs_and_nothing
         assert len(before) == 2
         beas = await rows_about(bot, BEA)
         assert beas["inbox"] == 2 and beas["outbox"] >= 2 and beas["memories"] == 1
+        assert beas["lanes"] == 1 and beas["identities"] >= 1
         async with aiohttp.ClientSession(base_url=bot.url) as http:
             async with http.delete(f"/users/{ANA}") as r:
                 assert r.status == 401
@@ -117,11 +122,23 @@ async def test_retention_deletes_what_is_older_than_its_days_and_the_bot_keeps_a
     async with harness(echo, tmp_path, database) as bot:
         await converse(bot, ANA)
         assert bot.os is not None and bot.os.db is not None
+        if database.startswith("postgresql"):  # a work-queue job that failed for good, kept to be looked at
+            await bot.os.db.write(
+                lambda conn: conn.execute(
+                    text(
+                        "WITH j AS (INSERT INTO procrastinate_jobs (queue_name, task_name, args, status) "
+                        "VALUES ('whatsagent', 'conversation.wake', '{}', 'failed') RETURNING id) "
+                        "INSERT INTO procrastinate_events (job_id, type) SELECT id, 'failed' FROM j"
+                    )
+                )
+            )
         policy = RetentionPolicy(days=30)
         kept = await apply_retention(bot.os.db, policy, bot.os.media_store, now=time.time() + 29 * 86_400)
         assert set(kept.values()) == {0}, "nothing is 30 days old yet"
         later = await apply_retention(bot.os.db, policy, bot.os.media_store, now=time.time() + 31 * 86_400)
         assert later["inbox"] == 2 and later["turns"] == 2 and later["outbox"] >= 2 and later["media"] == 1
+        if database.startswith("postgresql"):
+            assert later["queued jobs"] == 1
         left = await rows_about(bot, ANA)
         assert (left["inbox"], left["history"], left["outbox"], left["turns"]) == (0, 0, 0, 0)
         ana = bot.user(ANA)

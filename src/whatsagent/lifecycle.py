@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, or_, select
+from sqlalchemy import Connection, delete, or_, select, text
 from starlette.routing import BaseRoute
 
 from whatsagent.lanes import OPEN_STATES
@@ -34,7 +34,18 @@ from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import user_ref
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
-from whatsagent.store.schema import conversations, history, inbox, jobs, memories, outbox, statuses, turns
+from whatsagent.store.schema import (
+    conversations,
+    history,
+    inbox,
+    jobs,
+    lanes,
+    memories,
+    outbox,
+    statuses,
+    turns,
+    user_identities,
+)
 
 log = logging.getLogger("whatsagent.lifecycle")
 
@@ -97,6 +108,17 @@ def expire(cutoff: float) -> Callable[[Connection], dict[str, int]]:
                 delete(outbox).where(outbox.c.status.in_(("sent", "failed")), outbox.c.updated_at < cutoff)
             ).rowcount,
         }
+        if conn.dialect.name == "postgresql":
+            # Finished work-queue jobs (successful ones are deleted at once; failed ones stay to be looked at)
+            # with no event since the cutoff; their events go with them.
+            counts["queued jobs"] = conn.execute(
+                text(
+                    "DELETE FROM procrastinate_jobs j WHERE j.status IN ('failed', 'succeeded', 'cancelled', "
+                    "'aborted') AND NOT EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = j.id "
+                    "AND e.at >= to_timestamp(:cutoff))"
+                ),
+                {"cutoff": cutoff},
+            ).rowcount
         return counts
 
     return op
@@ -172,7 +194,24 @@ def erase(user: str) -> Callable[[Connection], tuple[dict[str, int], set[str]]]:
                 delete(jobs).where(or_(jobs.c.lock.in_(keys), jobs.c.queueing_lock.in_(keys)))
             ).rowcount,
             "memories": conn.execute(delete(memories).where(memories.c.user_ref.in_({user_ref(user), user}))).rowcount,
+            # Deleting a lane fences off a turn of the user running right now: it writes and sends nothing more.
+            "lanes": conn.execute(delete(lanes).where(lanes.c.conversation.in_(keys))).rowcount,
         }
+        user_keys = {k.rpartition("|")[2] for k in keys} | {user}
+        counts["identities"] = conn.execute(
+            delete(user_identities).where(
+                or_(user_identities.c.identifier.in_(user_keys), user_identities.c.user_key.in_(user_keys))
+            )
+        ).rowcount
+        if conn.dialect.name == "postgresql" and keys:
+            # The work queue's jobs name the conversation (wake-ups) or the user (memory capture).
+            counts["queued jobs"] = conn.execute(
+                text(
+                    "DELETE FROM procrastinate_jobs WHERE status <> 'doing' AND (lock = ANY(:keys) "
+                    "OR queueing_lock = ANY(:keys) OR args->>'conversation' = ANY(:keys) OR args->>'user' = ANY(:refs))"
+                ),
+                {"keys": sorted(keys), "refs": sorted({user_ref(user), user})},
+            ).rowcount
         conn.execute(delete(conversations).where(conversations.c.key.in_(keys)))
         return counts, media
 
