@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import random
 import signal
 import subprocess
@@ -55,7 +56,10 @@ def cpu_hog() -> Iterator[None]:
 def postgres() -> Iterator[private_postgres.PrivatePostgres]:
     why = private_postgres.available()
     if why is not None:
-        pytest.skip(f"no private PostgreSQL server for the chaos suite: {why}")
+        reason = f"no private PostgreSQL server for the chaos suite: {why}"
+        if os.environ.get("WHATSAGENT_REQUIRE_POSTGRES", "").strip() in ("1", "true", "yes"):
+            pytest.fail(reason + " — WHATSAGENT_REQUIRE_POSTGRES=1 makes this a failure", pytrace=False)
+        pytest.skip(reason)
     with private_postgres.PrivatePostgres() as server:
         yield server
 
