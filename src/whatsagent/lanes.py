@@ -23,9 +23,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.messages import ModelMessage
 from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
 
 from whatsagent import fence, history, metrics
@@ -36,6 +35,9 @@ from whatsagent.privacy import masked
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, inbox, turns
 from whatsagent.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 log = logging.getLogger(__name__)
 
