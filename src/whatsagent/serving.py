@@ -66,19 +66,23 @@ def raise_file_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else MAX_FILES
 
 
-def header_deadline_protocol(seconds: float) -> type[asyncio.Protocol] | None:
-    """uvicorn's httptools protocol, closing a connection whose headers are not in after `seconds`."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # uvicorn without its [standard] extra: h11 has no deadline of ours
-        return None
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # uvicorn without its [standard] extra: h11 has no deadline of ours
+    HeaderDeadline: type[asyncio.Protocol] | None = None
+else:
 
-    class HeaderDeadline(HttpToolsProtocol):
+    class _HeaderDeadline(HttpToolsProtocol):
+        """uvicorn's httptools protocol, closing a connection whose headers are not in after
+        `header_timeout` seconds. A module-level class: `serve(reload=True)` hands the server's settings to
+        a child process by pickling them."""
+
+        header_timeout = 10.0
         _header_timer: asyncio.TimerHandle | None = None
 
         def _arm(self) -> None:
             if self._header_timer is None:
-                self._header_timer = self.loop.call_later(seconds, self._too_slow)
+                self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
 
         def _disarm(self) -> None:
             if self._header_timer is not None:
@@ -88,7 +92,7 @@ def header_deadline_protocol(seconds: float) -> type[asyncio.Protocol] | None:
         def _too_slow(self) -> None:
             self._header_timer = None
             if not self.transport.is_closing():
-                log.debug("closed a connection whose request headers took over %gs", seconds)
+                log.debug("closed a connection whose request headers took over %gs", self.header_timeout)
                 self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -107,4 +111,12 @@ def header_deadline_protocol(seconds: float) -> type[asyncio.Protocol] | None:
             self._disarm()
             super().connection_lost(exc)
 
+    HeaderDeadline = _HeaderDeadline
+
+
+def header_deadline_protocol(seconds: float) -> type[asyncio.Protocol] | None:
+    """The protocol closing connections whose request headers take over `seconds` (one server per
+    process: the setting is the process's)."""
+    if HeaderDeadline is not None:
+        HeaderDeadline.header_timeout = seconds  # type: ignore[attr-defined]
     return HeaderDeadline
