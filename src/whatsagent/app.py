@@ -35,17 +35,21 @@ from starlette.responses import JSONResponse, Response
 from whatsagent import metrics
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
+from whatsagent.console import console_routes
 from whatsagent.deliveries import delivery_routes
 from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.events import EVERYTHING, Bus
 from whatsagent.fence import Holder, holder_for
+from whatsagent.handoff import Desk, HandingResponder, Handoff
 from whatsagent.health import public_sending, store_state
 from whatsagent.http_limits import BodyCap
-from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
+from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox, conversation_key
 from whatsagent.lanes import Lanes
 from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
+from whatsagent.operator_api import operator_routes
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
 from whatsagent.proactive import proactive_routes
@@ -81,6 +85,9 @@ class AgentOS:
     `api_token`: bearer token of the operator API (``/memories/{agent}/{user}``, ``DELETE /users/{user}``;
     or ``WHATSAGENT_API_TOKEN``).
     `retention`: delete what users sent and what was answered after so many days (`RetentionPolicy`).
+    `handoff`: how conversations get to a person (`Handoff`: trigger words, the user's message, a
+    notification URL); operators take over through the operator API and the console (``/console``).
+    `console`: serve the console at ``/console`` (default: whenever an operator token is set).
     """
 
     def __init__(
@@ -102,6 +109,8 @@ class AgentOS:
         pacing: Pacing | None = None,
         window: WindowPolicy | None = None,
         retention: RetentionPolicy | None = None,
+        handoff: Handoff | None = None,
+        console: bool | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -143,6 +152,11 @@ class AgentOS:
         self._retention_task: asyncio.Task[None] | None = None
         self._warned: set[str] = set()
         self._never_started_logged = False
+        self.handoff = handoff or Handoff()
+        self.console = console
+        self.bus = Bus()
+        self.desk: Desk | None = None
+        self._operator_holder: Holder | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -218,11 +232,27 @@ class AgentOS:
             use_media_store = getattr(channel, "use_media_store", None)
             if use_media_store is not None:
                 use_media_store(self.media_store)
+        if self.holder is None and self.api_token:
+            # A web process runs no turns, but a takeover claims the lane like one: it needs a holder.
+            self._operator_holder = holder_for(self.db, self.database_url)
+            await self._operator_holder.start()
+        self.desk = Desk(
+            self.db,
+            holder=lambda: self.holder or self._operator_holder,
+            queue=lambda: self.queue,
+            sender=lambda: self.sender,
+            channels={c.name: c for c in self.channels},
+            policy=self.handoff,
+            http=lambda: self.http,
+            bus=self.bus,
+            secret=self.api_token,
+            available=bool(self.api_token),
+        )
         runner = TurnRunner(
             self.db,
             sender,
             {c.name: c for c in self.channels},
-            self.responders,
+            {name: HandingResponder(r, lambda: self.desk) for name, r in self.responders.items()},
             self.turn_policy,
             media_store=self.media_store,
             queue=self.queue,
@@ -230,7 +260,7 @@ class AgentOS:
         handlers: dict[str, Handler] = {}
         recover: Callable[[], Awaitable[object]] = _nothing_to_recover
         if self.holder is not None:
-            lanes = Lanes(self.db, self.queue, runner.run, runner.history_turns, self.holder)
+            lanes = Lanes(self.db, self.queue, self._published(runner.run), runner.history_turns, self.holder)
             handlers = {
                 WAKE_TASK: lanes.wake,
                 MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
@@ -260,6 +290,9 @@ class AgentOS:
         if self.holder is not None:
             await self.holder.stop()
             self.holder = None
+        if self._operator_holder is not None:
+            await self._operator_holder.stop()
+            self._operator_holder = None
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -283,6 +316,10 @@ class AgentOS:
             self._store_failing = True  # /health says so until a webhook is stored again
             raise
         self._store_failing = False
+        for event in events:
+            user = getattr(event, "user", None)
+            recipient = user.key if user is not None else getattr(event, "recipient", None)
+            self.bus.publish(conversation_key(event.channel, recipient) if recipient else EVERYTHING)
         metrics.webhook_store_seconds.observe(time.perf_counter() - started)
         if accepted.messages or accepted.duplicates:
             channel = events[0].channel
@@ -290,6 +327,18 @@ class AgentOS:
                 metrics.inbound.labels(channel=channel, result="stored").inc(accepted.messages)
             if accepted.duplicates:
                 metrics.inbound.labels(channel=channel, result="duplicate").inc(accepted.duplicates)
+
+    def _published(self, run_turn: Callable[[Any, Any], Awaitable[None]]) -> Callable[[Any, Any], Awaitable[None]]:
+        """`run_turn`, telling the console when a turn starts and ends."""
+
+        async def run(turn: Any, lease: Any) -> None:
+            self.bus.publish(turn.conversation)
+            try:
+                await run_turn(turn, lease)
+            finally:
+                self.bus.publish(turn.conversation)
+
+        return run
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
@@ -333,6 +382,18 @@ class AgentOS:
         app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
         app.routes.extend(delivery_routes(lambda: self.db, self.api_token, [c.name for c in self.channels]))
         app.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
+        app.routes.extend(
+            operator_routes(
+                lambda: self.db,
+                lambda: self.desk,
+                lambda: self.sender,
+                self.bus,
+                self.api_token,
+                {c.name: self.responders[c.name].name for c in self.channels},
+                [c.name for c in self.channels],
+            )
+        )
+        app.routes.extend(console_routes(self.api_token, self.console))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic_ai.messages import ModelMessage
 from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
 
-from whatsagent import fence, history, metrics
+from whatsagent import fence, handoff, history, metrics
 from whatsagent.fence import FenceLost, Holder, Lease
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
@@ -82,6 +82,7 @@ _CONVERSATION = Prepared(
         conversations.c.user_id,
         conversations.c.user_name,
         conversations.c.session,
+        conversations.c.mode,
     ).where(conversations.c.key == bindparam("key"))
 )
 _OPEN_TURN = Prepared(
@@ -136,7 +137,7 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
         conv = _CONVERSATION.first(conn, key=conversation)
         if conv is None:
             return None
-        channel, wa_id, user_id, user_name, session = conv
+        channel, wa_id, user_id, user_name, session, mode = conv
         user = User(wa_id=wa_id, user_id=user_id, name=user_name)
         now = time.time()
         open_turn = _OPEN_TURN.first(conn, key=conversation)
@@ -148,6 +149,9 @@ def claim(conversation: str, history_turns: Callable[[str], int]) -> Callable[[C
             first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
             if first_seq is None or not triggers:
                 return None  # nothing waits, or only messages that do not call for an answer (reactions...)
+            if mode != handoff.BOT:  # a person has the conversation: its messages are theirs, unanswered
+                handoff.hold(conn, conversation, session, first_seq, last_seq, now)
+                return None
             turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]
             if not _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id):
                 raise AssertionError(f"turn {turn_id} of {conversation!r} claimed no message")  # never runs empty

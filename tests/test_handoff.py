@@ -1,0 +1,192 @@
+"""Human handoff end to end through the emulator: takeover stops the bot, the operator's reply reaches the
+user and the agent's history, hand-back resumes the bot; the agent and the user can ask for a person."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+
+from whatsagent import Agent, TurnContext
+from whatsagent.handoff import Handoff
+from whatsagent.store.schema import operator_actions, turns
+from whatsagent.testing import BotHarness, scripted_model, tool_call
+from whatsagent.tools.handoff import HandoffTools
+
+TOKEN = "operator-secret"
+
+
+class Operator:
+    """The operator API, as a script would call it."""
+
+    def __init__(self, bot: BotHarness, name: str = "Rosa") -> None:
+        self.bot = bot
+        self.headers = {"Authorization": f"Bearer {TOKEN}", "X-Operator": name}
+
+    async def call(self, method: str, path: str, body: dict | None = None, **headers: str) -> tuple[int, dict]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.bot.url + path, json=body, headers={**self.headers, **headers}) as resp,
+        ):
+            return resp.status, await resp.json(content_type=None)
+
+    async def conversation_id(self, name: str) -> str:
+        _, listed = await self.call("GET", "/operator/conversations")
+        [found] = [c for c in listed["conversations"] if c["name"] == name]
+        return found["id"]
+
+
+async def test_takeover_stops_the_bot_the_operator_answers_and_hand_back_resumes_with_the_history(tmp_path):
+    seen_history: list[str] = []
+
+    async def agent(ctx: TurnContext) -> str:
+        seen_history.append(" | ".join(str(m) for m in ctx.history))
+        return f"bot: {ctx.text}"
+
+    async with BotHarness(agent, tmp_path, api_token=TOKEN) as bot:
+        op = Operator(bot)
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("hi")
+        await ana.wait_for_replies(1)
+        conversation = await op.conversation_id("Ana")
+
+        status, answer = await op.call("POST", f"/operator/conversations/{conversation}/takeover")
+        assert status == 200 and answer == {"mode": "human", "bot_turn_running": False}
+        await ana.send_text("I want to talk to someone")
+        await bot.idle()
+        assert [r.text for r in ana.replies] == ["bot: hi"]  # no bot answer while taken over
+
+        status, answer = await op.call("POST", f"/operator/conversations/{conversation}/reply", {"text": "Rosa here!"})
+        assert status == 200 and answer["status"] == "sent"
+        assert ana.last_reply.text == "Rosa here!"
+
+        status, _ = await op.call("POST", f"/operator/conversations/{conversation}/hand-back")
+        assert status == 200
+        await ana.send_text("thanks, bye")
+        await ana.wait_for_replies(3)
+        assert ana.last_reply.text == "bot: thanks, bye"
+        # Handed back, the agent saw what the user and the operator said while it was quiet.
+        assert "I want to talk to someone" in seen_history[-1] and "Rosa here!" in seen_history[-1]
+
+        _, view = await op.call("GET", f"/operator/conversations/{conversation}")
+        assert view["mode"] == "bot" and view["number"] == "…4567"
+        assert [t["status"] for t in view["turns"]][:3] == ["sent", "operator", "human"]
+        assert [(a["operator"], a["action"]) for a in reversed(view["actions"])] == [
+            ("Rosa", "takeover"),
+            ("Rosa", "reply"),
+            ("Rosa", "hand_back"),
+        ]
+        revealed = await op.call("GET", f"/operator/conversations/{conversation}?reveal=1")
+        assert revealed[1]["number"] == "15551234567"
+
+
+async def test_operator_api_access_and_origin(tmp_path, echo):
+    async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("hi")
+        await ana.wait_for_replies(1)
+        op = Operator(bot)
+        conversation = await op.conversation_id("Ana")
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await op.call("GET", "/operator/conversations", **wrong))[0] == 401
+        path = f"/operator/conversations/{conversation}/takeover"
+        assert (await op.call("POST", path, Origin="https://evil.example"))[0] == 403
+        status, _ = await op.call("POST", f"/operator/conversations/{conversation}/reply", {"text": "x"})
+        assert status == 409  # the bot answers it: take it over first
+        assert (await op.call("POST", path, Origin=bot.url))[0] == 200
+        assert (await op.call("GET", "/operator/conversations?q=ana"))[1]["conversations"][0]["status"] == "human"
+        assert (await op.call("GET", "/operator/conversations?q=4567"))[1]["conversations"]
+        assert not (await op.call("GET", "/operator/conversations?q=zed"))[1]["conversations"]
+    async with BotHarness(echo, tmp_path / "off") as bot:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/operator/conversations", "/console"):
+                async with http.get(bot.url + path) as resp:
+                    assert resp.status == 404
+
+
+class Hook:
+    """A notification receiver on loopback."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def __aenter__(self) -> Hook:
+        app = web.Application()
+
+        async def take(request: web.Request) -> web.Response:
+            await self.received.put(json.loads(await request.read()))
+            return web.Response(status=204)
+
+        app.router.add_post("/hook", take)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def test_the_agent_hands_off_the_user_is_told_and_a_notification_goes_out(tmp_path, caplog):
+    agent = Agent(
+        model=scripted_model(tool_call("handoff", reason="refund over the limit"), "", "never said"),
+        tools=[HandoffTools()],
+    )
+    async with Hook() as hook:
+        policy = Handoff(message="A colleague will take it from here.", notify_url=hook.url)
+        async with BotHarness(agent, tmp_path, api_token=TOKEN, handoff=policy) as bot:
+            ana = bot.user("15551234567", name="Ana")
+            await ana.send_text("I want my 500 euros back")
+            await ana.wait_for_replies(1)
+            await bot.idle()
+            assert [r.text for r in ana.replies] == ["A colleague will take it from here."]
+            note = await asyncio.wait_for(hook.received.get(), 30)
+            assert note["event"] == "conversation.waiting" and note["reason"] == "refund over the limit"
+            assert note["user"] == "…4567" and note["asked_by"] == "agent"
+            assert "waits for a person" in caplog.text
+            await ana.send_text("hello?")
+            await bot.idle()
+            assert len(ana.replies) == 1  # waiting: the bot stays quiet
+            _, listed = await Operator(bot).call("GET", "/operator/conversations")
+            assert listed["conversations"][0]["status"] == "waiting"
+            assert listed["conversations"][0]["mode_reason"] == "refund over the limit"
+
+
+async def test_the_user_asks_for_a_person_with_a_trigger_word(tmp_path, echo):
+    policy = Handoff(triggers=("human", "agent"), message="Getting you a person.")
+    async with BotHarness(echo, tmp_path, api_token=TOKEN, handoff=policy) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("Human!")
+        await ana.wait_for_replies(1)
+        assert ana.last_reply.text == "Getting you a person."
+        assert echo.seen == []  # the agent never ran
+        db = bot.os.db
+        who_did = select(operator_actions.c.operator, operator_actions.c.action)
+        actions = await db.read(lambda c: c.execute(who_did).all())
+        assert [tuple(a) for a in actions] == [("user", "ask_for_person")]
+
+
+async def test_without_an_operator_the_handoff_tool_tells_the_agent_to_carry_on(tmp_path):
+    answers = []
+    agent = Agent(model=scripted_model(tool_call("handoff", reason="x"), "I'll keep helping."), tools=[HandoffTools()])
+    async with BotHarness(agent, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("a person please")
+        [reply] = await ana.wait_for_replies(1)
+        answers.append(reply.text)
+        await bot.idle()
+        modes = await bot.os.db.read(lambda c: c.execute(select(turns.c.status)).scalars().all())
+    assert answers == ["I'll keep helping."] and modes == ["sent"]
+
+
+@pytest.mark.parametrize("action", ["takeover", "hand-back"])
+async def test_an_unknown_conversation_is_404(tmp_path, echo, action):
+    async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
+        status, _ = await Operator(bot).call("POST", f"/operator/conversations/0123456789abcdef01234567/{action}")
+        assert status == 404
