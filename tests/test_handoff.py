@@ -71,6 +71,7 @@ async def test_takeover_stops_the_bot_the_operator_answers_and_hand_back_resumes
         assert ana.last_reply.text == "bot: thanks, bye"
         # Handed back, the agent saw what the user and the operator said while it was quiet.
         assert "I want to talk to someone" in seen_history[-1] and "Rosa here!" in seen_history[-1]
+        await bot.idle()
 
         _, view = await op.call("GET", f"/operator/conversations/{conversation}")
         assert view["mode"] == "bot" and view["number"] == "…4567"
