@@ -57,6 +57,7 @@ from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.serving import server_options
 from whatsagent.store.database import Database, open_database
+from whatsagent.tracing import TracedResponder, TraceExport
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
 from whatsagent.workqueue import Handler, WorkQueue
@@ -88,6 +89,8 @@ class AgentOS:
     `handoff`: how conversations get to a person (`Handoff`: trigger words, the user's message, a
     notification URL); operators take over through the operator API and the console (``/console``).
     `console`: serve the console at ``/console`` (default: whenever an operator token is set).
+    `turn_details`: record each turn's model and tool calls with timing (pydantic-ai's OpenTelemetry
+    instrumentation, `whatsagent.tracing`); `trace_export`: also send them over OTLP (off by default).
     """
 
     def __init__(
@@ -111,6 +114,8 @@ class AgentOS:
         retention: RetentionPolicy | None = None,
         handoff: Handoff | None = None,
         console: bool | None = None,
+        turn_details: bool = True,
+        trace_export: TraceExport | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -154,6 +159,8 @@ class AgentOS:
         self._never_started_logged = False
         self.handoff = handoff or Handoff()
         self.console = console
+        self.turn_details = turn_details
+        self.trace_export = trace_export
         self.bus = Bus()
         self.desk: Desk | None = None
         self._operator_holder: Holder | None = None
@@ -252,7 +259,7 @@ class AgentOS:
             self.db,
             sender,
             {c.name: c for c in self.channels},
-            {name: HandingResponder(r, lambda: self.desk) for name, r in self.responders.items()},
+            {name: HandingResponder(self._traced(r), lambda: self.desk) for name, r in self.responders.items()},
             self.turn_policy,
             media_store=self.media_store,
             queue=self.queue,
@@ -327,6 +334,11 @@ class AgentOS:
                 metrics.inbound.labels(channel=channel, result="stored").inc(accepted.messages)
             if accepted.duplicates:
                 metrics.inbound.labels(channel=channel, result="duplicate").inc(accepted.duplicates)
+
+    def _traced(self, responder: Responder) -> Responder:
+        if not self.turn_details:
+            return responder
+        return TracedResponder(responder, lambda: self.db, self.trace_export)
 
     def _published(self, run_turn: Callable[[Any, Any], Awaitable[None]]) -> Callable[[Any, Any], Awaitable[None]]:
         """`run_turn`, telling the console when a turn starts and ends."""
