@@ -160,6 +160,8 @@ class AgentOS:
         self.handoff = handoff or Handoff()
         self.console = console
         self.turn_details = turn_details
+        self.console_fills_token = False
+        """The demo: the console page comes with the token filled in, for browsers on this machine only."""
         self.trace_export = trace_export
         self.bus = Bus()
         self.desk: Desk | None = None
@@ -405,7 +407,7 @@ class AgentOS:
                 [c.name for c in self.channels],
             )
         )
-        app.routes.extend(console_routes(self.api_token, self.console))
+        app.routes.extend(console_routes(self.api_token, self.console, demo_token=self.console_fills_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
