@@ -212,7 +212,8 @@ def transcript(key: str, ids: Ids, reveal: bool) -> Callable[[Connection], dict[
             )
         outbound = outbox.deliveries(conn, key, TRANSCRIPT_LIMIT)
         for row in outbound:
-            row["text"] = _preview(json.dumps(row["message"]), True)
+            shown: Any = row["message"]
+            row["text"] = shown.get("body") or shown.get("caption") or f"[{row['kind']}]"
         out_ids = {
             r[0]: r[1]
             for r in conn.execute(

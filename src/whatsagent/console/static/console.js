@@ -1,13 +1,14 @@
 // The whatsagent operator console: the operator API, live. No build step, no framework.
 "use strict";
 
-const state = { token: "", name: "operator", open: null, q: "", reveal: false, stream: null, refreshing: null };
+const state = { token: "", name: "operator", open: null, q: "", reveal: false, stream: null, refreshing: null, openTurns: new Set() };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
+    else if (k === "style") Object.assign(node.style, v); // through the CSSOM: the page's CSP forbids inline styles
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
   }
@@ -179,7 +180,7 @@ async function openConversation(id, markSeen) {
         el("textarea", { id: "reply", placeholder: "Write as the business…", maxlength: "4096" }),
         el("button", { type: "submit", id: "send" }, "Send"));
   const details = el("div", { class: "details" }, ...await sidePanel(c));
-  section.replaceChildren(top, el("div", { class: "body" }, el("div", { style: "flex:1;display:flex;flex-direction:column;min-width:0" }, transcript, composer), details));
+  section.replaceChildren(top, el("div", { class: "body" }, el("div", { class: "main-col" }, transcript, composer), details));
   transcript.scrollTop = transcript.scrollHeight;
 }
 
@@ -216,15 +217,18 @@ async function sidePanel(c) {
   const parts = [el("h3", {}, "Turns")];
   for (const t of c.turns.slice(0, 50)) {
     const total = Math.max(0.001, ...t.spans.map((s) => s.end - s.start));
-    parts.push(el("details", { class: "turn", "data-turn": t.id },
+    const details = el("details", { class: "turn", "data-turn": t.id, open: state.openTurns.has(t.id) },
       el("summary", {}, `#${t.id} ${t.status}`, t.attempts > 1 ? ` · ${t.attempts} runs` : "", ` · ${t.messages.length} in / ${t.outbox.length} out · ${when(t.created_at)}`),
       t.error ? el("div", { class: "error" }, `set aside: ${t.error}`) : null,
       t.spans.length ? null : el("div", { class: "muted" }, t.status === "human" ? "held for a person (no agent run)" : "no model calls recorded"),
       ...t.spans.map((s) => el("div", { class: "span", title: s.detail || "" },
         el("span", {}, `${"· ".repeat(s.depth || 0)}${s.name}`),
-        el("span", { class: "bar", style: `width:${Math.max(2, 60 * (s.end - s.start) / total)}px` }),
+        el("span", { class: "bar", style: { width: `${Math.max(2, 60 * (s.end - s.start) / total)}px` } }),
         el("span", {}, `${((s.end - s.start) * 1000).toFixed(0)} ms`))),
-    ));
+    );
+    // A live refresh redraws the panel: a turn the operator opened stays open.
+    details.addEventListener("toggle", () => { if (details.open) state.openTurns.add(t.id); else state.openTurns.delete(t.id); });
+    parts.push(details);
   }
   parts.push(el("h3", {}, "Memories"));
   try {
