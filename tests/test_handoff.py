@@ -84,6 +84,12 @@ async def test_takeover_stops_the_bot_the_operator_answers_and_hand_back_resumes
         revealed = await op.call("GET", f"/operator/conversations/{conversation}?reveal=1")
         assert revealed[1]["number"] == "15551234567"
 
+        # Erasing the user erases what operators did in their conversation too.
+        status, erased = await op.call("DELETE", "/users/15551234567")
+        assert status == 200 and erased["erased"]["operator_actions"] == 3
+        logged = await bot.os.db.read(lambda c: c.execute(select(operator_actions.c.id)).all())
+        assert logged == []
+
 
 async def test_operator_api_access_and_origin(tmp_path, echo):
     async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:

@@ -5,6 +5,7 @@ answers the conversation; the operator's reply goes out; handed back, a worker a
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
@@ -74,3 +75,39 @@ async def test_takeover_on_two_workers_lets_the_running_turn_finish_then_no_work
         await ana.send_text("back to the bot")
         await ana.wait_for_replies(4)
         assert ana.last_reply.text == "echo: back to the bot"
+
+
+@pytest.mark.timeout(600)
+async def test_a_console_on_the_web_process_hears_the_turns_workers_run(postgres_url: str, tmp_path: Path):
+    from whatsagent.emulator import StatusPolicy
+
+    async with Cluster(postgres_url, tmp_path, webs=1, workers=1, env={"WHATSAGENT_API_TOKEN": TOKEN}) as cluster:
+        cluster.emulator.statuses = StatusPolicy(until=None)  # no status webhooks: the web hears only the message
+        web = cluster.web_processes[0].url
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        ready = asyncio.Event()
+
+        async def viewer() -> None:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with aiohttp.ClientSession() as http, http.get(web + "/operator/events", headers=headers) as resp:
+                async for line in resp.content:
+                    if line.startswith(b"event: ready"):
+                        ready.set()
+                    elif line.startswith(b"data: ") and b"conversation" in line:
+                        await heard.put(json.loads(line[6:])["conversation"])
+
+        watching = asyncio.create_task(viewer())
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            ana = cluster.emulator.user("15551234567", name="Ana")
+            await ana.send_text("hi")
+            await ana.wait_for_replies(1)
+            # The message (stored by the web process), then the turn's start and end (run by the worker).
+            changed: list[str] = []
+            while len(changed) < 3:
+                found = await asyncio.wait_for(heard.get(), 60)
+                if found != "*":  # "refresh everything" (the relay (re)connected)
+                    changed.append(found)
+            assert len(set(changed)) == 1, changed
+        finally:
+            watching.cancel()

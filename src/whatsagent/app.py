@@ -38,7 +38,7 @@ from whatsagent.channels.base import Channel
 from whatsagent.console import console_routes
 from whatsagent.deliveries import delivery_routes
 from whatsagent.errors import ConfigurationError, StoreUnavailable
-from whatsagent.events import EVERYTHING, Bus
+from whatsagent.events import EVERYTHING, Bus, PostgresRelay
 from whatsagent.fence import Holder, holder_for
 from whatsagent.handoff import Desk, HandingResponder, Handoff
 from whatsagent.health import public_sending, store_state
@@ -166,6 +166,7 @@ class AgentOS:
         self.bus = Bus()
         self.desk: Desk | None = None
         self._operator_holder: Holder | None = None
+        self._relay: PostgresRelay | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -245,6 +246,10 @@ class AgentOS:
             # A web process runs no turns, but a takeover claims the lane like one: it needs a holder.
             self._operator_holder = holder_for(self.db, self.database_url)
             await self._operator_holder.start()
+        if self.db.dialect == "postgresql" and self.api_token:
+            # Consoles on any process see what every process does (turns run by workers, webhooks by webs).
+            self._relay = PostgresRelay(self.database_url, self.bus)
+            await self._relay.start()
         self.desk = Desk(
             self.db,
             holder=lambda: self.holder or self._operator_holder,
@@ -299,6 +304,9 @@ class AgentOS:
         if self.holder is not None:
             await self.holder.stop()
             self.holder = None
+        if self._relay is not None:
+            await self._relay.stop()
+            self._relay = None
         if self._operator_holder is not None:
             await self._operator_holder.stop()
             self._operator_holder = None

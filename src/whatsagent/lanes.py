@@ -6,7 +6,8 @@ arrived while the previous turn ran, or within the merge window, become one agen
 repeats until nothing waits; the lane is let go in the same transaction that finds nothing waiting, so a
 message is either seen by the owner or finds the lane free. A wake-up that finds the lane owned by a live
 holder does nothing: that owner takes what waits. A turn left open by a crash (``running`` or
-``answered``) is resumed before any new one starts.
+``answered``) is resumed before any new one starts. While a person has the conversation (`whatsagent.handoff`:
+mode ``human`` or ``waiting``), waiting messages are claimed into a turn no agent answers.
 
 Order within a merged turn: the provider's timestamp, then arrival. WhatsApp's timestamps have one-second
 resolution, so two messages written in the same second keep the order their webhooks arrived in; a

@@ -34,7 +34,18 @@ from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import user_ref
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
-from whatsagent.store.schema import conversations, history, inbox, jobs, memories, outbox, statuses, turns
+from whatsagent.store.schema import (
+    conversations,
+    history,
+    inbox,
+    jobs,
+    memories,
+    operator_actions,
+    outbox,
+    statuses,
+    turn_traces,
+    turns,
+)
 
 log = logging.getLogger("whatsagent.lifecycle")
 
@@ -165,6 +176,15 @@ def erase(user: str) -> Callable[[Connection], tuple[dict[str, int], set[str]]]:
             if provider_ids
             else 0,
             "inbox": conn.execute(delete(inbox).where(inbox.c.conversation.in_(keys))).rowcount,
+            # What operators did and each turn's details (`whatsagent.handoff`, `whatsagent.tracing`) go too.
+            "operator_actions": conn.execute(
+                delete(operator_actions).where(operator_actions.c.conversation.in_(keys))
+            ).rowcount,
+            "turn_traces": conn.execute(
+                delete(turn_traces).where(
+                    turn_traces.c.turn_id.in_(select(turns.c.id).where(turns.c.conversation.in_(keys)))
+                )
+            ).rowcount,
             "turns": conn.execute(delete(turns).where(turns.c.conversation.in_(keys))).rowcount,
             "history": conn.execute(delete(history).where(history.c.conversation.in_(keys))).rowcount,
             "outbox": conn.execute(delete(outbox).where(outbox.c.conversation.in_(keys))).rowcount,

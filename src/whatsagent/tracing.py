@@ -191,8 +191,8 @@ class TracedResponder:
         spans = _collector.take(trace_id)
         root = next((s for s in spans if s.parent is None), None)
         db = self.db()
-        if db is None:
-            return
+        if db is None or len(spans) <= (root is not None):
+            return  # an agent that is not pydantic-ai's made no spans
         try:
             await db.write(_store(turn_id, _flatten(spans, root)))
         except Exception as exc:  # the details of a turn must never cost its answer
