@@ -150,3 +150,36 @@ async def test_the_agents_handoff_shows_waiting_and_notifies(tmp_path):
                     assert problems == []
                 finally:
                     await browser.close()
+
+
+async def test_the_demo_console_is_one_click_from_the_chat_page(tmp_path, monkeypatch):
+    from whatsagent.demo import start_demo
+
+    monkeypatch.delenv("WHATSAGENT_API_TOKEN", raising=False)
+    expect = playwright_api.expect
+    demo = await start_demo("127.0.0.1", 0, f"sqlite:///{tmp_path / 'demo.db'}", page_port=0, environ={})
+    try:
+        ana = demo.emulator.user("15551234567", name="Ana")
+        await ana.send_text("human")  # a trigger word in the demo: Ana asks for a person
+        [told] = await ana.wait_for_replies(1)
+        assert "person" in (told.text or "")
+        async with playwright_api.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                chat = await context.new_page()
+                await chat.goto(demo.page_url)
+                link = chat.locator("#console-link")
+                await expect(link).to_be_visible()
+                async with context.expect_page() as opened:
+                    await link.click()
+                console = await opened.value
+                # The demo fills the token in for this machine: the console opens signed in, no token typed.
+                await expect(console.locator("#list li", has_text="Ana")).to_be_visible()
+                await expect(console.locator("#list li .badge")).to_have_text("waiting for a human")
+                assert "token" not in console.url
+                await console.screenshot(path=str(ARTIFACTS / "console-demo.png"))
+            finally:
+                await browser.close()
+    finally:
+        await demo.stop()

@@ -197,3 +197,20 @@ async def test_an_unknown_conversation_is_404(tmp_path, echo, action):
     async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
         status, _ = await Operator(bot).call("POST", f"/operator/conversations/0123456789abcdef01234567/{action}")
         assert status == 404
+
+
+def test_the_demo_token_is_filled_in_only_for_loopback_names():
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from whatsagent.console import console_routes
+
+    demo = TestClient(Starlette(routes=console_routes(TOKEN, None, demo_token=True)), client=("127.0.0.1", 5000))
+    assert f'data-demo-token="{TOKEN}"' in demo.get("/console", headers={"Host": "127.0.0.1:8000"}).text
+    assert f'data-demo-token="{TOKEN}"' in demo.get("/console", headers={"Host": "localhost:8000"}).text
+    rebound = demo.get("/console", headers={"Host": "evil.example:8000"}).text  # DNS rebinding
+    assert 'data-demo-token=""' in rebound and TOKEN not in rebound
+    remote = TestClient(Starlette(routes=console_routes(TOKEN, None, demo_token=True)), client=("10.0.0.7", 5000))
+    assert TOKEN not in remote.get("/console", headers={"Host": "127.0.0.1:8000"}).text
+    served = TestClient(Starlette(routes=console_routes(TOKEN, None)), client=("127.0.0.1", 5000))
+    assert TOKEN not in served.get("/console").text

@@ -36,9 +36,18 @@ def _static(name: str) -> str:
 
 
 def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+    """From this machine, and to a loopback name: a DNS-rebinding page (another name resolving to
+    127.0.0.1) sends its own Host, so it never gets the demo's token."""
+    client = request.client.host if request.client else ""
+    host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") if request.headers.get("host") else ""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        from_here = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False
+    if host == "localhost":
+        return from_here
+    try:
+        return from_here and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
