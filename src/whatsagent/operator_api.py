@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from whatsagent.sender import Sender
 
 LIST_LIMIT = 200
+STREAM_SECONDS = 25.0
 TRANSCRIPT_LIMIT = 500
 
 
@@ -502,11 +503,14 @@ def operator_routes(
             return refused
 
         async def stream() -> Any:
+            # A stream ends after STREAM_SECONDS and the page reconnects at once: a server shutting down
+            # (which waits for open responses) is never held up for long by an open console.
+            ends = time.monotonic() + STREAM_SECONDS
             async with bus.subscribe() as queue:
                 yield "event: ready\ndata: {}\n\n"
-                while True:
+                while (left := ends - time.monotonic()) > 0:
                     try:
-                        key = await asyncio.wait_for(queue.get(), 15)
+                        key = await asyncio.wait_for(queue.get(), min(left, 10))
                     except TimeoutError:
                         yield ": keep-alive\n\n"  # also notices a viewer that left
                         continue

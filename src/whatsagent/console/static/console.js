@@ -77,12 +77,14 @@ async function signIn(token, name) {
 async function listen() {
   const controller = new AbortController();
   state.stream = controller;
+  let live = false;
   while (state.token && !controller.signal.aborted) {
     try {
       const response = await fetch("/operator/events", {
         headers: { Authorization: `Bearer ${state.token}` }, signal: controller.signal, cache: "no-store",
       });
       if (response.status === 401) { signOut("That token was refused (401)."); return; }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -94,14 +96,23 @@ async function listen() {
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const chunk = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
-          if (chunk.startsWith("event: ready")) { setLive(true); refresh("*"); continue; }
+          if (chunk.startsWith("event: ready")) {
+            // The server ends each stream after a while and we reconnect at once: refresh everything only
+            // after being offline (events may have been missed), not at every routine reconnect.
+            if (!live) refresh("*");
+            live = true;
+            setLive(true);
+            continue;
+          }
           const data = chunk.split("\n").find((line) => line.startsWith("data: "));
           if (data) refresh(JSON.parse(data.slice(6)).conversation);
         }
       }
+      continue; // a routine end of the stream: reconnect at once, still live
     } catch (err) {
       if (controller.signal.aborted) return;
     }
+    live = false;
     setLive(false);
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -226,8 +237,11 @@ async function sidePanel(c) {
         el("span", { class: "bar", style: { width: `${Math.max(2, 60 * (s.end - s.start) / total)}px` } }),
         el("span", {}, `${((s.end - s.start) * 1000).toFixed(0)} ms`))),
     );
-    // A live refresh redraws the panel: a turn the operator opened stays open.
-    details.addEventListener("toggle", () => { if (details.open) state.openTurns.add(t.id); else state.openTurns.delete(t.id); });
+    // A live refresh redraws the panel: a turn the operator opened stays open. Recorded at the click
+    // itself (the toggle event comes later, perhaps after a redraw replaced this element).
+    details.querySelector("summary").addEventListener("click", () => {
+      if (details.open) state.openTurns.delete(t.id); else state.openTurns.add(t.id);
+    });
     parts.push(details);
   }
   parts.push(el("h3", {}, "Memories"));
