@@ -183,3 +183,55 @@ async def test_the_demo_console_is_one_click_from_the_chat_page(tmp_path, monkey
                 await browser.close()
     finally:
         await demo.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_the_console_on_a_web_process_with_two_workers_on_postgresql(postgres_url, tmp_path):
+    from scale_out_cluster import Cluster
+
+    expect = playwright_api.expect
+    async with Cluster(postgres_url, tmp_path, webs=1, workers=2, env={"WHATSAGENT_API_TOKEN": TOKEN}) as cluster:
+        web = cluster.web_processes[0]
+        async with playwright_api.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1440, "height": 900})
+                problems: list[str] = []
+                page.on("pageerror", lambda exc: problems.append(str(exc)))
+                await page.goto(web.url + "/console")
+                await page.fill("#token", TOKEN)
+                await page.click("#login button[type=submit]")
+                await expect(page.locator("#live")).to_have_text("live")
+
+                ana = cluster.emulator.user("15551234567", name="Ana")
+                await ana.send_text("hi")
+                await ana.wait_for_replies(1)
+                row = page.locator("#list li", has_text="Ana")
+                await expect(row).to_be_visible()
+                await row.click()
+                # The worker's answer shows live on the web process's console (LISTEN/NOTIFY).
+                await expect(page.locator(".transcript .msg.out", has_text="echo: hi")).to_be_visible()
+
+                await page.click("#takeover")
+                await expect(page.locator("#conversation .top #mode")).to_have_text("human")
+                await ana.send_text("still there?")
+                await expect(page.locator(".transcript .msg.in", has_text="still there?")).to_be_visible()
+                await cluster.wait_idle(postgres_url)
+                assert [r.text for r in ana.replies] == ["echo: hi"]  # neither worker answered
+
+                await page.fill("#reply", "Yes, Rosa here.")
+                await page.click("#send")
+                await ana.wait_for_replies(2)
+                assert ana.last_reply.text == "Yes, Rosa here."
+                await expect(page.locator(".transcript .msg.out.operator")).to_contain_text("Rosa here")
+
+                await page.click("#handback")
+                await expect(page.locator("#conversation .top #mode")).to_have_text("bot", timeout=60_000)
+                await ana.send_text("bye")
+                await ana.wait_for_replies(3)
+                assert ana.last_reply.text == "echo: bye"
+                await expect(page.locator(".transcript .msg.out", has_text="echo: bye")).to_be_visible()
+                await page.screenshot(path=str(ARTIFACTS / "console-postgres.png"))
+                assert problems == []
+            finally:
+                await browser.close()
