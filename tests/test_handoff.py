@@ -214,3 +214,57 @@ def test_the_demo_token_is_filled_in_only_for_loopback_names():
     assert TOKEN not in remote.get("/console", headers={"Host": "127.0.0.1:8000"}).text
     served = TestClient(Starlette(routes=console_routes(TOKEN, None)), client=("127.0.0.1", 5000))
     assert TOKEN not in served.get("/console").text
+
+
+async def test_a_failed_message_is_retried_or_discarded_by_the_operator(tmp_path, echo):
+    async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
+        op = Operator(bot)
+        ana = bot.user("15551234567", name="Ana")
+        bot.emulator.faults.fail_next(2, http_status=400, code=131026)  # "message undeliverable": permanent
+        await ana.send_text("first")
+        await bot.idle()
+        await ana.send_text("second")
+        await bot.idle()
+        assert ana.replies == []
+        conversation = await op.conversation_id("Ana")
+        _, listed = await op.call("GET", "/operator/conversations")
+        assert listed["conversations"][0]["status"] == "failed"
+        _, view = await op.call("GET", f"/operator/conversations/{conversation}")
+        failed = {r["message"]["body"]: r for r in view["outbound"]}
+        assert {r["status"] for r in failed.values()} == {"failed"} and failed["echo: first"]["error_code"] == 131026
+
+        status, answer = await op.call("POST", f"/operator/outbox/{failed['echo: first']['id']}/retry")
+        assert status == 200 and answer == {"status": "sent"}
+        assert [r.text for r in ana.replies] == ["echo: first"]
+        status, answer = await op.call("POST", f"/operator/outbox/{failed['echo: second']['id']}/discard")
+        assert status == 200 and answer == {"status": "discarded"}
+        status, _ = await op.call("POST", f"/operator/outbox/{failed['echo: second']['id']}/retry")
+        assert status == 409  # only failed or parked messages
+        _, view = await op.call("GET", f"/operator/conversations/{conversation}")
+        assert sorted(r["status"] for r in view["outbound"]) == ["discarded", "sent"]
+        assert [a["action"] for a in reversed(view["actions"])] == ["retry", "discard"]
+        assert len(ana.replies) == 1
+
+
+async def test_the_operator_reads_edits_and_erases_a_users_memories(tmp_path, echo):
+    from whatsagent import memory
+
+    async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
+        op = Operator(bot)
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("hi")
+        await bot.idle()
+        agent = bot.os.responders[bot.channel.name].name
+        await bot.os.db.write(memory.apply(agent, memory.user_ref("15551234567"), add=["likes tea", "lives in Lyon"]))
+        path = f"/operator/conversations/{await op.conversation_id('Ana')}/memories"
+        _, found = await op.call("GET", path)
+        facts = {m["fact"]: m["id"] for m in found["memories"]}
+        assert set(facts) == {"likes tea", "lives in Lyon"}
+        status, _ = await op.call("PATCH", f"{path}/{facts['likes tea']}", {"fact": "likes green tea"})
+        assert status == 200
+        status, answer = await op.call("DELETE", f"{path}/{facts['lives in Lyon']}")
+        assert status == 200 and answer == {"erased": 1}
+        assert [m["fact"] for m in (await op.call("GET", path))[1]["memories"]] == ["likes green tea"]
+        assert (await op.call("DELETE", path, Origin="https://evil.example"))[0] == 403
+        assert (await op.call("DELETE", path))[1] == {"erased": 1}
+        assert (await op.call("GET", path))[1]["memories"] == []

@@ -304,7 +304,10 @@ _ROW = Prepared(
 )
 _REOPEN = Prepared(
     update(outbox_table)
-    .where(outbox_table.c.id == bindparam("row"), outbox_table.c.status.in_(("failed", "parked")))
+    .where(
+        outbox_table.c.id == bindparam("row"),
+        or_(outbox_table.c.status == "failed", outbox_table.c.status == "parked"),
+    )
     .values(status=bindparam("status"), updated_at=bindparam("now"))
 )
 
