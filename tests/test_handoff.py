@@ -268,3 +268,22 @@ async def test_the_operator_reads_edits_and_erases_a_users_memories(tmp_path, ec
         assert (await op.call("DELETE", path, Origin="https://evil.example"))[0] == 403
         assert (await op.call("DELETE", path))[1] == {"erased": 1}
         assert (await op.call("GET", path))[1]["memories"] == []
+
+
+async def test_a_poison_turn_shows_why_it_was_set_aside(tmp_path):
+    from whatsagent.workqueue import RetryPolicy
+
+    async def broken(ctx: TurnContext) -> str:
+        raise RuntimeError("the model's provider is down")
+
+    async with BotHarness(broken, tmp_path, api_token=TOKEN) as bot:
+        bot.os.queue.retry = RetryPolicy(base=0.01)  # type: ignore[union-attr]
+        op = Operator(bot)
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("hello")
+        await ana.wait_for_replies(1)
+        await bot.idle()
+        _, view = await op.call("GET", f"/operator/conversations/{await op.conversation_id('Ana')}")
+        [turn] = view["turns"]
+        assert turn["attempts"] == 3 and "failed 3 times" in turn["error"] and "provider is down" in turn["error"]
+        assert "provider is down" in view["outbound"][0]["turn_error"]
