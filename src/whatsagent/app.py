@@ -37,18 +37,22 @@ from whatsagent import metrics
 from whatsagent.admission import LagGate
 from whatsagent.agent import Responder, as_responder
 from whatsagent.channels.base import Channel
+from whatsagent.console import console_routes
 from whatsagent.deliveries import delivery_routes
 from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.events import EVERYTHING, Bus, PostgresRelay
 from whatsagent.fence import Holder, holder_for
+from whatsagent.handoff import Desk, HandingResponder, Handoff
 from whatsagent.health import public_sending, store_state
 from whatsagent.http_limits import BodyCap
-from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox
+from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox, conversation_key
 from whatsagent.interrupts import Interrupts
 from whatsagent.lanes import Lanes
 from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
+from whatsagent.operator_api import operator_routes
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
 from whatsagent.proactive import proactive_routes
@@ -56,6 +60,7 @@ from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.serving import server_options
 from whatsagent.store.database import Database, open_database
+from whatsagent.tracing import TracedResponder, TraceExport
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
 from whatsagent.workqueue import Handler, WorkQueue
@@ -86,6 +91,11 @@ class AgentOS:
     `retention`: delete what users sent and what was answered after so many days (`RetentionPolicy`).
     `admission_lag`: start a new turn only while the event loop runs callbacks within this many seconds,
     so acknowledgements never queue behind agent work (`whatsagent.admission`); None turns it off.
+    `handoff`: how conversations get to a person (`Handoff`: trigger words, the user's message, a
+    notification URL); operators take over through the operator API and the console (``/console``).
+    `console`: serve the console at ``/console`` (default: whenever an operator token is set).
+    `turn_details`: record each turn's model and tool calls with timing (pydantic-ai's OpenTelemetry
+    instrumentation, `whatsagent.tracing`); `trace_export`: also send them over OTLP (off by default).
     """
 
     def __init__(
@@ -108,6 +118,10 @@ class AgentOS:
         window: WindowPolicy | None = None,
         retention: RetentionPolicy | None = None,
         admission_lag: float | None = None,
+        handoff: Handoff | None = None,
+        console: bool | None = None,
+        turn_details: bool = True,
+        trace_export: TraceExport | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -153,6 +167,16 @@ class AgentOS:
         self._retention_task: asyncio.Task[None] | None = None
         self._warned: set[str] = set()
         self._never_started_logged = False
+        self.handoff = handoff or Handoff()
+        self.console = console
+        self.turn_details = turn_details
+        self.console_fills_token = False
+        """The demo: the console page comes with the token filled in, for browsers on this machine only."""
+        self.trace_export = trace_export
+        self.bus = Bus()
+        self.desk: Desk | None = None
+        self._operator_holder: Holder | None = None
+        self._relay: PostgresRelay | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -234,11 +258,31 @@ class AgentOS:
             use_media_store = getattr(channel, "use_media_store", None)
             if use_media_store is not None:
                 use_media_store(self.media_store)
+        if self.holder is None and self.api_token:
+            # A web process runs no turns, but a takeover claims the lane like one: it needs a holder.
+            self._operator_holder = holder_for(self.db, self.database_url)
+            await self._operator_holder.start()
+        if self.db.dialect == "postgresql" and self.api_token:
+            # Consoles on any process see what every process does (turns run by workers, webhooks by webs).
+            self._relay = PostgresRelay(self.database_url, self.bus)
+            await self._relay.start()
+        self.desk = Desk(
+            self.db,
+            holder=lambda: self.holder or self._operator_holder,
+            queue=lambda: self.queue,
+            sender=lambda: self.sender,
+            channels={c.name: c for c in self.channels},
+            policy=self.handoff,
+            http=lambda: self.http,
+            bus=self.bus,
+            secret=self.api_token,
+            available=bool(self.api_token),
+        )
         runner = TurnRunner(
             self.db,
             sender,
             {c.name: c for c in self.channels},
-            self.responders,
+            {name: HandingResponder(self._traced(r), lambda: self.desk) for name, r in self.responders.items()},
             self.turn_policy,
             media_store=self.media_store,
             queue=self.queue,
@@ -250,7 +294,7 @@ class AgentOS:
             lanes = Lanes(
                 self.db,
                 self.queue,
-                runner.run,
+                self._published(runner.run),
                 runner.history_turns,
                 self.holder,
                 one_per_turn=self.turn_policy.on_new_message == "queue",
@@ -285,6 +329,12 @@ class AgentOS:
         if self.holder is not None:
             await self.holder.stop()
             self.holder = None
+        if self._relay is not None:
+            await self._relay.stop()
+            self._relay = None
+        if self._operator_holder is not None:
+            await self._operator_holder.stop()
+            self._operator_holder = None
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -311,6 +361,10 @@ class AgentOS:
             self._store_failing = True  # /health says so until a webhook is stored again
             raise
         self._store_failing = False
+        for event in events:
+            user = getattr(event, "user", None)
+            recipient = user.key if user is not None else getattr(event, "recipient", None)
+            self.bus.publish(conversation_key(event.channel, recipient) if recipient else EVERYTHING)
         metrics.webhook_store_seconds.observe(time.perf_counter() - started)
         if accepted.messages or accepted.duplicates:
             channel = events[0].channel
@@ -318,6 +372,23 @@ class AgentOS:
                 metrics.inbound.labels(channel=channel, result="stored").inc(accepted.messages)
             if accepted.duplicates:
                 metrics.inbound.labels(channel=channel, result="duplicate").inc(accepted.duplicates)
+
+    def _traced(self, responder: Responder) -> Responder:
+        if not self.turn_details:
+            return responder
+        return TracedResponder(responder, lambda: self.db, self.trace_export)
+
+    def _published(self, run_turn: Callable[[Any, Any], Awaitable[None]]) -> Callable[[Any, Any], Awaitable[None]]:
+        """`run_turn`, telling the console when a turn starts and ends."""
+
+        async def run(turn: Any, lease: Any) -> None:
+            self.bus.publish(turn.conversation)
+            try:
+                await run_turn(turn, lease)
+            finally:
+                self.bus.publish(turn.conversation)
+
+        return run
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
@@ -361,6 +432,18 @@ class AgentOS:
         app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
         app.routes.extend(delivery_routes(lambda: self.db, self.api_token, [c.name for c in self.channels]))
         app.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
+        app.routes.extend(
+            operator_routes(
+                lambda: self.db,
+                lambda: self.desk,
+                lambda: self.sender,
+                self.bus,
+                self.api_token,
+                {c.name: self.responders[c.name].name for c in self.channels},
+                [c.name for c in self.channels],
+            )
+        )
+        app.routes.extend(console_routes(self.api_token, self.console, demo_token=self.console_fills_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from whatsagent.agent import Agent, Reply, TurnContext
 from whatsagent.errors import ConfigurationError
+from whatsagent.handoff import Handoff
 from whatsagent.media.capabilities import capabilities_for
 from whatsagent.messages import ButtonReply, ListReply, Text
 from whatsagent.models import DEFAULTS_BY_KEY, ResolvedModel
@@ -300,7 +302,18 @@ async def start_demo(
         app_secret=DEMO_APP_SECRET,
         api_base_url=emulator.base_url,
     )
-    agent_os = AgentOS(channels=[channel], database=database, merge_window=0.3)
+    # The business's side: the operator console, one click from the chat page. Its token is filled in
+    # for pages opened from this machine only (`console_fills_token`); "human" or "agent" asks for a person.
+    token = (environ if environ is not None else os.environ).get("WHATSAGENT_API_TOKEN") or secrets.token_urlsafe(24)
+    agent_os = AgentOS(
+        channels=[channel],
+        database=database,
+        merge_window=0.3,
+        api_token=token,
+        handoff=Handoff(triggers=("human", "agent", "person")),
+    )
+    agent_os.console_fills_token = True
+    emulator.console_url = f"http://{shown}:{bot_port}/console"
     config = uvicorn.Config(agent_os.get_app(), log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[bot_socket]))
@@ -327,7 +340,8 @@ def banner(demo: Demo) -> str:
         label = f"{resolved.provider}:{resolved.name}" if resolved is not None else demo.model
         what = f"The bot is a real assistant on {label}."
     return (
-        f"\n  whatsagent demo — chat with your bot at  {demo.page_url}\n\n"
+        f"\n  whatsagent demo — chat with your bot at  {demo.page_url}\n"
+        f"  and answer as the business in the console at  {demo.bot_url}/console\n\n"
         f"  {what}\n"
         f"  (bot at {demo.bot_url}, data in {demo.os.database_url}; Ctrl-C stops)\n"
     )

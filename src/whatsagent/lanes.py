@@ -6,7 +6,8 @@ arrived while the previous turn ran, or within the merge window, become one agen
 repeats until nothing waits; the lane is let go in the same transaction that finds nothing waiting, so a
 message is either seen by the owner or finds the lane free. A wake-up that finds the lane owned by a live
 holder does nothing: that owner takes what waits. A turn left open by a crash (``running`` or
-``answered``) is resumed before any new one starts.
+``answered``) is resumed before any new one starts. While a person has the conversation (`whatsagent.handoff`:
+mode ``human`` or ``waiting``), waiting messages are claimed into a turn no agent answers.
 
 Order within a merged turn: the provider's timestamp, then arrival. WhatsApp's timestamps have one-second
 resolution, so two messages written in the same second keep the order their webhooks arrived in; a
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
 
-from whatsagent import fence, history, metrics
+from whatsagent import fence, handoff, history, metrics
 from whatsagent.fence import FenceLost, Holder, Lease
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
@@ -51,6 +52,8 @@ class TurnState(enum.StrEnum):
     """Every part was accepted (or parked for a closed window)."""
     FAILED = "failed"
     """Some part could not be sent."""
+    HELD = "human"
+    """Its messages went to a person who had taken the conversation over: never answered by the agent."""
 
 
 OPEN_STATES = (TurnState.RUNNING.value, TurnState.ANSWERED.value)
@@ -85,6 +88,7 @@ _CONVERSATION = Prepared(
         conversations.c.user_id,
         conversations.c.user_name,
         conversations.c.session,
+        conversations.c.mode,
     ).where(conversations.c.key == bindparam("key"))
 )
 _OPEN_TURN = Prepared(
@@ -179,7 +183,7 @@ def claim(
         conv = _CONVERSATION.first(conn, key=conversation)
         if conv is None:
             return None
-        channel, wa_id, user_id, user_name, session = conv
+        channel, wa_id, user_id, user_name, session, mode = conv
         user = User(wa_id=wa_id, user_id=user_id, name=user_name)
         now = time.time()
         open_turn = _OPEN_TURN.first(conn, key=conversation)
@@ -191,6 +195,9 @@ def claim(
             first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
             if first_seq is None or not triggers:
                 return None  # nothing waits, or only messages that do not call for an answer (reactions...)
+            if mode != handoff.BOT:  # a person has the conversation: its messages are theirs, unanswered
+                handoff.hold(conn, conversation, session, first_seq, last_seq, now)
+                return None
             if one_per_turn:
                 last_seq = _WAITS.first(conn, key=conversation)[0]
             turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]

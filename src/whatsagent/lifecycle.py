@@ -41,8 +41,10 @@ from whatsagent.store.schema import (
     jobs,
     lanes,
     memories,
+    operator_actions,
     outbox,
     statuses,
+    turn_traces,
     turns,
     user_identities,
 )
@@ -187,6 +189,15 @@ def erase(user: str) -> Callable[[Connection], tuple[dict[str, int], set[str]]]:
             if provider_ids
             else 0,
             "inbox": conn.execute(delete(inbox).where(inbox.c.conversation.in_(keys))).rowcount,
+            # What operators did and each turn's details (`whatsagent.handoff`, `whatsagent.tracing`) go too.
+            "operator_actions": conn.execute(
+                delete(operator_actions).where(operator_actions.c.conversation.in_(keys))
+            ).rowcount,
+            "turn_traces": conn.execute(
+                delete(turn_traces).where(
+                    turn_traces.c.turn_id.in_(select(turns.c.id).where(turns.c.conversation.in_(keys)))
+                )
+            ).rowcount,
             "turns": conn.execute(delete(turns).where(turns.c.conversation.in_(keys))).rowcount,
             "history": conn.execute(delete(history).where(history.c.conversation.in_(keys))).rowcount,
             "outbox": conn.execute(delete(outbox).where(outbox.c.conversation.in_(keys))).rowcount,

@@ -112,6 +112,7 @@ class ChatPage:
                     "graph_url": emu.graph_url,
                     "webhook_url": emu.webhook_url,
                     "webhook_retries": emu.webhook_retries,
+                    "console_url": emu.console_url,
                 },
                 "users": [u.to_json() for u in emu.users],
                 "conversations": {u.key: emu.conversation(u) for u in emu.users},

@@ -64,6 +64,8 @@ class Emulator:
         self.access_token = access_token
         self.app_secret = app_secret
         self.webhook_url = webhook_url
+        self.console_url: str | None = None
+        """The bot's operator console, linked from the chat page (the demo sets it)."""
         self.display_phone_number = display_phone_number
         self.api_version = api_version
         self.waba_id = waba_id

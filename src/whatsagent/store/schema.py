@@ -80,6 +80,16 @@ conversations = Table(
         comment="the last_inbound_at whose 24-hour window the provider reported closed (131047, 63016)",
     ),
     Column("created_at", Float, nullable=False),
+    Column(
+        "mode",
+        String(16),
+        nullable=False,
+        server_default=text("'bot'"),
+        comment="bot, human (taken over by an operator) or waiting (for a human)",
+    ),
+    Column("mode_reason", Text, nullable=True, comment="why it left bot mode"),
+    Column("mode_changed_at", Float, nullable=True),
+    Column("seen_at", Float, nullable=True, comment="when an operator last read it"),
 )
 
 turns = Table(
@@ -202,5 +212,26 @@ user_identities = Table(
     Column("channel", String(100), primary_key=True),
     Column("identifier", String(255), primary_key=True, comment="a wa_id or a business-scoped user id (BSUID)"),
     Column("user_key", String(255), nullable=False, comment="the key of the user's one conversation"),
+    Column("created_at", Float, nullable=False),
+)
+
+# Human handoff (`whatsagent.handoff`): what operators did, and what each turn did (for the console).
+operator_actions = Table(
+    "operator_actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation", String(400), nullable=False),
+    Column("operator", String(255), nullable=False, comment="who (as the operator named themselves)"),
+    Column("action", String(32), nullable=False, comment="takeover, reply, hand_back, retry, discard..."),
+    Column("detail", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_operator_actions_conversation", operator_actions.c.conversation, operator_actions.c.id)
+
+turn_traces = Table(
+    "turn_traces",
+    metadata,
+    Column("turn_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("spans", Text, nullable=False, comment="the turn's model and tool calls with timing, as JSON"),
     Column("created_at", Float, nullable=False),
 )

@@ -1172,6 +1172,10 @@ async function loadState() {
   $("#side-foot").innerHTML =
     `Graph API <code>${esc(b.graph_url)}</code><br>phone number id <code>${esc(b.phone_number_id)}</code><br>` +
     `webhooks → <code>${esc(b.webhook_url || "not set")}</code>`;
+  if (b.console_url) {
+    $("#console-link").href = b.console_url;
+    $("#console-link").hidden = false;
+  }
   $("#empty-hint").textContent = b.webhook_url ? `Webhooks go to ${b.webhook_url}` : "No webhook URL set: messages cannot reach a bot yet.";
   for (const key of S.open) {
     renderPaneHeader(key);
