@@ -28,6 +28,8 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("WHATSAGENT_REQUIRE_BROWS
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium", allow_module_level=True)
 
 playwright_api = pytest.importorskip("playwright.async_api")
+# A page on a loaded machine may take its time: the wait is a hang guard, not a speed check.
+playwright_api.expect.set_options(timeout=60_000)
 
 
 def echo_model() -> FunctionModel:

@@ -48,6 +48,8 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("WHATSAGENT_REQUIRE_BROWS
     )
 
 playwright_api = pytest.importorskip("playwright.async_api")
+# A page on a loaded machine may take its time: the wait is a hang guard, not a speed check.
+playwright_api.expect.set_options(timeout=60_000)
 
 
 def picture(width: int = 320, height: int = 200) -> bytes:
@@ -198,7 +200,7 @@ async def test_chatting_with_a_bot_in_the_browser(running: tuple[Emulator, Scrip
 
             # The bot's answer shows, with WhatsApp formatting, and the buttons can be tapped.
             greeting = pane.locator(".msg.in", has_text="I am a scripted bot")
-            await expect(greeting).to_be_visible(timeout=10_000)
+            await expect(greeting).to_be_visible(timeout=60_000)
             await expect(greeting.locator("strong")).to_have_text("Ana")
             await expect(greeting.locator("em")).to_have_text("scripted")
             await expect(greeting.locator("s")).to_have_text("Boring")
@@ -211,9 +213,9 @@ async def test_chatting_with_a_bot_in_the_browser(running: tuple[Emulator, Scrip
 
             # The tap goes out as the user's reply, and the bot answers it with a text and an image.
             await expect(pane.locator(".msg.out", has_text="Yes")).to_be_visible()
-            await expect(pane.locator(".msg.in", has_text="You chose Yes. Good choice.")).to_be_visible(timeout=10_000)
+            await expect(pane.locator(".msg.in", has_text="You chose Yes. Good choice.")).to_be_visible(timeout=60_000)
             image = pane.locator(".msg.in img.media")
-            await expect(image).to_be_visible(timeout=10_000)
+            await expect(image).to_be_visible(timeout=60_000)
             await page.wait_for_function(
                 "() => [...document.querySelectorAll('.msg.in img.media')].some(i => i.complete && i.naturalWidth > 0)"
             )
@@ -226,7 +228,7 @@ async def test_chatting_with_a_bot_in_the_browser(running: tuple[Emulator, Scrip
             await bo.send_text("Is anyone there?")
             await page.locator(".chat-item", has_text="Bo").click()
             bo_pane = page.locator('.pane[data-key="US.13491208655302741918"]')
-            await expect(bo_pane.locator(".reply-btn", has_text="Yes")).to_be_visible(timeout=10_000)
+            await expect(bo_pane.locator(".reply-btn", has_text="Yes")).to_be_visible(timeout=60_000)
             await expect(page.locator(".pane")).to_have_count(2)
             await page.wait_for_timeout(400)  # let the last ticks settle for the picture
 
@@ -310,7 +312,7 @@ async def test_every_bot_message_kind_and_the_fault_panel(running: tuple[Emulato
             await page.locator("#list-sheet .row-opt", has_text="Express").click()
             await page.locator("#list-sheet button[value=send]").click()
             await expect(pane.locator(".msg.out", has_text="Express")).to_be_visible()
-            await expect(pane.locator(".msg.in", has_text="You chose Express")).to_be_visible(timeout=10_000)
+            await expect(pane.locator(".msg.in", has_text="You chose Express")).to_be_visible(timeout=60_000)
             assert ana.sent[-1].message["interactive"]["list_reply"]["id"] == "exp"
 
             # The fault panel switches faults on and off, through the same JSON API scripts use.

@@ -192,6 +192,8 @@ async function openConversation(id, markSeen) {
         el("button", { type: "submit", id: "send" }, "Send"));
   const details = el("div", { class: "details" }, ...await sidePanel(c));
   section.replaceChildren(top, el("div", { class: "body" }, el("div", { class: "main-col" }, transcript, composer), details));
+  // The panel was built before an await: a turn opened meanwhile (on the panel being replaced) stays open.
+  for (const d of section.querySelectorAll("details.turn")) d.open = state.openTurns.has(d.dataset.turn);
   transcript.scrollTop = transcript.scrollHeight;
 }
 
@@ -228,7 +230,7 @@ async function sidePanel(c) {
   const parts = [el("h3", {}, "Turns")];
   for (const t of c.turns.slice(0, 50)) {
     const total = Math.max(0.001, ...t.spans.map((s) => s.end - s.start));
-    const details = el("details", { class: "turn", "data-turn": t.id, open: state.openTurns.has(t.id) },
+    const details = el("details", { class: "turn", "data-turn": t.id, open: state.openTurns.has(String(t.id)) },
       el("summary", {}, `#${t.id} ${t.status}`, t.attempts > 1 ? ` · ${t.attempts} runs` : "", ` · ${t.messages.length} in / ${t.outbox.length} out · ${when(t.created_at)}`),
       t.error ? el("div", { class: "error" }, `set aside: ${t.error}`) : null,
       t.spans.length ? null : el("div", { class: "muted" }, t.status === "human" ? "held for a person (no agent run)" : "no model calls recorded"),
@@ -240,7 +242,7 @@ async function sidePanel(c) {
     // A live refresh redraws the panel: a turn the operator opened stays open. Recorded at the click
     // itself (the toggle event comes later, perhaps after a redraw replaced this element).
     details.querySelector("summary").addEventListener("click", () => {
-      if (details.open) state.openTurns.delete(t.id); else state.openTurns.add(t.id);
+      if (details.open) state.openTurns.delete(String(t.id)); else state.openTurns.add(String(t.id));
     });
     parts.push(details);
   }
