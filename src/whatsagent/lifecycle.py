@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import logging
 import re
 import time
@@ -256,11 +255,11 @@ def erase_routes(
     from starlette.routing import Route
 
     async def handle(request: Request) -> Response:
-        if not token:
-            return JSONResponse({"error": "the operator API is off: set WHATSAGENT_API_TOKEN"}, status_code=404)
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        from whatsagent.proactive import authorized
+
+        refused = authorized(request, token, "operator")
+        if refused is not None:
+            return refused
         db = db_of()
         if db is None:
             return JSONResponse({"error": "starting"}, status_code=503)
