@@ -82,8 +82,8 @@ def main() -> None:
     try:
         import psycopg
 
+        from whatsagent.queue.procrastinate import conninfo
         from whatsagent.store.migrations import upgrade
-        from whatsagent.store.procrastinate_queue import conninfo
 
         name = f"whatsagent_bench_fence_{os.getpid()}"
         with psycopg.connect(conninfo(server), autocommit=True) as conn:

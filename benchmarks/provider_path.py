@@ -37,7 +37,7 @@ BODY = {
 
 
 def _turn_context(text: str) -> Any:
-    from whatsagent.agent import TurnContext
+    from whatsagent.agents.context import TurnContext
     from whatsagent.messages import Text, User
 
     user = User(wa_id="15550001234", name="Bench")

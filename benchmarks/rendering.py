@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from whatsagent.formatting import to_whatsapp
-from whatsagent.splitting import split_message
+from whatsagent.render.markdown import to_whatsapp
+from whatsagent.render.splitting import split_message
 
 
 def _four_kb_answer() -> str:

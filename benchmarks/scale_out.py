@@ -31,7 +31,7 @@ def _fresh_database(server: str, name: str) -> str:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from whatsagent.store.procrastinate_queue import conninfo
+    from whatsagent.queue.procrastinate import conninfo
 
     with psycopg.connect(conninfo(server), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -42,7 +42,7 @@ def _fresh_database(server: str, name: str) -> str:
 def _drop_database(server: str, name: str) -> None:
     import psycopg
 
-    from whatsagent.store.procrastinate_queue import conninfo
+    from whatsagent.queue.procrastinate import conninfo
 
     with psycopg.connect(conninfo(server), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -29,7 +29,7 @@ import aiohttp
 
 from whatsagent.channels.cloudapi import CloudAPI
 from whatsagent.messages import User
-from whatsagent.outbound import TemplateOut
+from whatsagent.messages.outbound import TemplateOut
 from whatsagent.pacing import Pacing
 from whatsagent.sender import Outcome, Sender
 from whatsagent.store.database import SQLiteDatabase

@@ -18,9 +18,9 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo
 
 from whatsagent import Agent, AgentOS
+from whatsagent.agents.models import model_in_environment
+from whatsagent.agents.offline import SketchImageModel, said, stand_in, tool_ran
 from whatsagent.channels import CloudAPI
-from whatsagent.models import model_in_environment
-from whatsagent.offline import SketchImageModel, said, stand_in, tool_ran
 from whatsagent.tools import ImageTools
 
 

@@ -18,8 +18,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, Thinking
 from pydantic_ai.models.function import AgentInfo
 
 from whatsagent import Agent, AgentOS
+from whatsagent.agents.offline import said, stand_in
 from whatsagent.channels import CloudAPI
-from whatsagent.offline import said, stand_in
 
 
 def scripted_thinker(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

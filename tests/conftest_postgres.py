@@ -34,7 +34,7 @@ def _candidates() -> list[str]:
 def _connect(url: str):  # type: ignore[no-untyped-def]
     import psycopg
 
-    from whatsagent.store.procrastinate_queue import conninfo
+    from whatsagent.queue.procrastinate import conninfo
 
     return psycopg.connect(conninfo(url), autocommit=True, connect_timeout=3)
 

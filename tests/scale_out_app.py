@@ -26,7 +26,7 @@ from typing import Any
 from whatsagent import AgentOS, TurnContext
 from whatsagent.channels.cloudapi import CloudAPI
 from whatsagent.pacing import Pacing
-from whatsagent.store.procrastinate_queue import WorkerPolicy
+from whatsagent.queue.procrastinate import WorkerPolicy
 
 low, high = (float(x) for x in os.environ.get("SCALE_MODEL_LATENCY", "0,0").split(","))
 turn_log = os.environ.get("SCALE_TURN_LOG")

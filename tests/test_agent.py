@@ -8,7 +8,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent, Reply
-from whatsagent.agent import as_responder
+from whatsagent.agents.agent import as_responder
 from whatsagent.testing import BotHarness
 
 
@@ -123,8 +123,8 @@ async def test_media_and_other_kinds_reach_the_agent_as_a_short_description(tmp_
 
 
 async def test_an_agent_that_keeps_failing_gets_the_user_an_apology_once(tmp_path):
+    from whatsagent.queue import RetryPolicy
     from whatsagent.turns import TurnPolicy
-    from whatsagent.workqueue import RetryPolicy
 
     calls = 0
 

@@ -30,7 +30,7 @@ from referencing.jsonschema import DRAFT202012
 from whatsagent.channels.cloudapi.wire import body_for
 from whatsagent.emulator import Emulator, SimulatedUser, Template, TemplateButton
 from whatsagent.messages import User
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
     ContactsOut,

@@ -128,8 +128,8 @@ async def test_the_delivery_api_needs_the_operator_token(tmp_path, echo):
 
 async def test_a_turn_that_fails_every_time_is_set_aside_and_the_delivery_api_says_why(tmp_path):
     from whatsagent import metrics
+    from whatsagent.queue import RetryPolicy
     from whatsagent.turns import TurnPolicy
-    from whatsagent.workqueue import RetryPolicy
 
     async def broken(ctx):
         raise RuntimeError("the model's provider is down")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from whatsagent.agents.offline import LABEL
 from whatsagent.demo import DemoAgent, banner, demo_agent, model_from_environment, start_demo
-from whatsagent.offline import LABEL
 
 
 @pytest.fixture

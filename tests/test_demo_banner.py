@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from whatsagent.agents.offline import LABEL
 from whatsagent.demo import DemoAgent, banner, model_from_environment, start_demo
-from whatsagent.offline import LABEL
 
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY")
 

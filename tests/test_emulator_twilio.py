@@ -10,7 +10,7 @@ from whatsagent.channels.twilio.client import basic_auth
 from whatsagent.emulator import Emulator
 from whatsagent.emulator.twilio import content_sid, sign
 from whatsagent.messages import Image, TemplateButton, User
-from whatsagent.outbound import MediaOut, TemplateOut, TextOut
+from whatsagent.messages.outbound import MediaOut, TemplateOut, TextOut
 from whatsagent.store.schema import outbox
 from whatsagent.testing import BotHarness
 

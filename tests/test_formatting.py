@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whatsagent.formatting import RULE, WORD_JOINER, to_whatsapp
+from whatsagent.render.markdown import RULE, WORD_JOINER, to_whatsapp
 
 WJ = WORD_JOINER
 

@@ -247,7 +247,7 @@ async def test_a_failed_message_is_retried_or_discarded_by_the_operator(tmp_path
 
 
 async def test_the_operator_reads_edits_and_erases_a_users_memories(tmp_path, echo):
-    from whatsagent import memory
+    from whatsagent.agents import memory
 
     async with BotHarness(echo, tmp_path, api_token=TOKEN) as bot:
         op = Operator(bot)
@@ -271,7 +271,7 @@ async def test_the_operator_reads_edits_and_erases_a_users_memories(tmp_path, ec
 
 
 async def test_a_poison_turn_shows_why_it_was_set_aside(tmp_path):
-    from whatsagent.workqueue import RetryPolicy
+    from whatsagent.queue import RetryPolicy
 
     async def broken(ctx: TurnContext) -> str:
         raise RuntimeError("the model's provider is down")

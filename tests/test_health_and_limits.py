@@ -9,7 +9,8 @@ import hmac
 import aiohttp
 
 from whatsagent import health as health_module
-from whatsagent.agent import InboundMedia, TurnContext, build_prompt
+from whatsagent.agents.context import InboundMedia, TurnContext
+from whatsagent.agents.prompt import build_prompt
 from whatsagent.errors import StoreUnavailable
 from whatsagent.media import MemoryMediaStore
 from whatsagent.media.capabilities import TEXT_ONLY

@@ -13,7 +13,7 @@ from fakes import media_files
 from fakes.openai_api import FakeOpenAI, png
 from test_media_in import chat_model
 from whatsagent import Agent, Reply
-from whatsagent.outbound import MediaOut
+from whatsagent.messages.outbound import MediaOut
 from whatsagent.testing import BotHarness
 from whatsagent.tools import ImageTools
 

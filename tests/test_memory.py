@@ -17,7 +17,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent
-from whatsagent.memory import UserMemory, user_ref
+from whatsagent.agents.memory import UserMemory, user_ref
 from whatsagent.testing import BotHarness
 
 

@@ -10,10 +10,10 @@ import pytest
 from fakes import media_files
 from fakes.openai_api import FakeOpenAI
 from whatsagent import Agent, AgentOS
+from whatsagent.agents.models import resolve_model
 from whatsagent.channels import CloudAPI
 from whatsagent.errors import ConfigurationError
 from whatsagent.media.capabilities import Capabilities
-from whatsagent.models import resolve_model
 from whatsagent.testing import BotHarness
 
 

@@ -11,8 +11,8 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from fakes.openai_api import FakeOpenAI
 from whatsagent import Agent
-from whatsagent.models import resolve_model
-from whatsagent.offline import LABEL
+from whatsagent.agents.models import resolve_model
+from whatsagent.agents.offline import LABEL
 from whatsagent.testing import BotHarness
 
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY")

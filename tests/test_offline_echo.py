@@ -9,7 +9,7 @@ import pytest
 
 from fakes import media_files
 from whatsagent import Agent
-from whatsagent.offline import LABEL
+from whatsagent.agents.offline import LABEL
 from whatsagent.testing import BotHarness
 
 KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY")

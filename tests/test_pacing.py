@@ -11,7 +11,7 @@ import pytest
 
 from whatsagent import Reply
 from whatsagent.errors import SendError
-from whatsagent.outbound import TextOut
+from whatsagent.messages.outbound import TextOut
 from whatsagent.pacing import Pacing
 from whatsagent.sender import SendPolicy
 from whatsagent.testing import BotHarness

@@ -18,11 +18,11 @@ import pytest
 from whatsagent.errors import StoreUnavailable
 from whatsagent.inbox import WAKE_TASK, Inbox, conversation_key
 from whatsagent.messages import Text, User
+from whatsagent.queue import JobSpec, RetryPolicy, WorkQueue
+from whatsagent.queue.procrastinate import ProcrastinateQueue, WorkerPolicy
 from whatsagent.roles import Role, start_work
 from whatsagent.store.migrations import sync_url, upgrade
 from whatsagent.store.postgres import PostgresDatabase
-from whatsagent.store.procrastinate_queue import ProcrastinateQueue, WorkerPolicy
-from whatsagent.workqueue import JobSpec, RetryPolicy, WorkQueue
 
 FAST = WorkerPolicy(
     poll_interval=0.05, heartbeat_interval=0.2, stalled_after=1.0, sweep_interval=1, retry=RetryPolicy(base=0.1)

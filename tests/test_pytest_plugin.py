@@ -6,7 +6,7 @@ import pytest
 
 from whatsagent import Agent, Reply, TurnContext
 from whatsagent.messages import ButtonReply
-from whatsagent.outbound import Button, ButtonsOut, ReactionOut, TemplateOut
+from whatsagent.messages.outbound import Button, ButtonsOut, ReactionOut, TemplateOut
 from whatsagent.testing import Sandbox, scripted_model, tool_call
 
 pytest_plugins = ["pytester"]

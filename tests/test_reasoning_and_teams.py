@@ -15,7 +15,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent
-from whatsagent.teams import Team
+from whatsagent.agents.teams import Team
 from whatsagent.testing import BotHarness
 
 

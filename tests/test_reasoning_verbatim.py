@@ -6,7 +6,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, Thinking
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from whatsagent import Agent
-from whatsagent.formatting import WORD_JOINER, italic_verbatim
+from whatsagent.render.markdown import WORD_JOINER, italic_verbatim
 from whatsagent.testing import BotHarness
 
 THOUGHT = "6*7 is 42.\nThen call my_helper_fn with *args and ~/path."

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from whatsagent.splitting import CAPTION_LIMIT, MIN_LIMIT, TEXT_LIMIT, chat_bubbles, split_message
+from whatsagent.render.splitting import CAPTION_LIMIT, MIN_LIMIT, TEXT_LIMIT, chat_bubbles, split_message
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"  # one emoji drawn from 7 code points joined by ZWJ
 FLAG = "🇵🇹"  # two regional indicators

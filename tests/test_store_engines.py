@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 from whatsagent.inbox import Inbox, conversation_key
 from whatsagent.lanes import claim, open_conversations
 from whatsagent.messages import Reaction, StatusUpdate, Text, User
+from whatsagent.queue import Handler, JobSpec, WorkQueue
 from whatsagent.store.database import Database, SQLiteDatabase
 from whatsagent.store.schema import inbox, statuses, turns
-from whatsagent.workqueue import Handler, JobSpec, WorkQueue
 
 CHANNEL = "cloudapi"
 ACCOUNT = "100200300"

@@ -24,7 +24,7 @@ from whatsagent import AgentOS, Reply, TurnContext
 from whatsagent.channels.twilio import Twilio
 from whatsagent.media.store import MemoryMediaStore
 from whatsagent.messages import Image
-from whatsagent.outbound import MediaOut, TemplateOut
+from whatsagent.messages.outbound import MediaOut, TemplateOut
 from whatsagent.sender import SendPolicy
 from whatsagent.store.schema import inbox, outbox
 from whatsagent.testing import wait_idle

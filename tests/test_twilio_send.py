@@ -17,7 +17,7 @@ from fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 from whatsagent.channels.twilio import Twilio
 from whatsagent.errors import SendError
 from whatsagent.messages import Media, User
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
     CtaUrlOut,

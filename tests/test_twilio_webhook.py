@@ -28,7 +28,7 @@ from whatsagent.channels.twilio import Twilio
 from whatsagent.errors import StoreUnavailable
 from whatsagent.media.store import MemoryMediaStore
 from whatsagent.messages import Event, Image, StatusUpdate, Text
-from whatsagent.outbound import TextOut
+from whatsagent.messages.outbound import TextOut
 
 PUBLIC = "https://bot.example.com"
 SID = "SM0123456789abcdef0123456789abcdef"

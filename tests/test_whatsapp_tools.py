@@ -244,7 +244,7 @@ async def test_tool_sends_go_through_the_outbox_with_idempotency_keys(tmp_path):
 
 
 async def test_a_turn_run_again_after_a_failure_never_sends_a_tools_message_twice(tmp_path):
-    from whatsagent.workqueue import RetryPolicy
+    from whatsagent.queue import RetryPolicy
 
     runs = 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from whatsagent import Reply
-from whatsagent.outbound import TemplateOut, TextOut
+from whatsagent.messages.outbound import TemplateOut, TextOut
 from whatsagent.testing import BotHarness
 from whatsagent.window import ManualClock, WindowPolicy
 

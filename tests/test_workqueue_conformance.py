@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from whatsagent.queue import EmbeddedQueue, Handler, JobSpec, RetryPolicy, WorkQueue
 from whatsagent.store.database import SQLiteDatabase
-from whatsagent.workqueue import EmbeddedQueue, Handler, JobSpec, RetryPolicy, WorkQueue
 
 RETRY = RetryPolicy(max_attempts=4, base=0.2, cap=2.0)
 
@@ -40,7 +40,7 @@ class Subject:
             await self._db.start()
             queue = EmbeddedQueue(self._db, concurrency=16, retry=RETRY)
         else:
-            from whatsagent.store.procrastinate_queue import ProcrastinateQueue, WorkerPolicy
+            from whatsagent.queue.procrastinate import ProcrastinateQueue, WorkerPolicy
 
             assert self.url is not None
             policy = WorkerPolicy(poll_interval=0.05, retry=RETRY, pool_size=3)

@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from whatsagent.agent import Agent, Reply, TurnContext
+    from whatsagent.agents.agent import Agent
+    from whatsagent.agents.context import Reply, TurnContext
+    from whatsagent.agents.memory import UserMemory
+    from whatsagent.agents.teams import Team
     from whatsagent.app import AgentOS
-    from whatsagent.memory import UserMemory
-    from whatsagent.teams import Team
 
 __all__ = ["Agent", "AgentOS", "Reply", "Team", "TurnContext", "UserMemory"]
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Agent": "whatsagent.agent",
-    "Reply": "whatsagent.agent",
-    "TurnContext": "whatsagent.agent",
+    "Agent": "whatsagent.agents.agent",
+    "Reply": "whatsagent.agents.context",
+    "TurnContext": "whatsagent.agents.context",
     "AgentOS": "whatsagent.app",
-    "UserMemory": "whatsagent.memory",
-    "Team": "whatsagent.teams",
+    "UserMemory": "whatsagent.agents.memory",
+    "Team": "whatsagent.agents.teams",
 }
 
 

@@ -35,7 +35,9 @@ from starlette.responses import JSONResponse, Response
 
 from whatsagent import metrics
 from whatsagent.admission import LagGate
-from whatsagent.agent import Responder, as_responder
+from whatsagent.agents.agent import as_responder
+from whatsagent.agents.context import Responder
+from whatsagent.agents.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.channels.base import Channel
 from whatsagent.console import console_routes
 from whatsagent.deliveries import delivery_routes
@@ -50,12 +52,12 @@ from whatsagent.interrupts import Interrupts
 from whatsagent.lanes import Lanes
 from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
-from whatsagent.memory import MEMORY_TASK, MemoryCapture, memory_routes
 from whatsagent.messages import Event
 from whatsagent.operator_api import operator_routes
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
 from whatsagent.proactive import proactive_routes
+from whatsagent.queue import Handler, WorkQueue
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.serving import server_options
@@ -63,12 +65,11 @@ from whatsagent.store.database import Database, open_database
 from whatsagent.tracing import TracedResponder, TraceExport
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
-from whatsagent.workqueue import Handler, WorkQueue
 
 if TYPE_CHECKING:
-    from whatsagent.store.procrastinate_queue import WorkerPolicy
+    from whatsagent.queue.procrastinate import WorkerPolicy
 
-log = logging.getLogger("whatsagent")
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "sqlite:///whatsagent.db"
 

@@ -18,7 +18,7 @@ from typing import Any
 from whatsagent import metrics
 from whatsagent.errors import SendError
 
-log = logging.getLogger("whatsagent.sender")
+log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {"cloudapi": frozenset({0, 190}), "twilio": frozenset({20003})}
 """Codes meaning the credentials were refused, by provider (reference §3.2; Twilio's 20003)."""

@@ -23,14 +23,15 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from whatsagent.agent import Agent, Reply, TurnContext
+from whatsagent.agents.agent import Agent
+from whatsagent.agents.context import Reply, TurnContext
+from whatsagent.agents.models import DEFAULTS_BY_KEY, ResolvedModel
+from whatsagent.agents.offline import MODEL_NAME, offline_model
 from whatsagent.errors import ConfigurationError
 from whatsagent.handoff import Handoff
 from whatsagent.media.capabilities import capabilities_for
 from whatsagent.messages import ButtonReply, ListReply, Text
-from whatsagent.models import DEFAULTS_BY_KEY, ResolvedModel
-from whatsagent.offline import MODEL_NAME, offline_model
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
     ContactsOut,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from whatsagent.app import AgentOS
     from whatsagent.emulator import Emulator
 
-log = logging.getLogger("whatsagent.demo")
+log = logging.getLogger(__name__)
 
 DEMO_DATABASE = "sqlite:///whatsagent-demo.db"
 # The emulator's own defaults: the demo needs no real credentials, and these are safe to print.

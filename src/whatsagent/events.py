@@ -100,7 +100,7 @@ class PostgresRelay:
     async def _connect(self) -> Any:
         import psycopg
 
-        from whatsagent.store.procrastinate_queue import conninfo
+        from whatsagent.queue.procrastinate import conninfo
 
         return await psycopg.AsyncConnection.connect(
             conninfo(self.url), autocommit=True, connect_timeout=5, application_name="whatsagent-events"

@@ -15,7 +15,7 @@ A lane held by another holder is claimed only once the database proves that hold
 - on SQLite one process owns the file (an flock), so the current process's holder is the only live one
   (`ProcessHolder`).
 
-Procrastinate's stalled-job recovery rests on the same proof (`whatsagent.store.procrastinate_queue`):
+Procrastinate's stalled-job recovery rests on the same proof (`whatsagent.queue.procrastinate`):
 a job is run again only when its worker's holder is gone.
 """
 
@@ -277,7 +277,7 @@ class PostgresHolder(Holder):
     async def _connect(self) -> None:
         import psycopg
 
-        from whatsagent.store.procrastinate_queue import conninfo
+        from whatsagent.queue.procrastinate import conninfo
 
         p = self.policy
         try:

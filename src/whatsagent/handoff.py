@@ -51,12 +51,12 @@ from whatsagent.store.schema import conversations, inbox, operator_actions, turn
 if TYPE_CHECKING:
     import aiohttp
 
-    from whatsagent.agent import Reply, Responder, TurnContext
+    from whatsagent.agents.context import Reply, Responder, TurnContext
     from whatsagent.channels.base import Channel
     from whatsagent.events import Bus
-    from whatsagent.outbound import TemplateOut
+    from whatsagent.messages.outbound import TemplateOut
+    from whatsagent.queue import WorkQueue
     from whatsagent.sender import Outcome, Sender
-    from whatsagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ class Desk:
         self, conversation: str, operator: str, *, text: str | None = None, template: TemplateOut | None = None
     ) -> tuple[Outcome, dict[str, Any]]:
         """Send the operator's text (or template) to the user through the outbox, and into the history."""
-        from whatsagent.outbound import TextOut
+        from whatsagent.messages.outbound import TextOut
         from whatsagent.proactive import send_template
 
         found = await self.find(conversation)
@@ -418,7 +418,7 @@ _current: contextvars.ContextVar[_Asking | None] = contextvars.ContextVar("whats
 
 async def ask_from_turn(ctx: TurnContext, reason: str) -> str:
     """What the ``handoff`` tool does: the conversation waits for a person, the user is told."""
-    from whatsagent.outbound import TextOut
+    from whatsagent.messages.outbound import TextOut
 
     asking = _current.get()
     if asking is None or not asking.desk.available:
@@ -446,7 +446,7 @@ class HandingResponder:
         return getattr(self.inner, name)
 
     async def respond(self, ctx: TurnContext) -> Reply:
-        from whatsagent.agent import Reply
+        from whatsagent.agents.context import Reply
 
         desk = self.desk()
         if desk is None:

@@ -21,13 +21,13 @@ from whatsagent import identity, metrics
 from whatsagent import outbox as outbox_rows
 from whatsagent import window as windows
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
-from whatsagent.outbound import TemplateOut, outbound_adapter
+from whatsagent.messages.outbound import TemplateOut, outbound_adapter
 from whatsagent.privacy import masked
+from whatsagent.queue import JobSpec, WorkQueue
 from whatsagent.store.database import Database, Prepared, upsert_insert
 from whatsagent.store.schema import conversations, inbox, outbox, statuses
-from whatsagent.workqueue import JobSpec, WorkQueue
 
-log = logging.getLogger("whatsagent.inbox")
+log = logging.getLogger(__name__)
 
 WAKE_TASK = "conversation.wake"
 WINDOW_TASK = "conversation.window_closed"

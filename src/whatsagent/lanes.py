@@ -33,9 +33,9 @@ from whatsagent.fence import FenceLost, Holder, Lease
 from whatsagent.inbox import wake_job
 from whatsagent.messages import InboundMessage, User, inbound_adapter
 from whatsagent.privacy import masked
+from whatsagent.queue import WorkQueue
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, inbox, turns
-from whatsagent.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage

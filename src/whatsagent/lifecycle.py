@@ -28,9 +28,9 @@ import orjson
 from sqlalchemy import Connection, delete, or_, select, text
 from starlette.routing import BaseRoute
 
+from whatsagent.agents.memory import user_ref
 from whatsagent.lanes import OPEN_STATES
 from whatsagent.media.store import FileMediaStore, MediaStore
-from whatsagent.memory import user_ref
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
 from whatsagent.store.schema import (
@@ -48,7 +48,7 @@ from whatsagent.store.schema import (
     user_identities,
 )
 
-log = logging.getLogger("whatsagent.lifecycle")
+log = logging.getLogger(__name__)
 
 _MEDIA_KEY = re.compile(r"in media store: ([0-9a-f]{64})\]|\"stored\":\s*\"([0-9a-f]{64})\"")
 DAY = 86_400.0

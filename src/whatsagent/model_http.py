@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pydantic_ai.models import Model
     from pydantic_ai.providers import Provider
 
-log = logging.getLogger("whatsagent.models")
+log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 1000
 KEEPALIVE_SECONDS = 60.0

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, desc, func, or_, select, update
 
-from whatsagent import handoff, memory, outbox
-from whatsagent.outbound import OutboundMessage, TemplateOut, outbound_adapter
+from whatsagent import handoff, outbox
+from whatsagent.agents import memory
+from whatsagent.messages.outbound import OutboundMessage, TemplateOut, outbound_adapter
 from whatsagent.proactive import authorized
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, inbox, operator_actions, turn_traces, turns

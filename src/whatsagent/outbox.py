@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, case, insert, select, text, update
 
 from whatsagent import fence
-from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
 from whatsagent.store.database import Prepared, upsert_insert
 from whatsagent.store.schema import inbox, outbox, turns
 

@@ -29,7 +29,7 @@ from whatsagent import identity, outbox
 from whatsagent.channels.base import Channel
 from whatsagent.inbox import conversation_key
 from whatsagent.messages import User
-from whatsagent.outbound import TemplateOut
+from whatsagent.messages.outbound import TemplateOut
 from whatsagent.sender import Outcome, Sender
 from whatsagent.store.database import Prepared, upsert_insert
 from whatsagent.store.schema import conversations, turns

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, select
 
 from whatsagent.messages import InboundMessage, inbound_adapter
-from whatsagent.outbound import OutboundMessage, outbound_adapter
+from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
 from whatsagent.store.schema import inbox, outbox
 
 QUOTE_CHARS = 200

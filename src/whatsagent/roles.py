@@ -21,11 +21,11 @@ from whatsagent.errors import ConfigurationError
 from whatsagent.fence import Holder
 from whatsagent.inbox import wake_job
 from whatsagent.lanes import open_conversations
+from whatsagent.queue import EmbeddedQueue, Handler, JobSpec, WorkQueue
 from whatsagent.store.database import Database
-from whatsagent.workqueue import EmbeddedQueue, Handler, JobSpec, WorkQueue
 
 if TYPE_CHECKING:
-    from whatsagent.store.procrastinate_queue import WorkerPolicy
+    from whatsagent.queue.procrastinate import WorkerPolicy
 
 
 class Role(enum.Enum):
@@ -74,7 +74,7 @@ def work_queue(
     `holder` is what proves this worker alive to the others, see `whatsagent.fence`)."""
     if db.dialect == "sqlite":
         return EmbeddedQueue(db, concurrency=concurrency)
-    from whatsagent.store.procrastinate_queue import ProcrastinateQueue
+    from whatsagent.queue.procrastinate import ProcrastinateQueue
 
     return ProcrastinateQueue(database_url, work=role.runs_jobs, concurrency=concurrency, policy=policy, holder=holder)
 
@@ -91,7 +91,7 @@ async def start_work(
     previous run left unfinished; on procrastinate, workers also sweep for conversations that lost
     their wake-up (a web process that died between its commit and its defer)."""
     if db.dialect == "postgresql":
-        from whatsagent.store.procrastinate_queue import ProcrastinateQueue
+        from whatsagent.queue.procrastinate import ProcrastinateQueue
 
         if isinstance(queue, ProcrastinateQueue):
             queue.sweep = _wanted_wakes(db)

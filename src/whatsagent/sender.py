@@ -32,7 +32,7 @@ from whatsagent.channels.cloudapi.errors import PAIR_RATE_LIMIT
 from whatsagent.errors import SendError, StoreUnavailable
 from whatsagent.fence import Lease, fenced
 from whatsagent.messages import User
-from whatsagent.outbound import OutboundMessage, TemplateOut
+from whatsagent.messages.outbound import OutboundMessage, TemplateOut
 from whatsagent.outbox import OutboxRow, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import masked

@@ -25,7 +25,7 @@ import asyncio
 import logging
 from typing import Any
 
-log = logging.getLogger("whatsagent.serving")
+log = logging.getLogger(__name__)
 
 LIMIT_CONCURRENCY = 4096
 MAX_FILES = 65536

@@ -8,7 +8,7 @@ what to change.
 from __future__ import annotations
 
 from whatsagent.errors import SendError
-from whatsagent.outbound import TemplateOut
+from whatsagent.messages.outbound import TemplateOut
 
 _PROBLEMS = {
     132000: "the number of parameters does not match the template's placeholders",

@@ -29,7 +29,7 @@ from whatsagent.store.schema import turn_traces
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
-    from whatsagent.agent import Reply, Responder, TurnContext
+    from whatsagent.agents.context import Reply, Responder, TurnContext
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class TracedResponder:
         from opentelemetry import trace
 
         tracer = self._provider.get_tracer("whatsagent")
-        root = tracer.start_span(f"turn {ctx.turn_id}", attributes={"whatsagent.agent": ctx.agent})
+        root = tracer.start_span(f"turn {ctx.turn_id}", attributes={"whatsagent.agents.agent": ctx.agent})
         trace_id = root.get_span_context().trace_id
         _collector.watch(trace_id)
         try:

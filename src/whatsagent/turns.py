@@ -31,25 +31,25 @@ from sqlalchemy import Connection, bindparam, update
 
 from whatsagent import history as history_store
 from whatsagent import metrics, outbox
-from whatsagent.agent import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
+from whatsagent.agents.context import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
+from whatsagent.agents.memory import MemoryBook, capture_job, user_ref
+from whatsagent.agents.memory import load as load_memories
 from whatsagent.channels.base import Channel
-from whatsagent.commands import CommandName, Commands
+from whatsagent.chat_commands import CommandName, Commands
 from whatsagent.fence import Lease, fenced
 from whatsagent.interrupts import Interrupts, OnNewMessage
 from whatsagent.lanes import Turn, TurnState, take_new_messages, waits
 from whatsagent.media.limits import MB
 from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
-from whatsagent.memory import MemoryBook, capture_job, user_ref
-from whatsagent.memory import load as load_memories
 from whatsagent.messages import Reaction
-from whatsagent.outbound import OutboundMessage
+from whatsagent.messages.outbound import OutboundMessage
+from whatsagent.queue import WorkQueue
 from whatsagent.quotes import quoted_texts
 from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import conversations, turns
-from whatsagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, bindparam, exists, select, update
 
 from whatsagent.messages import User
-from whatsagent.outbound import TemplateOut
+from whatsagent.messages.outbound import TemplateOut
 from whatsagent.store.database import Prepared
 from whatsagent.store.schema import conversations, outbox
 

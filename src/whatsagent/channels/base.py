@@ -1,7 +1,7 @@
 """The channel seam: how a provider's webhooks come in and how its sends go out.
 
 A channel turns its provider's wire format into neutral messages (`whatsagent.messages`) at the edge,
-hands them to the inbox, and sends neutral outbound messages (`whatsagent.outbound`) through one pooled
+hands them to the inbox, and sends neutral outbound messages (`whatsagent.messages.outbound`) through one pooled
 HTTP client. Two implementations: Meta's Cloud API and Twilio.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from whatsagent.messages import Event, Media, User
-from whatsagent.outbound import OutboundMessage, SendResult
+from whatsagent.messages.outbound import OutboundMessage, SendResult
 
 if TYPE_CHECKING:
     import aiohttp

@@ -18,7 +18,7 @@ import logging
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-log = logging.getLogger("whatsagent.webhook")
+log = logging.getLogger(__name__)
 
 BODY_TIMEOUT = 20.0
 """Seconds to receive a whole webhook body. Meta and Twilio send theirs in milliseconds."""

@@ -30,7 +30,7 @@ from whatsagent.emulator.users import SimulatedUser
 from whatsagent.emulator.validation import MEDIA_TYPES, Send
 from whatsagent.emulator.webhooks import WebhookPoster, encode, envelope, timestamp
 
-log = logging.getLogger("whatsagent.emulator")
+log = logging.getLogger(__name__)
 
 _BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[0-9A-Za-z]{1,128}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{3,30}$")

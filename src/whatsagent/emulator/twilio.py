@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from whatsagent.emulator.state import InboundRecord, OutboundRecord
     from whatsagent.emulator.users import SimulatedUser
 
-log = logging.getLogger("whatsagent.emulator")
+log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
 BODY_LIMIT = 1600

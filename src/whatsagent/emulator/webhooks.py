@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-log = logging.getLogger("whatsagent.emulator")
+log = logging.getLogger(__name__)
 
 
 def encode(payload: Any) -> bytes:

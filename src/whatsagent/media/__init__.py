@@ -12,13 +12,13 @@ model provider reads.
 Pillow and PyAV are imported only when a conversion runs (the ``media`` extra installs them).
 """
 
-from .capabilities import Capabilities, capabilities_for, capabilities_for_model, to_model_input
-from .convert import Prepared, prepare_outbound
-from .limits import CAPTION_MAX, LIMITS, MediaKind, MediaRejected, check, check_caption
-from .references import externalize, restore
-from .sniff import resolve_mime, sniff_mime
-from .store import FileMediaStore, MediaNotFound, MediaStore, MemoryMediaStore, StoredMedia
-from .transcribe import OpenAITranscriber, Transcriber, TranscriptionFailed
+from whatsagent.media.capabilities import Capabilities, capabilities_for, capabilities_for_model, to_model_input
+from whatsagent.media.convert import Prepared, prepare_outbound
+from whatsagent.media.limits import CAPTION_MAX, LIMITS, MediaKind, MediaRejected, check, check_caption
+from whatsagent.media.references import externalize, restore
+from whatsagent.media.sniff import resolve_mime, sniff_mime
+from whatsagent.media.store import FileMediaStore, MediaNotFound, MediaStore, MemoryMediaStore, StoredMedia
+from whatsagent.media.transcribe import OpenAITranscriber, Transcriber, TranscriptionFailed
 
 __all__ = [
     "CAPTION_MAX",

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .limits import MB, MediaKind, MediaRejected
+from whatsagent.media.limits import MB, MediaKind, MediaRejected
 
 T = TypeVar("T")
 

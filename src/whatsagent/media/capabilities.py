@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from pydantic_ai.messages import BinaryContent
 
-from . import bounds
-from .convert import OutputTooLarge, fit_image, to_mp3, to_mp4, to_wav
-from .limits import MB, MediaKind, format_size
-from .office import office_text
-from .sniff import DOCX, PPTX, resolve_mime
-from .transcribe import Transcriber
+from whatsagent.media import bounds
+from whatsagent.media.convert import OutputTooLarge, fit_image, to_mp3, to_mp4, to_wav
+from whatsagent.media.limits import MB, MediaKind, format_size
+from whatsagent.media.office import office_text
+from whatsagent.media.sniff import DOCX, PPTX, resolve_mime
+from whatsagent.media.transcribe import Transcriber
 
 logger = logging.getLogger(__name__)
 

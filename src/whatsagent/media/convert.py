@@ -19,8 +19,8 @@ from fractions import Fraction
 from io import BytesIO
 from typing import Any, Literal, NamedTuple
 
-from . import bounds
-from .limits import (
+from whatsagent.media import bounds
+from whatsagent.media.limits import (
     ANIMATED_STICKER_MAX,
     LIMITS,
     STICKER_SIDE,
@@ -30,7 +30,7 @@ from .limits import (
     format_size,
     kind_for,
 )
-from .sniff import resolve_mime
+from whatsagent.media.sniff import resolve_mime
 
 VOICE_BITRATE = 32_000
 """Opus at 32 kbit/s is transparent for speech and fits 66 minutes into WhatsApp's 16 MB."""

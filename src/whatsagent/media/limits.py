@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..errors import WhatsAgentError
-from .sniff import DOC, DOCX, PPT, PPTX, XLS, XLSX, normalize_mime
+from whatsagent.errors import WhatsAgentError
+from whatsagent.media.sniff import DOC, DOCX, PPT, PPTX, XLS, XLSX, normalize_mime
 
 MediaKind = Literal["image", "audio", "video", "document", "sticker"]
 """The kinds of media a WhatsApp message carries; the same words as `MediaOut.media_type`."""

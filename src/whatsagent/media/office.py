@@ -13,8 +13,8 @@ import zipfile
 from io import BytesIO
 from xml.parsers import expat
 
-from . import bounds
-from .sniff import DOCX
+from whatsagent.media import bounds
+from whatsagent.media.sniff import DOCX
 
 _CHUNK = 64 * 1024
 _SLIDE = re.compile(r"ppt/slides/slide(\d+)\.xml")

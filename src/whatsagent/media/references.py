@@ -24,7 +24,7 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
-from .store import MediaNotFound, MediaStore
+from whatsagent.media.store import MediaNotFound, MediaStore
 
 _REFERENCE = re.compile(r"^\[(?P<mime>[\w.+-]+/[\w.+-]+) in media store: (?P<key>[0-9a-f]{64})\]$")
 

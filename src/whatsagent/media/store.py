@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..errors import WhatsAgentError
-from .sniff import resolve_mime
+from whatsagent.errors import WhatsAgentError
+from whatsagent.media.sniff import resolve_mime
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 

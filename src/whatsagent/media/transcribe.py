@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import ConfigurationError, WhatsAgentError
-from .convert import to_mp3
-from .sniff import extension_for, resolve_mime
+from whatsagent.errors import ConfigurationError, WhatsAgentError
+from whatsagent.media.convert import to_mp3
+from whatsagent.media.sniff import extension_for, resolve_mime
 
 # OpenAI's transcription endpoint reads these containers (its docs: flac, mp3, mp4, mpeg, mpga, m4a,
 # ogg, wav, webm) and refuses files over 25 MB. WhatsApp voice notes (OGG/Opus) go as they are.

@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
 
-log = logging.getLogger("whatsagent.store")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Operation = Callable[[Connection], T]

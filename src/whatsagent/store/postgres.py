@@ -26,7 +26,7 @@ from whatsagent.privacy import redacted
 from whatsagent.store.database import Database, Operation, T
 from whatsagent.store.migrations import HEAD, current_revision, sync_url, upgrade_connection
 
-log = logging.getLogger("whatsagent.store")
+log = logging.getLogger(__name__)
 
 # SQLSTATEs of a transaction PostgreSQL rolled back so that another could go on: run it again.
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic_ai import RunContext
 from pydantic_ai.toolsets import FunctionToolset
 
-from whatsagent.agent import TurnContext
+from whatsagent.agents.context import TurnContext
 from whatsagent.handoff import ask_from_turn
 
 INSTRUCTIONS = """\

@@ -26,16 +26,16 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.messages import BinaryImage, ModelRequest, UserPromptPart
 from pydantic_ai.toolsets import FunctionToolset
 
-from whatsagent.agent import TurnContext
+from whatsagent.agents.context import TurnContext
 from whatsagent.errors import ConfigurationError
 from whatsagent.media.references import parse_reference
 from whatsagent.media.store import MediaNotFound
-from whatsagent.outbound import MediaOut
+from whatsagent.messages.outbound import MediaOut
 
 if TYPE_CHECKING:
     from pydantic_ai.images import ImageGenerationModel
 
-log = logging.getLogger("whatsagent.tools.image")
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "openai:gpt-image-1"
 

@@ -22,10 +22,10 @@ from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.toolsets import FunctionToolset
 
-from whatsagent.agent import TurnContext
+from whatsagent.agents.context import TurnContext
 from whatsagent.channels.cloudapi.wire import InvalidMessage, body_for
 from whatsagent.media.store import MediaNotFound
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
     ContactsOut,

@@ -24,12 +24,12 @@ from whatsagent.channels.cloudapi.wire import body_for, recipient
 from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
 from whatsagent.media.store import MediaNotFound, MediaStore
 from whatsagent.messages import Media, User
-from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
+from whatsagent.messages.outbound import MediaOut, OutboundMessage, SendResult
 from whatsagent.privacy import shorten
 
 __all__ = ["CloudAPI", "GraphAPIError"]
 
-log = logging.getLogger("whatsagent.cloudapi")
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"

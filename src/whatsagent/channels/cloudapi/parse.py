@@ -72,7 +72,7 @@ _Json = dict[str, Any]
 _Contact = tuple[str | None, str | None, str | None, str | None, str | None]
 """A `value.contacts[]` item reduced to (wa_id, user_id, profile name, username, parent user id)."""
 
-log = logging.getLogger("whatsagent.cloudapi")
+log = logging.getLogger(__name__)
 
 
 def parse_webhook(payload: object, *, channel: str) -> list[Event]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from whatsagent.errors import WhatsAgentError
 from whatsagent.messages import User
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,

@@ -21,15 +21,11 @@ from starlette.routing import BaseRoute, Route
 
 from whatsagent.channels.base import Accept, Channel
 from whatsagent.channels.body import BodyRefused, read_body, refused_answer
-from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
-from whatsagent.messages import Event, Media, User
-from whatsagent.outbound import MediaOut, OutboundMessage, SendResult
-
-from . import signature
-from .client import TwilioAPI, basic_auth
-from .forms import message_form
-from .media import MediaLinks, MediaSource
-from .parse import (
+from whatsagent.channels.twilio import signature
+from whatsagent.channels.twilio.client import TwilioAPI, basic_auth
+from whatsagent.channels.twilio.forms import message_form
+from whatsagent.channels.twilio.media import MediaLinks, MediaSource
+from whatsagent.channels.twilio.parse import (
     decode_callback_data,
     encode_callback_data,
     is_status_callback,
@@ -37,11 +33,14 @@ from .parse import (
     parse_status,
     to_address,
 )
-from .webhook import Webhook, decode, public_base, request_url
+from whatsagent.channels.twilio.webhook import Webhook, decode, public_base, request_url
+from whatsagent.errors import ConfigurationError, MalformedWebhook, SendError, StoreUnavailable
+from whatsagent.messages import Event, Media, User
+from whatsagent.messages.outbound import MediaOut, OutboundMessage, SendResult
 
 __all__ = ["Twilio"]
 
-logger = logging.getLogger("whatsagent.channels.twilio")
+logger = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_MESSAGING_BASE_URL = "https://messaging.twilio.com"

@@ -13,11 +13,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from whatsagent.channels.twilio.errors import retry_after, send_error
 from whatsagent.errors import SendError
 
-from .errors import retry_after, send_error
-
-logger = logging.getLogger("whatsagent.channels.twilio")
+logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 TYPING_TIMEOUT = aiohttp.ClientTimeout(total=5)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from whatsagent.errors import SendError
-from whatsagent.outbound import (
+from whatsagent.messages.outbound import (
     ButtonsOut,
     ContactsOut,
     CtaUrlOut,
@@ -28,7 +28,7 @@ from whatsagent.outbound import (
     TextOut,
 )
 
-logger = logging.getLogger("whatsagent.channels.twilio")
+logger = logging.getLogger(__name__)
 
 Form = list[tuple[str, str]]
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-logger = logging.getLogger("whatsagent.channels.twilio")
+logger = logging.getLogger(__name__)
 
 
 class MediaSource(Protocol):

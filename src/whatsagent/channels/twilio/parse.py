@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from whatsagent.channels.twilio.errors import error_title
 from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
@@ -35,9 +36,7 @@ from whatsagent.messages import (
     Video,
 )
 
-from .errors import error_title
-
-logger = logging.getLogger("whatsagent.channels.twilio")
+logger = logging.getLogger(__name__)
 
 Form = Mapping[str, str]
 """A webhook's parameters, first value of each name."""

@@ -13,9 +13,8 @@ from urllib.parse import parse_qsl, quote
 import orjson
 from starlette.requests import Request
 
+from whatsagent.channels.twilio import signature
 from whatsagent.errors import MalformedWebhook
-
-from . import signature
 
 MAX_FIELDS = 1000
 """Twilio's WhatsApp webhooks carry a few dozen parameters; far more is not Twilio."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-log = logging.getLogger("whatsagent.store.migrations")
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 INITIAL = "0001"

@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from whatsagent.agent import Reply
+from whatsagent.agents.context import Reply
 from whatsagent.channels.base import Channel
-from whatsagent.formatting import italic_verbatim, to_whatsapp
 from whatsagent.media.convert import prepare_outbound
 from whatsagent.media.limits import CAPTION_MAX, MediaRejected
 from whatsagent.media.store import MediaNotFound, MediaStore
-from whatsagent.outbound import ButtonsOut, CtaUrlOut, ListOut, MediaOut, OutboundMessage, TextOut
-from whatsagent.splitting import split_message
+from whatsagent.messages.outbound import ButtonsOut, CtaUrlOut, ListOut, MediaOut, OutboundMessage, TextOut
+from whatsagent.render.markdown import italic_verbatim, to_whatsapp
+from whatsagent.render.splitting import split_message
 
-log = logging.getLogger("whatsagent.render")
+log = logging.getLogger(__name__)
 
 _CAPTIONED = ("image", "video", "document")
 _NOUNS = {

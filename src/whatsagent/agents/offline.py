@@ -3,7 +3,7 @@
 It is not an AI and says so in every answer. It shows that the channel works end to end (echoing what it
 received: the text, the kind and size of a medium, the button pressed) and tells the operator how to
 configure a real model. `whatsagent.Agent()` uses it when no model is given and no provider key is in
-the environment (see `whatsagent.models`).
+the environment (see `whatsagent.agents.models`).
 """
 
 from __future__ import annotations

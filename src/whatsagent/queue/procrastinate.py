@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 
 from whatsagent.errors import StoreUnavailable
 from whatsagent.fence import LOCK_SPACE, Holder, PostgresHolder
-from whatsagent.workqueue import Handler, JobSpec, RetryPolicy, WorkQueue
+from whatsagent.queue import Handler, JobSpec, RetryPolicy, WorkQueue
 
 log = logging.getLogger(__name__)
 

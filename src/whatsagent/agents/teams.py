@@ -20,7 +20,8 @@ from typing import Any
 from pydantic_ai import RunContext
 from pydantic_ai.toolsets import FunctionToolset
 
-from whatsagent.agent import Agent, TurnContext
+from whatsagent.agents.agent import Agent
+from whatsagent.agents.context import TurnContext
 
 ROUTER_INSTRUCTIONS = """\
 You lead a team of specialists. For each request, decide who can best answer and ask them with their

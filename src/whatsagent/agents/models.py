@@ -25,7 +25,7 @@ from whatsagent.media.capabilities import Capabilities, capabilities_for, capabi
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
-log = logging.getLogger("whatsagent.models")
+log = logging.getLogger(__name__)
 
 # pydantic-ai 2.x renamed Google's providers; the old names are what most tutorials still show.
 ALIASES = {"google-gla": "google", "google-vertex": "google-cloud"}
@@ -80,7 +80,7 @@ def resolve_model(
     if model is None:
         model = model_in_environment()
         if model is None:
-            from whatsagent.offline import offline_model
+            from whatsagent.agents.offline import offline_model
 
             return ResolvedModel(
                 offline_model(), "function", "whatsagent-offline", capabilities_for("function"), offline=True

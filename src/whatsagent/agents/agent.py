@@ -2,12 +2,11 @@
 
 `whatsagent.Agent` is a thin configuration over a `pydantic_ai.Agent`. A user may instead hand the OS
 their own `pydantic_ai.Agent`, or any async callable taking a `TurnContext` and returning text or a
-`Reply` (so agents written with other frameworks plug in too).
+`Reply` (so agents written with other frameworks plug in too); `as_responder` adapts each to the
+`Responder` the OS calls, applying the user's edits and deletions within a turn first.
 
-What the model sees of a turn: text as written; media the user sent in a form its provider takes
-(`media.capabilities.to_model_input`: converted, transcribed, or described in words); locations,
-contacts, button and list replies, reactions and quoted replies as readable text; the user's memories
-and, when asked for, their number and the message id in the instructions.
+The model sees the turn as `whatsagent.agents.prompt` builds it, plus the user's memories and, when
+asked for, their number and the message id in the instructions.
 """
 
 from __future__ import annotations
@@ -15,158 +14,27 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_ai.exceptions import UnexpectedModelBehavior
-from pydantic_ai.messages import (
-    BinaryContent,
-    FilePart,
-    ModelMessage,
-    ModelResponse,
-    ThinkingPart,
-    UserContent,
-)
+from pydantic_ai.messages import UserContent
 
-from whatsagent.media.capabilities import Capabilities, capabilities_for_model, provider_of, to_model_input
-from whatsagent.media.limits import MediaKind, kind_for
-from whatsagent.messages import (
-    Audio,
-    Document,
-    Edit,
-    Image,
-    InboundMessage,
-    Reaction,
-    Revoke,
-    Sticker,
-    Text,
-    Unsupported,
-    User,
-    Video,
-)
-from whatsagent.outbound import MediaOut, OutboundMessage
+from whatsagent.agents.context import MEDIA_TYPES, Reply, Responder, TurnContext
+from whatsagent.agents.prompt import build_prompt, files_from, reasoning_of
+from whatsagent.media.capabilities import Capabilities, capabilities_for_model, provider_of
+from whatsagent.messages import Edit, InboundMessage, Revoke, Text, Unsupported
 
 if TYPE_CHECKING:
     import pydantic_ai
     from pydantic_ai.models import Model
 
-    from whatsagent.media.store import MediaStore
+    from whatsagent.agents.memory import UserMemory
+    from whatsagent.agents.models import ResolvedModel
     from whatsagent.media.transcribe import Transcriber
-    from whatsagent.memory import Memory, MemoryBook, UserMemory
-    from whatsagent.models import ResolvedModel
 
-log = logging.getLogger("whatsagent.agent")
-
-MEDIA_TYPES = (Image, Audio, Video, Document, Sticker)
-
-
-@dataclass(frozen=True)
-class InboundMedia:
-    """A medium the user sent this turn, fetched by the turn (never on the webhook path) and kept in the
-    media store under `key`; `key` is None when it could not be fetched, and `error` says why."""
-
-    message_id: str
-    kind: MediaKind
-    key: str | None
-    mime_type: str | None
-    size: int | None
-    filename: str | None = None
-    voice: bool = False
-    error: str | None = None
-
-
-@dataclass
-class TurnContext:
-    """Everything a turn knows: who, what they just said, and the conversation so far."""
-
-    conversation: str
-    channel: str
-    user: User
-    messages: list[InboundMessage]
-    """This turn's inbound messages, in arrival order (several when the user wrote in quick succession)."""
-    history: list[ModelMessage] = field(default_factory=list)
-    """Earlier turns of this conversation, oldest first, as pydantic-ai messages."""
-    turn_id: int = 0
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    agent: str = ""
-    """Name of the agent answering."""
-    media: dict[str, InboundMedia] = field(default_factory=dict)
-    """Media of this turn's messages, by inbound message id."""
-    media_store: MediaStore | None = None
-    quoted: dict[str, str] = field(default_factory=dict)
-    """Short text of messages this turn's messages quote or react to, by provider message id."""
-    memories: list[Memory] = field(default_factory=list)
-    """What is remembered about this user (when the agent has memory)."""
-    memory: MemoryBook | None = None
-    """Add, update and delete this user's memories (agentic memory tools use it)."""
-    outbound: list[OutboundMessage] = field(default_factory=list)
-    """Messages tools sent this turn. They go through the outbox with the answer (idempotency keys), before
-    it, so a replayed turn never sends them twice."""
-
-    @property
-    def text(self) -> str:
-        """The turn's input as one text: text bodies as they are, other kinds described in words."""
-        return "\n".join(describe(m, self) for m in self.messages)
-
-    @property
-    def last_message_id(self) -> str:
-        return self.messages[-1].id
-
-    def send(self, message: OutboundMessage) -> None:
-        """Send `message` to the user with this turn's answer (before the answer's text)."""
-        self.outbound.append(message)
-
-    def latest_image(self) -> InboundMedia | None:
-        """The last image the user sent this turn, if any was stored."""
-        images = [m for m in self.media.values() if m.kind in ("image", "sticker") and m.key]
-        return images[-1] if images else None
-
-
-def describe(message: InboundMessage, ctx: TurnContext | None = None) -> str:
-    """A message as readable text for a model: text as it is, other kinds described, quotes shown."""
-    text = message.body if isinstance(message, Text) else message.describe()
-    quoted = ctx.quoted if ctx is not None else {}
-    if isinstance(message, Reaction) and message.message_id in quoted:
-        text = text.replace(f"message {message.message_id}", f"the message {quoted[message.message_id]!r}")
-    if message.context is not None:
-        if message.context.reply_to:
-            snippet = quoted.get(message.context.reply_to)
-            about = f"the message {snippet!r}" if snippet else f"message {message.context.reply_to}"
-            text = f"{text}\n[This is a reply to {about}]"
-        if message.context.frequently_forwarded:
-            text += "\n[Forwarded many times]"
-        elif message.context.forwarded:
-            text += "\n[Forwarded]"
-    if message.referral is not None and (message.referral.headline or message.referral.source_url):
-        text += f"\n[The user came from an ad: {message.referral.headline or message.referral.source_url}]"
-    return text
-
-
-@dataclass
-class Reply:
-    """A turn's answer: text (Markdown welcome; it is rendered for WhatsApp) and any other messages."""
-
-    text: str | None = None
-    messages: list[OutboundMessage] = field(default_factory=list)
-    """Messages sent after the text (a medium may take the text as its caption)."""
-    new_history: list[ModelMessage] = field(default_factory=list)
-    """The pydantic-ai messages this turn added, kept so later turns have the context."""
-    reasoning: str | None = None
-    """The model's reasoning, sent as a separate italic message before the answer (`show_reasoning`)."""
-    tool_messages: list[OutboundMessage] = field(default_factory=list)
-    """Messages tools sent during the run: they go before the text, and a text repeating one is dropped."""
-
-
-class Responder(Protocol):
-    """What the OS calls once per turn."""
-
-    name: str
-    history_turns: int
-
-    async def respond(self, ctx: TurnContext) -> Reply: ...
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -176,7 +44,7 @@ class Agent:
     ``"google:gemini-2.5-flash"``, ``"groq:..."``), a pydantic-ai `Model`, or with `base_url` (and
     `api_key`) the model's name on an OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter).
     Without one, ``WHATSAGENT_MODEL`` or a provider key in the environment picks it; with neither, the
-    clearly labelled offline model answers (see `whatsagent.models`).
+    clearly labelled offline model answers (see `whatsagent.agents.models`).
 
     `instructions`: system instructions; `history_turns`: past turns in context; `add_datetime`: the
     current date and time in the instructions; `memory`: ``True`` or a `UserMemory` to remember facts
@@ -211,7 +79,7 @@ class Agent:
         capabilities: Capabilities | None = None,
         description: str | None = None,
     ) -> None:
-        from whatsagent.memory import UserMemory
+        from whatsagent.agents.memory import UserMemory
 
         if history_turns < 0:
             raise ValueError("history_turns must be 0 or more")
@@ -243,7 +111,7 @@ class Agent:
     def resolved(self) -> ResolvedModel:
         """The model this agent runs on (resolved on first use; no provider SDK is imported for a string)."""
         if self._resolved is None:
-            from whatsagent.models import resolve_model
+            from whatsagent.agents.models import resolve_model
 
             self._resolved = resolve_model(
                 self.model, base_url=self.base_url, api_key=self.api_key, capabilities=self.capabilities
@@ -260,8 +128,8 @@ class Agent:
     def check(self) -> list[str]:
         """Start-up checks: raises `ConfigurationError` naming what is missing (a provider key, an image
         model that cannot draw); returns warnings worth a line in the log."""
+        from whatsagent.agents.models import missing_key
         from whatsagent.errors import ConfigurationError
-        from whatsagent.models import missing_key
 
         resolved = self.resolved
         if resolved.offline:
@@ -297,8 +165,8 @@ class Agent:
         return self._default_transcriber
 
     def _transcriber_from_provider(self) -> Transcriber | None:
+        from whatsagent.agents.models import is_openai_model
         from whatsagent.media.transcribe import OpenAITranscriber
-        from whatsagent.models import is_openai_model
 
         resolved = self.resolved
         if resolved.offline or resolved.capabilities.audio:
@@ -336,7 +204,7 @@ class Agent:
         tools = [t for t in self.tools if not isinstance(t, AbstractToolset)]
         toolsets = [t for t in self.tools if isinstance(t, AbstractToolset)]
         if self.memory is not None and self.memory.tools:
-            from whatsagent.memory import memory_toolset
+            from whatsagent.agents.memory import memory_toolset
 
             toolsets.append(memory_toolset())
         return tools, toolsets
@@ -412,98 +280,8 @@ class Agent:
         )
 
 
-async def build_prompt(
-    ctx: TurnContext,
-    provider: str,
-    model_name: str,
-    capabilities: Capabilities,
-    *,
-    transcriber: Transcriber | None = None,
-) -> str | list[UserContent]:
-    """The user prompt for a turn: one string when it is all text, else text and media in order."""
-    parts: list[UserContent] = []
-    for message in ctx.messages:
-        text = describe(message, ctx)
-        medium = ctx.media.get(message.id) if isinstance(message, MEDIA_TYPES) else None
-        if medium is None:
-            parts.append(text)
-            continue
-        if medium.key is None or ctx.media_store is None:
-            # Why stays in the logs (internal URLs, paths); the model hears only what a user may.
-            parts.append(f"{text} (It could not be downloaded{download_note(medium.error)}.)")
-            continue
-        try:
-            data, stored = await ctx.media_store.get(medium.key)
-        except Exception as exc:
-            log.warning("medium %s of message %s is not in the media store: %s", medium.key, message.id, exc)
-            parts.append(f"{text} (It is no longer stored.)")
-            continue
-        content = await to_model_input(
-            provider,
-            model_name,
-            medium.kind,
-            data,
-            stored.mime_type,
-            text,
-            filename=medium.filename,
-            identifier=medium.key,
-            transcriber=transcriber,
-            capabilities=capabilities,
-        )
-        if isinstance(content, BinaryContent):
-            # The description goes along, so the model knows the caption and what the file is.
-            parts.append(f"{text} [media key {medium.key}]")
-        parts.append(content)
-    merged: list[UserContent] = []
-    for part in parts:
-        if isinstance(part, str) and merged and isinstance(merged[-1], str):
-            merged[-1] = f"{merged[-1]}\n{part}"
-        else:
-            merged.append(part)
-    if len(merged) == 1 and isinstance(merged[0], str):
-        return merged[0]
-    return merged
-
-
-_SIZE_CAP = re.compile(r"(?:more|larger) than the (\d+) bytes? allowed|more than the (\d+) allowed")
-
-
-def download_note(error: str | None) -> str:
-    """What a model may hear of why a medium could not be downloaded: that it is over the size cap
-    (whatsagent's own wording, with the cap), else nothing: error texts can name internal hosts."""
-    found = _SIZE_CAP.search(error or "")
-    if found:
-        return f": it is larger than the {found.group(1) or found.group(2)} bytes this bot accepts"
-    return ""
-
-
 def _tool_retries_exhausted(exc: UnexpectedModelBehavior) -> bool:
     return exc.message.startswith("Tool ") and "exceeded max retries" in exc.message
-
-
-def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:
-    """The model's reasoning (thinking parts) of a run, as one text."""
-    thoughts = [
-        part.content.strip()
-        for m in messages
-        if isinstance(m, ModelResponse)
-        for part in m.parts
-        if isinstance(part, ThinkingPart) and part.content.strip()
-    ]
-    return "\n\n".join(thoughts) or None
-
-
-async def files_from(messages: Sequence[ModelMessage], ctx: TurnContext) -> list[OutboundMessage]:
-    """Files the model answered with (an image model's pictures), stored and ready to send."""
-    found: list[OutboundMessage] = []
-    for m in messages:
-        if not isinstance(m, ModelResponse):
-            continue
-        for part in m.parts:
-            if isinstance(part, FilePart) and ctx.media_store is not None:
-                stored = await ctx.media_store.put(part.content.data, part.content.media_type)
-                found.append(MediaOut(media_type=kind_for(stored.mime_type), stored=stored.key))
-    return found
 
 
 class _PydanticAgent:

@@ -5,7 +5,7 @@ Three ways in and out:
   off the answer's path) asks a model what the turn taught about the user, and adds, updates or deletes
   facts;
 - agentic memory: tools the agent calls itself (`remember`, `update_memory`, `forget_memory`);
-- the user: ``/memories`` shows what is remembered, ``/forget`` erases it (`whatsagent.commands`), and
+- the user: ``/memories`` shows what is remembered, ``/forget`` erases it (`whatsagent.chat_commands`), and
   the operator's API (``GET``/``DELETE /memories/{agent}/{user}``, behind a bearer token) does the same.
 
 Memories are scoped to (agent, user): one user never sees another's. `user_ref` is the user's WhatsApp
@@ -28,17 +28,17 @@ from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from whatsagent.agent import TurnContext
+from whatsagent.agents.context import TurnContext
+from whatsagent.queue import JobSpec
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import history, memories
-from whatsagent.workqueue import JobSpec
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
     from pydantic_ai.toolsets import FunctionToolset
     from starlette.routing import BaseRoute
 
-log = logging.getLogger("whatsagent.memory")
+log = logging.getLogger(__name__)
 
 MEMORY_TASK = "memory.capture"
 MAX_FACT_CHARS = 500

@@ -1,97 +1,29 @@
-"""The work queue seam: durable jobs, at most one running per lock, in the order they were deferred.
+"""The embedded work queue: asyncio workers in the serving process over the `jobs` table.
 
-Two implementations pass the same conformance tests: `EmbeddedQueue` (this module: asyncio workers in
-the serving process over the `jobs` table, for SQLite on one machine) and the procrastinate queue on
-PostgreSQL (`whatsagent.store.procrastinate_queue`) for web and worker processes on many machines.
-
-Semantics, as procrastinate's:
-- `lock`: jobs sharing a lock run one at a time, first deferred first run (a conversation's turns).
-- `queueing_lock`: while a job with this queueing lock is waiting (not yet running), deferring another
-  is a no-op (one pending wake-up per conversation; messages that arrive meanwhile join it).
-- a job whose handler raises is retried with exponential backoff, keeping its place in its lock's line;
-  after `max_attempts` it is dropped and logged.
-- jobs are durable: a job deferred and not finished when the process dies runs again after a restart.
+For SQLite on one machine (the store's flock makes it one process per file). Semantics are the seam's
+(`whatsagent.queue.base`), checked by the same conformance tests as the procrastinate queue.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import collections
 import contextlib
 import itertools
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, WorkQueue
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import jobs
 
-log = logging.getLogger("whatsagent.workqueue")
-
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    task: str
-    args: dict[str, Any]
-    lock: str | None = None
-    queueing_lock: str | None = None
-    schedule_in: float = 0.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for failing jobs: base·2^attempt seconds with ±25% jitter, capped."""
-
-    max_attempts: int = 8
-    base: float = 1.0
-    cap: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** max(0, attempt - 1)) * random.uniform(0.75, 1.25)
-
-
-class WorkQueue(abc.ABC):
-    """Where turns, sends and memory jobs wait to run."""
-
-    @abc.abstractmethod
-    async def start(self, handlers: Mapping[str, Handler]) -> None:
-        """Run jobs with these handlers (task name → handler) until `stop`. Jobs left unfinished by a
-        previous process are run again."""
-
-    @abc.abstractmethod
-    async def defer_many(self, specs: Sequence[JobSpec]) -> int:
-        """Store jobs durably; return how many were added (queueing locks skip some)."""
-
-    async def defer(
-        self,
-        task: str,
-        args: dict[str, Any],
-        *,
-        lock: str | None = None,
-        queueing_lock: str | None = None,
-        schedule_in: float = 0.0,
-    ) -> bool:
-        """Store one job durably; False when a waiting job already holds `queueing_lock`."""
-        return bool(await self.defer_many([JobSpec(task, args, lock, queueing_lock, schedule_in)])) > 0
-
-    @abc.abstractmethod
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop starting jobs; let running ones finish for up to `grace` seconds, then interrupt them
-        (they run again after the next start)."""
-
-    @abc.abstractmethod
-    async def depth(self) -> int:
-        """Jobs waiting or running."""
-
+log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 
