@@ -13,8 +13,8 @@ import pytest
 from fakes import bombs
 from whatsagent.emulator import Emulator
 from whatsagent.media import bounds
-from whatsagent.media.capabilities import to_model_input
 from whatsagent.media.convert import OutputTooLarge, _transcode_audio, fit_image
+from whatsagent.media.model_input import to_model_input
 from whatsagent.media.office import office_text
 from whatsagent.media.sniff import DOCX
 from whatsagent.testing import ServerProcess, emulator_env

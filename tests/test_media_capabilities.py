@@ -28,9 +28,9 @@ from whatsagent.media.capabilities import (
     capabilities_for,
     capabilities_for_model,
     provider_of,
-    to_model_input,
 )
 from whatsagent.media.limits import MB
+from whatsagent.media.model_input import to_model_input
 from whatsagent.media.transcribe import OpenAITranscriber, TranscriptionFailed
 
 VOICE = "[The user sent a voice note (0:02)]"

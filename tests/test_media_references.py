@@ -19,7 +19,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from fakes import media_files
-from whatsagent.media.capabilities import to_model_input
+from whatsagent.media.model_input import to_model_input
 from whatsagent.media.references import externalize, parse_reference, reference, restore
 from whatsagent.media.store import MemoryMediaStore
 

@@ -1,7 +1,7 @@
 """What goes to the model and what comes back: a turn's prompt, the reasoning and files of a run.
 
 What the model sees of a turn: text as written; media the user sent in a form its provider takes
-(`media.capabilities.to_model_input`: converted, transcribed, or described in words); locations,
+(`media.model_input.to_model_input`: converted, transcribed, or described in words); locations,
 contacts, button and list replies, reactions and quoted replies as readable text.
 """
 
@@ -22,8 +22,9 @@ from pydantic_ai.messages import (
 )
 
 from whatsagent.agents.context import MEDIA_TYPES, TurnContext, describe
-from whatsagent.media.capabilities import Capabilities, to_model_input
+from whatsagent.media.capabilities import Capabilities
 from whatsagent.media.limits import kind_for
+from whatsagent.media.model_input import to_model_input
 from whatsagent.messages.outbound import MediaOut, OutboundMessage
 
 if TYPE_CHECKING:

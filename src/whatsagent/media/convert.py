@@ -55,7 +55,7 @@ class OutputTooLarge(MediaRejected):
     """A conversion stopped because its result grew past the size asked for."""
 
 
-class Prepared(NamedTuple):
+class SendableMedia(NamedTuple):
     """A medium WhatsApp will accept: its bytes, their real MIME type, and the kind to send it as."""
 
     data: bytes
@@ -65,7 +65,7 @@ class Prepared(NamedTuple):
 
 async def prepare_outbound(
     data: bytes, mime_type: str | None, kind_hint: MediaKind | None = None, *, voice: bool = False
-) -> Prepared:
+) -> SendableMedia:
     """Validate a medium for sending, converting it where WhatsApp would refuse it as it is.
 
     The type is sniffed from the bytes (a declared type is only a hint). `kind_hint` says how the
@@ -77,7 +77,7 @@ async def prepare_outbound(
     return await bounds.in_thread(_prepare, data, mime_type, kind_hint, voice)
 
 
-def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voice: bool) -> Prepared:
+def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voice: bool) -> SendableMedia:
     if not data:
         raise MediaRejected("the file is empty (0 bytes)", mime_type=declared, size=0)
     mime = resolve_mime(data, declared)
@@ -105,7 +105,7 @@ def _prepare(data: bytes, declared: str | None, kind_hint: MediaKind | None, voi
         if mime in _TEXT_DOCUMENTS or (mime.startswith("text/") and mime != "text/plain"):
             mime = "text/plain"
     check(kind, mime, len(data))
-    return Prepared(data, mime, kind)
+    return SendableMedia(data, mime, kind)
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def _plain_pixels(data: bytes, mime: str) -> bool:
         return False
 
 
-def _prepare_sticker(data: bytes, mime: str) -> Prepared:
+def _prepare_sticker(data: bytes, mime: str) -> SendableMedia:
     from PIL import Image
 
     animated = False
@@ -266,7 +266,7 @@ def _prepare_sticker(data: bytes, mime: str) -> Prepared:
             ) from error
         limit = ANIMATED_STICKER_MAX if animated else LIMITS["sticker"].max_bytes
         if square and len(data) <= limit:
-            return Prepared(data, mime, "sticker")
+            return SendableMedia(data, mime, "sticker")
         if animated:
             raise MediaRejected(
                 f"an animated sticker must be a 512×512 WebP of at most {format_size(limit, exact=True)}; "
@@ -282,7 +282,7 @@ def _prepare_sticker(data: bytes, mime: str) -> Prepared:
     for quality in (90, 75, 60, 45, 30):
         encoded = _encode(canvas, "image/webp", quality)
         if len(encoded) <= LIMITS["sticker"].max_bytes:
-            return Prepared(encoded, "image/webp", "sticker")
+            return SendableMedia(encoded, "image/webp", "sticker")
     raise MediaRejected(
         "the image is too detailed to fit a sticker's 100 KB; send it as an image instead",
         kind="sticker",
