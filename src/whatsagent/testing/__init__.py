@@ -1,6 +1,6 @@
 """Test a whatsagent bot end to end: your agent, served for real, against the local WhatsApp emulator.
 
-This module is a pytest plugin (installed with whatsagent; nothing to configure). Its `wa` fixture serves
+This package is a pytest plugin (installed with whatsagent; nothing to configure). Its `wa` fixture serves
 your agent with a real `AgentOS` (webhooks, inbox, lanes, outbox, sender, on SQLite in a temporary
 folder) against an in-process emulator, and lets a test script a conversation::
 
@@ -37,6 +37,10 @@ below, which runs everything on the test's own loop::
 Other fixtures: `wa_agent` (override it; the default asks you to), `wa_bot` (a factory of async
 harnesses). Deterministic model stubs: `scripted_model(...)` with `tool_call(...)` steps.
 See docs/testing.md.
+
+Where each part lives: `plugin` (the fixtures), `harness` (`BotHarness`, `wait_idle`), `sandbox`
+(`Sandbox`, `Chat`), `scripted` (`scripted_model`, `tool_call`; loaded on first use, as it imports
+pydantic-ai), `processes` (`ServerProcess`, `emulator_env`, `free_port`).
 """
 
 from __future__ import annotations
