@@ -102,6 +102,19 @@ async def test_an_async_callable_can_answer_with_a_reply_or_nothing(tmp_path):
         assert reply.text == "*Ana*, got it", "Markdown bold is rendered as WhatsApp bold"
 
 
+def test_every_kind_of_agent_answers_the_questions_the_os_asks_of_it():
+    async def by_hand(ctx):
+        return "hi"
+
+    user_agent = pydantic_ai.Agent(FunctionModel(lambda messages, info: ModelResponse(parts=[TextPart("hi")])))
+    for plain in (as_responder(by_hand), as_responder(user_agent)):
+        assert (plain.memory, plain.offline, plain.resolved, plain.check()) == (None, False, None, [])
+    agent = Agent(name="Remembers", model=FunctionModel(lambda messages, info: ModelResponse(parts=[])), memory=True)
+    served = as_responder(agent)
+    assert served.name == "Remembers" and served.memory is agent.memory and served.memory is not None
+    assert not served.offline and served.resolved is agent.resolved and served.check() == agent.check()
+
+
 def test_anything_else_is_refused_with_a_clear_error():
     def not_async(ctx):
         return "x"

@@ -1,7 +1,10 @@
 """What a Cloud API webhook becomes once whatsagent has read it.
 
 Each story starts from a recorded-style body in tests/data/cloudapi/ (our own ids and numbers, shapes as in
-the protocol reference §1.5–1.7) and says which neutral event the rest of whatsagent will see.
+Meta's webhook docs, https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview,
+https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status,
+and pywa's webhook fixtures, tests/data/updates in https://github.com/david-lev/pywa)
+and says which neutral event the rest of whatsagent will see.
 """
 
 from __future__ import annotations

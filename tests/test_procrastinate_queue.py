@@ -88,10 +88,13 @@ async def test_a_job_left_running_by_a_dead_worker_runs_again_first_in_its_line(
 class DeferFails(WorkQueue):
     """A web process that dies between its commit and its defer."""
 
-    async def start(self, handlers: Any) -> None:
+    async def start(self, handlers: Any, *, wanted: Any = None) -> None:
         pass
 
     async def defer_many(self, specs: Sequence[JobSpec]) -> int:
+        raise StoreUnavailable("the process died before deferring")
+
+    async def sweep(self, wanted: Sequence[JobSpec]) -> int:
         raise StoreUnavailable("the process died before deferring")
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from whatsagent.inbox import Inbox, conversation_key
 from whatsagent.lanes import claim, open_conversations
 from whatsagent.messages import Reaction, StatusUpdate, Text, User
-from whatsagent.queue import Handler, JobSpec, WorkQueue
+from whatsagent.queue import Handler, JobSpec, Wanted, WorkQueue
 from whatsagent.store.database import Database, SQLiteDatabase
 from whatsagent.store.schema import inbox, statuses, turns
 
@@ -33,8 +33,12 @@ class RecordingQueue(WorkQueue):
     def __init__(self) -> None:
         self.deferred: list[JobSpec] = []
 
-    async def start(self, handlers: dict[str, Handler]) -> None:  # type: ignore[override]
+    async def start(self, handlers: dict[str, Handler], *, wanted: Wanted | None = None) -> None:  # type: ignore[override]
         pass
+
+    async def sweep(self, wanted: Sequence[JobSpec]) -> int:
+        waiting = {spec.lock for spec in self.deferred}  # nothing runs: every job deferred is waiting
+        return await self.defer_many([spec for spec in wanted if spec.lock is None or spec.lock not in waiting])
 
     async def defer_many(self, specs: Sequence[JobSpec]) -> int:
         self.deferred.extend(specs)

@@ -1,6 +1,8 @@
 """What a Twilio webhook becomes once whatsagent has read it: the same neutral messages as the Cloud API.
 
-Form bodies follow the reference §4.1/§4.5 (a real capture's parameter set; our own ids and numbers).
+Form bodies follow Twilio's docs (https://www.twilio.com/docs/messaging/guides/webhook-request,
+https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks)
+and a real capture's parameter set (our own ids and numbers).
 """
 
 from __future__ import annotations

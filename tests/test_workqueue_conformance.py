@@ -262,3 +262,36 @@ async def test_stop_lets_running_jobs_finish_within_the_grace_period_and_resumes
     await subject.start({"t": handler})
     await eventually(lambda: "slow" in finished, what="the interrupted job ran again after the restart")
     assert runs == {"quick": 1, "slow": 2}
+
+
+async def test_a_sweep_defers_only_the_wanted_jobs_whose_lock_has_none_waiting_or_running(subject: Subject):
+    ran: list[str] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(args: dict[str, Any]) -> None:
+        ran.append(args["name"])
+        if args["name"] == "running":
+            started.set()
+            await asyncio.wait_for(release.wait(), 20)
+
+    queue = await subject.start({"t": handler})
+    await queue.defer("t", {"name": "running"}, lock="busy")
+    await asyncio.wait_for(started.wait(), 10)
+    await queue.defer("t", {"name": "waiting"}, lock="queued", schedule_in=600)
+    wanted = [
+        JobSpec("t", {"name": "busy again"}, lock="busy"),
+        JobSpec("t", {"name": "queued again"}, lock="queued"),
+        JobSpec("t", {"name": "lost"}, lock="lost", queueing_lock="lost"),
+        JobSpec("t", {"name": "unlocked"}),
+    ]
+    assert await queue.sweep(wanted) == 2, "a running or waiting job covers its lock; the others are deferred"
+    await eventually(lambda: {"lost", "unlocked"} <= set(ran), what=f"the swept jobs ran: {ran}")
+    release.set()
+    # Only the job scheduled for later is left once the running one's bookkeeping is done.
+    while await queue.depth() != 1:
+        await asyncio.sleep(0.02)
+    assert await queue.sweep([JobSpec("t", {"name": "busy again"}, lock="busy")]) == 1, "its lock is free now"
+    await eventually(lambda: "busy again" in ran, what=f"the swept job ran: {ran}")
+    assert sorted(ran) == ["busy again", "lost", "running", "unlocked"]
+    assert await queue.sweep([]) == 0

@@ -188,11 +188,8 @@ class AgentOS:
         a missing model key)."""
         errors = self._channel_problems()
         for responder in {id(r): r for r in self.responders.values()}.values():
-            check = getattr(responder, "check", None)
-            if not callable(check):
-                continue
             try:
-                for warning in check():
+                for warning in responder.check():
                     if warning not in self._warned:
                         self._warned.add(warning)
                         log.warning("%s", warning)

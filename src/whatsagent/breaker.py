@@ -21,7 +21,8 @@ from whatsagent.errors import SendError
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {"cloudapi": frozenset({0, 190}), "twilio": frozenset({20003})}
-"""Codes meaning the credentials were refused, by provider (reference §3.2; Twilio's 20003)."""
+"""Codes meaning the credentials were refused, by provider (pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa;
+Twilio: https://www.twilio.com/docs/api/errors/20003)."""
 
 
 def is_token_error(provider: str, error: SendError) -> bool:

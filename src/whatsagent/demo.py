@@ -330,7 +330,7 @@ async def start_demo(
 def banner(demo: Demo) -> str:
     """What the demo prints: the page's URL and, from the model the bot really runs, what it is."""
     served = next(iter(demo.os.responders.values()))
-    resolved = getattr(served, "resolved", None)
+    resolved = served.resolved
     offline = resolved.offline if resolved is not None else demo.model is None
     if offline:
         what = (

@@ -58,7 +58,7 @@ def _settings(agent_os: AgentOS) -> Check:
         agent_os.validate()
     except ConfigurationError as exc:
         return Check("settings", "fail", str(exc).replace("\n", "; "))
-    agents = ", ".join(sorted({getattr(r, "name", "?") for r in agent_os.responders.values()}))
+    agents = ", ".join(sorted({r.name for r in agent_os.responders.values()}))
     channels = ", ".join(c.name for c in agent_os.channels)
     return Check("settings", "ok", f"channels {channels}; agents {agents}")
 

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from whatsagent import fence
 from whatsagent import history as history_store
+from whatsagent.agents.context import DelegatingResponder
 from whatsagent.errors import WhatsAgentError
 from whatsagent.messages import InboundMessage, Text, User, inbound_adapter
 from whatsagent.privacy import masked
@@ -432,18 +433,13 @@ async def ask_from_turn(ctx: TurnContext, reason: str) -> str:
     )
 
 
-class HandingResponder:
+class HandingResponder(DelegatingResponder):
     """A responder that can hand its conversations to a person: trigger words skip the agent, and the
     ``handoff`` tool reaches the desk during the agent's run."""
 
     def __init__(self, inner: Responder, desk: Callable[[], Desk | None]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.desk = desk
-        self.name = inner.name
-        self.history_turns = inner.history_turns
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def respond(self, ctx: TurnContext) -> Reply:
         from whatsagent.agents.context import Reply

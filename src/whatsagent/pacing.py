@@ -1,6 +1,8 @@
 """Pacing: send no faster than WhatsApp allows, instead of learning the limits from errors.
 
-Two limits apply to every message a business number sends (reference §3.3):
+Two limits apply to every message a business number sends (Cloud API docs, Throughput:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/throughput;
+About the platform: https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform):
 
 - **throughput per number**: 80 messages/s by default, up to 1,000 on Meta's top tier (130429 beyond);
 - **pair rate** (one number → one user): about 1 message per 6 s, with bursts borrowed from the future

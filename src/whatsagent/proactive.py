@@ -3,7 +3,8 @@
     POST /messages/template   {"to": "15551234567", "template": "order_update", "params": ["Ana", "#42"]}
     whatsagent send --template order_update --to 15551234567 --param Ana --param '#42'
 
-A template is the only message WhatsApp delivers outside the 24-hour window (reference §3.4). Sending
+A template is the only message WhatsApp delivers outside the 24-hour window (Cloud API docs, Send messages:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages). Sending
 one also opens the conversation: it is recorded in the conversation's history, so when the user
 answers, the agent knows what they are answering. Sends are paced, retried and idempotent (give
 ``key`` to make a retried API call send once) like every other message.

@@ -21,7 +21,7 @@ from whatsagent.errors import ConfigurationError
 from whatsagent.fence import Holder
 from whatsagent.inbox import wake_job
 from whatsagent.lanes import open_conversations
-from whatsagent.queue import EmbeddedQueue, Handler, JobSpec, WorkQueue
+from whatsagent.queue import EmbeddedQueue, Handler, JobSpec, Wanted, WorkQueue
 from whatsagent.store.database import Database
 
 if TYPE_CHECKING:
@@ -88,19 +88,15 @@ async def start_work(
     recover: Callable[[], Awaitable[object]],
 ) -> None:
     """Start the queue for this role: a worker runs `handlers` and first wakes every conversation a
-    previous run left unfinished; on procrastinate, workers also sweep for conversations that lost
-    their wake-up (a web process that died between its commit and its defer)."""
-    if db.dialect == "postgresql":
-        from whatsagent.queue.procrastinate import ProcrastinateQueue
-
-        if isinstance(queue, ProcrastinateQueue):
-            queue.sweep = _wanted_wakes(db)
-    await queue.start(handlers if role.runs_jobs else {})
+    previous run left unfinished; a queue whose jobs can go missing between processes (procrastinate)
+    also sweeps for conversations that lost their wake-up (a web process that died between its commit
+    and its defer)."""
+    await queue.start(handlers if role.runs_jobs else {}, wanted=_wanted_wakes(db))
     if role.runs_jobs:
         await recover()
 
 
-def _wanted_wakes(db: Database) -> Callable[[], Awaitable[Sequence[JobSpec]]]:
+def _wanted_wakes(db: Database) -> Wanted:
     async def wanted() -> Sequence[JobSpec]:
         return [wake_job(conversation) for conversation in await db.read(open_conversations)]
 

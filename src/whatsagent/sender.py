@@ -3,7 +3,8 @@
 Every send first waits for its slot (`whatsagent.pacing`: the number's throughput and the pair rate)
 and for the channel's circuit breaker (`whatsagent.breaker`: stopped while the access token is refused).
 Retryable failures (rate limits 429/130429/80007, Meta's pair limit 131056, 5xx/131000, timeouts) wait
-and try again with jitter until a deadline; the pair limit wants 4^n seconds (reference §3.3), and a
+and try again with jitter until a deadline; the pair limit wants 4^n seconds (Cloud API docs, About the platform:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform), and a
 provider's Retry-After is honoured. Permanent failures are recorded at once with their code and logged
 with the inbound message the row answered.
 

@@ -1,6 +1,7 @@
 """Template errors in words an operator can act on: which template, which language, what is wrong.
 
-Meta answers a bad template send with a bare code (132000, 132001, ...; reference §3.2). The message
+Meta answers a bad template send with a bare code (132000, 132001, ...;
+pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa). The message
 whatsagent logs, stores on the outbox row and returns from the proactive API names the template and
 what to change.
 """

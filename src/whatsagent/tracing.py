@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy import Connection, bindparam, delete, insert
 
+from whatsagent.agents.context import DelegatingResponder
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import turn_traces
 
@@ -158,18 +159,13 @@ def spans_of(raw: str | None) -> list[dict[str, Any]]:
     return json.loads(raw) if raw else []
 
 
-class TracedResponder:
+class TracedResponder(DelegatingResponder):
     """A responder whose runs are recorded, span by span, with their turn."""
 
     def __init__(self, inner: Responder, db: Callable[[], Database | None], export: TraceExport | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.db = db
-        self.name = inner.name
-        self.history_turns = inner.history_turns
         self._provider = _setup(export)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def respond(self, ctx: TurnContext) -> Reply:
         if self._provider is None or not ctx.turn_id:

@@ -237,7 +237,7 @@ class TurnRunner:
             agent=responder.name,
             media_store=self.media_store,
         )
-        memory = getattr(responder, "memory", None)
+        memory = responder.memory
         if memory is not None:
             ref = user_ref(turn.user.key)
             ctx.memory = MemoryBook(self.db, responder.name, ref, max_facts=memory.max_facts)
@@ -282,8 +282,7 @@ class TurnRunner:
         words = self.policy.commands
         if command == "new":
             return Reply(text=words.new_text)
-        memory = getattr(responder, "memory", None)
-        if memory is None:
+        if responder.memory is None:
             return Reply(text=words.memory_off_text)
         book = MemoryBook(self.db, responder.name, user_ref(turn.user.key))
         if command == "forget":
@@ -295,10 +294,10 @@ class TurnRunner:
         return Reply(text=f"Here is what I remember about you:\n{listed}\n\nSend {words.forget} to erase it.")
 
     async def _defer_capture(self, turn: Turn, responder: Responder, messages_json: str | None) -> None:
-        memory = getattr(responder, "memory", None)
+        memory = responder.memory
         if self.queue is None or memory is None or not memory.capture or messages_json is None:
             return
-        if getattr(responder, "offline", False):
+        if responder.offline:
             return
         # After the commit: a crash in between loses one capture, never the answer (capture is best effort).
         try:

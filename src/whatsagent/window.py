@@ -1,8 +1,11 @@
 """The 24-hour customer service window: when a free-form message may be sent, and what goes instead.
 
 A user's message opens a 24-hour window; outside it WhatsApp takes only approved templates and answers
-anything else with 131047 (Twilio: 63016), often only later in a `failed` status webhook (reference
-§3.4, §3.2). whatsagent tracks each conversation's last inbound message (`conversations.last_inbound_at`)
+anything else with 131047 (Twilio: 63016), often only later in a `failed` status webhook (Cloud API docs,
+Send messages: https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages;
+pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa;
+Twilio: https://www.twilio.com/docs/api/errors/63016).
+whatsagent tracks each conversation's last inbound message (`conversations.last_inbound_at`)
 and does not attempt a free-form message outside the window. Instead the message is **parked** (kept in
 the outbox, sent first when the user writes again) and the channel's **fallback template** goes out —
 e.g. "you have a reply waiting, tap to read it" — at most once per closed window: its outbox key is

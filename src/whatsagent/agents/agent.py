@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.messages import UserContent
 
-from whatsagent.agents.context import MEDIA_TYPES, Reply, Responder, TurnContext
+from whatsagent.agents.context import MEDIA_TYPES, DelegatingResponder, Reply, Responder, TurnContext
 from whatsagent.agents.prompt import build_prompt, files_from, reasoning_of
 from whatsagent.media.capabilities import Capabilities, capabilities_for_model, provider_of
 from whatsagent.messages import Edit, InboundMessage, Revoke, Text, Unsupported
@@ -140,6 +140,8 @@ class Agent:
                 f"agent {self.name!r} uses {resolved.provider}:{resolved.name} but {key} is not set: "
                 "export it, or pass api_key=... to Agent"
             )
+        # The user's tools are functions or pydantic-ai toolsets, not a whatsagent type: those that can
+        # check their own settings (`ImageTools`: an image model that cannot draw) offer `check()`.
         for tool in self.tools:
             check = getattr(tool, "check", None)
             if callable(check):
@@ -189,6 +191,7 @@ class Agent:
 
     @property
     def offline(self) -> bool:
+        """True when no model is configured and the labelled offline model answers."""
         return self.resolved.offline
 
     @property
@@ -285,16 +288,23 @@ def _tool_retries_exhausted(exc: UnexpectedModelBehavior) -> bool:
 
 
 class _PydanticAgent:
-    """A user's own `pydantic_ai.Agent`, answering with text (and media, when its model takes them)."""
+    """A user's own `pydantic_ai.Agent`, answering with text (and media, when its model takes them).
+    It has no memory, is never the offline model, and checks nothing at start-up."""
+
+    memory: UserMemory | None = None
+    offline = False
+    resolved: ResolvedModel | None = None
 
     def __init__(self, agent: pydantic_ai.Agent[Any, Any], history_turns: int) -> None:
         self.agent = agent
         self.name = agent.name or "agent"
         self.history_turns = history_turns
-        self.memory = None
         model = agent.model
         self._provider, self._model_name = provider_of(model) if model is not None else ("", "")
         self._capabilities = capabilities_for_model(model) if model is not None else None
+
+    def check(self) -> list[str]:
+        return []
 
     async def respond(self, ctx: TurnContext) -> Reply:
         prompt: str | list[UserContent] = ctx.text
@@ -313,13 +323,20 @@ class _PydanticAgent:
 
 
 class _Callable:
-    """An async function ``(TurnContext) -> str | Reply | None``."""
+    """An async function ``(TurnContext) -> str | Reply | None``: no memory, never the offline model,
+    nothing to check at start-up."""
+
+    memory: UserMemory | None = None
+    offline = False
+    resolved: ResolvedModel | None = None
 
     def __init__(self, fn: Callable[[TurnContext], Awaitable[str | Reply | None]], history_turns: int) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "agent")
         self.history_turns = history_turns
-        self.memory = None
+
+    def check(self) -> list[str]:
+        return []
 
     async def respond(self, ctx: TurnContext) -> Reply:
         out = await self.fn(ctx)
@@ -332,18 +349,15 @@ class _Callable:
         raise TypeError(f"agent {self.name!r} returned {type(out).__name__}; return a str, a Reply or None")
 
 
-class _TurnFilter:
+class _TurnFilter(DelegatingResponder):
     """What every responder gets first: the turn's messages with the user's edits and deletions of
     messages not yet answered applied (an edit replaces the message it edits, a deleted message leaves
     the turn; a turn left empty is not answered), and, with `unsupported_text`, a turn of nothing but
     messages WhatsApp could not hand over answered with that text, without a model call."""
 
     def __init__(self, inner: Responder, unsupported_text: str | None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.unsupported_text = unsupported_text
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def respond(self, ctx: TurnContext) -> Reply:
         messages = apply_edits(ctx.messages)
@@ -383,7 +397,7 @@ def as_responder(agent: Any, *, history_turns: int = 5, unsupported_reply: str |
     """Accept a `whatsagent.Agent`, a `pydantic_ai.Agent` or an async callable; edits and deletions
     within a turn are applied first, and with `unsupported_reply`, a turn of only unreadable messages is
     answered with that text instead."""
-    return _TurnFilter(_responder(agent, history_turns), unsupported_reply)  # type: ignore[return-value]
+    return _TurnFilter(_responder(agent, history_turns), unsupported_reply)
 
 
 def _responder(agent: Any, history_turns: int) -> Responder:

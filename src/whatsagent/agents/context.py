@@ -29,7 +29,8 @@ from whatsagent.messages import (
 from whatsagent.messages.outbound import OutboundMessage
 
 if TYPE_CHECKING:
-    from whatsagent.agents.memory import Memory, MemoryBook
+    from whatsagent.agents.memory import Memory, MemoryBook, UserMemory
+    from whatsagent.agents.models import ResolvedModel
     from whatsagent.media.store import MediaStore
 
 MEDIA_TYPES = (Image, Audio, Video, Document, Sticker)
@@ -133,9 +134,76 @@ class Reply:
 
 
 class Responder(Protocol):
-    """What the OS calls once per turn."""
+    """What the OS calls once per turn, and everything it reads of it.
 
-    name: str
-    history_turns: int
+    A `whatsagent.Agent` has all of it; a user's own `pydantic_ai.Agent` or async function, adapted by
+    `as_responder`, has no memory, is never offline and checks nothing at start-up. Wrappers (edits
+    applied, traced, handed to a person) forward each member to what they wrap.
+    """
+
+    @property
+    def name(self) -> str:
+        """The agent's name: memories, history and the console are kept per agent name."""
+        ...
+
+    @property
+    def history_turns(self) -> int:
+        """How many earlier turns of the conversation reach it."""
+        ...
+
+    @property
+    def memory(self) -> UserMemory | None:
+        """What it remembers about each user, and how; None when it remembers nothing."""
+        ...
+
+    @property
+    def offline(self) -> bool:
+        """True when it runs the labelled offline model (no model configured): nothing is learnt from
+        its turns."""
+        ...
+
+    @property
+    def resolved(self) -> ResolvedModel | None:
+        """The model it runs on, when the OS knows it (a `whatsagent.Agent`); None otherwise."""
+        ...
+
+    def check(self) -> list[str]:
+        """Start-up checks: raises `ConfigurationError` naming what is missing; returns warnings worth a
+        line in the log."""
+        ...
 
     async def respond(self, ctx: TurnContext) -> Reply: ...
+
+
+class DelegatingResponder:
+    """A responder around another (`inner`): it answers in its own way (`respond`), and is the inner one
+    in everything else the OS reads."""
+
+    def __init__(self, inner: Responder) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def history_turns(self) -> int:
+        return self.inner.history_turns
+
+    @property
+    def memory(self) -> UserMemory | None:
+        return self.inner.memory
+
+    @property
+    def offline(self) -> bool:
+        return self.inner.offline
+
+    @property
+    def resolved(self) -> ResolvedModel | None:
+        return self.inner.resolved
+
+    def check(self) -> list[str]:
+        return self.inner.check()
+
+    async def respond(self, ctx: TurnContext) -> Reply:
+        return await self.inner.respond(ctx)

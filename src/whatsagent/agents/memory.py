@@ -343,8 +343,8 @@ class MemoryCapture:
 
     async def run(self, args: dict[str, Any]) -> None:
         agent = self.agents_by_channel.get(args["channel"])
-        config: UserMemory | None = getattr(agent, "memory", None)
-        if agent is None or config is None or not config.capture or getattr(agent, "offline", False):
+        config: UserMemory | None = agent.memory if agent is not None else None
+        if agent is None or config is None or not config.capture or agent.offline:
             return
         raw = await self.db.read(lambda conn: _TURN_HISTORY.first(conn, turn=args["turn"]))
         if raw is None:

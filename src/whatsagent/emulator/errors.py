@@ -1,8 +1,9 @@
 """Errors the emulated Graph API answers, in Meta's shape, and errors the emulator raises to its user.
 
-Titles follow Meta's error-code page as mirrored by pywa and third parties (reference §3.2). The same
+Titles follow Meta's error-code page as mirrored by pywa and third parties (pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa;
+Kaleyra's copy: https://developers.kaleyra.io/docs/cloud-api-error-codes). The same
 codes appear in three places: a synchronous HTTP error body, `statuses[].errors` of a failed status
-webhook, and value-level `errors` (reference §3.1).
+webhook, and value-level `errors` (Cloud API docs, Errors webhook: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/errors).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def unknown_object(object_id: str) -> GraphError:
 
 
 def status_error(code: int, details: str | None = None) -> dict[str, Any]:
-    """The error object of a failed status webhook (reference §1.7)."""
+    """The error object of a failed status webhook (Cloud API docs, Status webhooks:
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status)."""
     return {
         "code": code,
         "title": title(code),

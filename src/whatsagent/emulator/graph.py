@@ -1,4 +1,6 @@
-"""The Graph API endpoints a bot calls, with Meta's validation and error bodies (reference §2, §3).
+"""The Graph API endpoints a bot calls, with Meta's validation and error bodies (Cloud API docs, Send messages:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages;
+pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa).
 
     POST   /{version}/{phone_number_id}/messages        send, mark read, typing indicator
     POST   /{version}/{phone_number_id}/media           upload (multipart: file, type, messaging_product)

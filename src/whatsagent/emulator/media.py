@@ -1,6 +1,7 @@
 """Media the emulator holds: what users send and what the bot uploads.
 
-Meta's rules (reference §2.3): a media id resolves (`GET /{media_id}`) to a download URL that is valid
+Meta's rules (Cloud API docs, Media: https://developers.facebook.com/documentation/business-messaging/whatsapp/business-phone-numbers/media):
+a media id resolves (`GET /{media_id}`) to a download URL that is valid
 for 5 minutes and must be fetched with the bearer token (401 without, 404 once expired); uploads are
 limited by MIME type and size per kind.
 """
@@ -45,7 +46,7 @@ KIND_LIMITS: dict[str, tuple[frozenset[str], int]] = {
 }
 
 URL_TTL = 300.0
-"""Seconds a media URL stays valid (reference §2.3: 5 minutes)."""
+"""Seconds a media URL stays valid: 5 minutes (Cloud API docs, Media: https://developers.facebook.com/documentation/business-messaging/whatsapp/business-phone-numbers/media)."""
 
 
 def base_mime(mime_type: str) -> str:

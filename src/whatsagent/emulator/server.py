@@ -107,7 +107,8 @@ class Emulator:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        # Documents may be 100 MB (reference §2.3); multipart overhead on top.
+        # Documents may be 100 MB, multipart overhead on top (Cloud API docs, Media:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/business-phone-numbers/media).
         app = web.Application(client_max_size=110 * 1024 * 1024, middlewares=[security.middleware])
         graph.GraphAPI(self).register(app)
         twilio.register(app, self)
@@ -393,7 +394,8 @@ class Emulator:
         return status, text
 
     async def _retry(self, raw: bytes, records: list[InboundRecord]) -> None:
-        """Meta retries a webhook that was not answered 200, with backoff (reference §1.4)."""
+        """Meta retries a webhook that was not answered 200, with backoff (Cloud API docs, Webhooks:
+        https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview)."""
         for attempt in range(self.webhook_retries):
             await asyncio.sleep(self.webhook_retry_delay * 2**attempt)
             if not self.webhook_url:

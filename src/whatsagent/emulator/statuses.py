@@ -1,4 +1,5 @@
-"""Status webhooks: what became of each message the bot sent (reference §1.7).
+"""Status webhooks: what became of each message the bot sent (Cloud API docs, Status webhooks:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status).
 
 A message goes sent → delivered → read (one tick, two ticks, blue ticks), or straight to failed.
 Reactions only ever get `sent`. `pricing` rides on `sent` and on `delivered`; `conversation` is omitted,

@@ -1,8 +1,10 @@
 """Message templates the emulated business account has had approved.
 
-Outside the 24-hour window only templates go through (reference §3.4). The emulator checks a template
+Outside the 24-hour window only templates go through (Cloud API docs, Templates: https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview).
+The emulator checks a template
 send the way Meta does: an unknown name or language is 132001, a parameter count that does not match
-the placeholders is 132000 (reference §3.2). Positional (`{{1}}`) and named (`{{first_name}}`)
+the placeholders is 132000 (pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa).
+Positional (`{{1}}`) and named (`{{first_name}}`)
 placeholders are both supported.
 """
 

@@ -1,6 +1,8 @@
 """Simulated WhatsApp users: they write to the bot, tap its buttons, and read its replies.
 
-Each action posts a real signed webhook to the bot, shaped as Meta shapes it (reference §1.6), and
+Each action posts a real signed webhook to the bot, shaped as Meta shapes it (Cloud API docs, Webhooks:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview;
+pywa's webhook fixtures, tests/data/updates in https://github.com/david-lev/pywa), and
 returns the `Delivery` (the wamid and the bot's HTTP answer).
 """
 
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
     from whatsagent.emulator.server import Emulator
 
 WINDOW_SECONDS = 24 * 3600
-"""The customer service window a user message opens (reference §3.4)."""
+"""The customer service window a user message opens (Cloud API docs, Send messages:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages)."""
 
 
 class SimulatedUser:
@@ -145,7 +148,8 @@ class SimulatedUser:
         return await self.send_message("reaction", {"message_id": message_id, "emoji": emoji})
 
     async def unreact(self, message_id: str, *, omit_emoji: bool = False) -> Delivery:
-        """Remove a reaction: Meta sends `emoji: ""`, or no `emoji` at all (reference §5 #17)."""
+        """Remove a reaction: Meta sends `emoji: ""`, or no `emoji` at all (pywa's webhook fixtures,
+        tests/data/updates/message.json in https://github.com/david-lev/pywa)."""
         payload: dict[str, Any] = {"message_id": message_id}
         if not omit_emoji:
             payload["emoji"] = ""

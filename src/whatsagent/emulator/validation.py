@@ -1,6 +1,10 @@
 """Meta's checks on a `POST /{phone_number_id}/messages` body, with its limits and error codes.
 
-Limits are the reference's (§2.2, §2.4): text 4096, caption 1024, three reply buttons with unique
+Limits are Meta's (Cloud API docs: https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/text-messages,
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/image-messages,
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-reply-buttons-messages,
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages):
+text 4096, caption 1024, three reply buttons with unique
 titles of at most 20 characters, at most 10 list rows across all sections, and so on. A structural
 problem is code 100 with the reason in `error_data.details`; a wrong value inside an interactive
 message is 131009, a missing interactive part 131008.
@@ -209,7 +213,8 @@ INTERACTIVE_TYPES = (
     "order_details",
     "order_status",
 )
-"""Interactive message types Meta accepts (reference §2.2; pywa's `send_*` methods send each)."""
+"""Interactive message types Meta accepts (pywa's `send_*` methods send each; Cloud API docs, Send messages:
+https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages)."""
 
 _MEDIA_HEADERS = ("text", "image", "video", "document")
 _HEADERS: dict[str, tuple[str, ...]] = {

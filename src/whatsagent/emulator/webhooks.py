@@ -3,8 +3,9 @@
 The body is compact JSON with non-ASCII characters and slashes escaped (`\\u00e9`, `https:\\/\\/`), as
 Meta's PHP-encoded webhooks are: a bot that re-serialises before checking the signature fails here as it
 would in production. The signature is `sha256=` + hex HMAC-SHA256 of those raw bytes with the app
-secret (reference §1.3), computed here with `hmac`, independent of the project's own code.
-A delivery that is not answered 200 is retried with backoff (reference §1.4).
+secret (Cloud API docs, Create a webhook endpoint: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/create-webhook-endpoint),
+computed here with `hmac`, independent of the project's own code.
+A delivery that is not answered 200 is retried with backoff (Cloud API docs, Webhooks: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def envelope(
     statuses: list[dict[str, Any]] | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The `whatsapp_business_account` envelope around one `messages` change (reference §1.5)."""
+    """The `whatsapp_business_account` envelope around one `messages` change (Cloud API docs, Webhooks:
+    https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview)."""
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},

@@ -5,7 +5,7 @@ machine); `procrastinate` runs them with procrastinate on PostgreSQL (web and wo
 machines). The procrastinate queue is imported only where it is used.
 """
 
-from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, WorkQueue
+from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, Wanted, WorkQueue
 from whatsagent.queue.embedded import EmbeddedQueue
 
-__all__ = ["EmbeddedQueue", "Handler", "JobSpec", "RetryPolicy", "WorkQueue"]
+__all__ = ["EmbeddedQueue", "Handler", "JobSpec", "RetryPolicy", "Wanted", "WorkQueue"]

@@ -12,6 +12,11 @@ Semantics, as procrastinate's:
 - a job whose handler raises is retried with exponential backoff, keeping its place in its lock's line;
   after `max_attempts` it is dropped and logged.
 - jobs are durable: a job deferred and not finished when the process dies runs again after a restart.
+- `sweep`: of the jobs the application says should exist (a wake-up per conversation with work), those
+  whose lock has no job waiting or running are deferred. Given `wanted` at `start`, a queue whose jobs
+  can go missing between processes sweeps by itself while it runs (procrastinate: a web process that
+  died between committing a webhook and deferring its wake-up); the embedded queue defers in the very
+  process that committed, so its start-up recovery is all the sweeping it needs.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ class JobSpec:
     schedule_in: float = 0.0
 
 
+Wanted = Callable[[], Awaitable[Sequence[JobSpec]]]
+"""The jobs that should exist now (read from the application's own tables)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff for failing jobs: base·2^attempt seconds with ±25% jitter, capped."""
@@ -50,9 +59,10 @@ class WorkQueue(abc.ABC):
     """Where turns, sends and memory jobs wait to run."""
 
     @abc.abstractmethod
-    async def start(self, handlers: Mapping[str, Handler]) -> None:
+    async def start(self, handlers: Mapping[str, Handler], *, wanted: Wanted | None = None) -> None:
         """Run jobs with these handlers (task name → handler) until `stop`. Jobs left unfinished by a
-        previous process are run again."""
+        previous process are run again. With `wanted`, a queue whose jobs can go missing between
+        processes `sweep`s what it returns periodically while it runs jobs."""
 
     @abc.abstractmethod
     async def defer_many(self, specs: Sequence[JobSpec]) -> int:
@@ -69,6 +79,11 @@ class WorkQueue(abc.ABC):
     ) -> bool:
         """Store one job durably; False when a waiting job already holds `queueing_lock`."""
         return bool(await self.defer_many([JobSpec(task, args, lock, queueing_lock, schedule_in)])) > 0
+
+    @abc.abstractmethod
+    async def sweep(self, wanted: Sequence[JobSpec]) -> int:
+        """Defer those of `wanted` whose lock has no job waiting or running (a job without a lock is
+        always deferred); return how many were added."""
 
     @abc.abstractmethod
     async def stop(self, grace: float = 10.0) -> None:

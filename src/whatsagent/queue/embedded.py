@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, WorkQueue
+from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, Wanted, WorkQueue
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import jobs
 
@@ -61,7 +61,9 @@ class EmbeddedQueue(WorkQueue):
 
     # -- public -------------------------------------------------------------------------------------
 
-    async def start(self, handlers: Mapping[str, Handler]) -> None:
+    async def start(self, handlers: Mapping[str, Handler], *, wanted: Wanted | None = None) -> None:
+        # `wanted` is not swept periodically: every job is deferred by this process, in the moment it
+        # commits the work, so none goes missing while it runs; a restart's recovery covers a crash.
         self._handlers = dict(handlers)
         rows = await self.db.read(_load_jobs)
         now = time.time()
@@ -121,6 +123,16 @@ class EmbeddedQueue(WorkQueue):
             assert job.stored is not None
             job.stored.set_result(None)
         return len(added)
+
+    async def sweep(self, wanted: Sequence[JobSpec]) -> int:
+        missing = [spec for spec in wanted if spec.lock is None or not self._busy(spec.lock)]
+        if missing:
+            log.warning("deferring %d jobs that were missing", len(missing))
+        return await self.defer_many(missing)
+
+    def _busy(self, lock: str) -> bool:
+        """A job of this lock is waiting (due or not, being stored or retrying) or running."""
+        return lock in self._active or bool(self._lanes.get(lock))
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True

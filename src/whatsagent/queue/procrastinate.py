@@ -12,8 +12,8 @@ Two periodic tasks keep the cluster whole, each run by one worker per tick:
   (`whatsagent.fence`) keeps an advisory lock on a connection of its own, and a job is run again only
   when no live holder vouches for its worker. A paused or starved worker keeps its jobs. It also keeps the
   jobs table's statistics fresh.
-- ``whatsagent.sweep``: the jobs the application says should exist (`sweep`: a conversation with
-  waiting messages or an open turn needs a wake-up) and that have no live job are deferred. This covers
+- ``whatsagent.sweep``: the jobs the application says should exist (`wanted`: a conversation with
+  waiting messages or an open turn needs a wake-up) and that have no live job are deferred (`sweep`). This covers
   a web process that died between committing a webhook and deferring its wake-up, and a defer that
   failed while the database was unreachable.
 
@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 
 from whatsagent.errors import StoreUnavailable
 from whatsagent.fence import LOCK_SPACE, Holder, PostgresHolder
-from whatsagent.queue import Handler, JobSpec, RetryPolicy, WorkQueue
+from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, Wanted, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ SWEEP_TASK = "whatsagent.sweep"
 MAINTENANCE_PRIORITY = 100
 # The jobs table is analysed again once this many rows (or as many as it holds) changed since last time.
 STATISTICS_MIN_CHANGES = 500
-
-Sweep = Callable[[], Awaitable[Sequence[JobSpec]]]
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,8 @@ def conninfo(url: str) -> str:
 class ProcrastinateQueue(WorkQueue):
     """Jobs in procrastinate's tables on PostgreSQL.
 
-    `work`: whether this process runs jobs (a worker) or only defers them (a web process). `sweep`, set
-    by the application before `start`, lists the jobs that should exist (see the module docstring).
+    `work`: whether this process runs jobs (a worker) or only defers them (a web process). `wanted`,
+    given to `start`, lists the jobs that should exist (see the module docstring).
     """
 
     def __init__(
@@ -97,7 +95,6 @@ class ProcrastinateQueue(WorkQueue):
         work: bool = True,
         concurrency: int = 64,
         policy: WorkerPolicy | None = None,
-        sweep: Sweep | None = None,
         name: str | None = None,
         holder: Holder | None = None,
     ) -> None:
@@ -107,7 +104,7 @@ class ProcrastinateQueue(WorkQueue):
         self.work = work
         self.concurrency = concurrency
         self.policy = policy or WorkerPolicy()
-        self.sweep = sweep
+        self._wanted: Wanted | None = None
         self.name = name or f"whatsagent-{socket.gethostname()}-{os.getpid()}"
         self.app: App | None = None
         self._worker: Worker | None = None
@@ -116,7 +113,8 @@ class ProcrastinateQueue(WorkQueue):
 
     # -- public -------------------------------------------------------------------------------------
 
-    async def start(self, handlers: Mapping[str, Handler]) -> None:
+    async def start(self, handlers: Mapping[str, Handler], *, wanted: Wanted | None = None) -> None:
+        self._wanted = wanted
         connector = PsycopgConnector(
             conninfo=conninfo(self.url),
             min_size=1,
@@ -140,7 +138,7 @@ class ProcrastinateQueue(WorkQueue):
             )(self._maintain)
             app.periodic(cron=every)(maintain)
             sweep = app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK, priority=MAINTENANCE_PRIORITY)(
-                self._sweep
+                self._sweep_wanted
             )
             app.periodic(cron=every)(sweep)
         try:
@@ -304,12 +302,13 @@ class ProcrastinateQueue(WorkQueue):
         except procrastinate_errors.ConnectorException as exc:  # not the table's owner: autovacuum will do
             log.debug("could not analyze procrastinate_jobs: %s", exc)
 
-    async def _sweep(self, timestamp: int) -> None:
-        if self.sweep is None:
-            return
-        wanted = list(await self.sweep())
+    async def _sweep_wanted(self, timestamp: int) -> None:
+        if self._wanted is not None:
+            await self.sweep(await self._wanted())
+
+    async def sweep(self, wanted: Sequence[JobSpec]) -> int:
         if not wanted:
-            return
+            return 0
         app = self._require_app()
         locks = [spec.lock for spec in wanted if spec.lock is not None]
         rows = await app.connector.execute_query_all_async(
@@ -319,9 +318,10 @@ class ProcrastinateQueue(WorkQueue):
         )
         busy = {row["lock"] for row in rows}
         missing = [spec for spec in wanted if spec.lock is None or spec.lock not in busy]
-        if missing:
-            log.warning("deferring %d jobs that were missing (a process died before deferring?)", len(missing))
-            await self.defer_many(missing)
+        if not missing:
+            return 0
+        log.warning("deferring %d jobs that were missing (a process died before deferring?)", len(missing))
+        return await self.defer_many(missing)
 
     # -- helpers ------------------------------------------------------------------------------------
 

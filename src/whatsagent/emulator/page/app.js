@@ -1095,7 +1095,8 @@ function handle(ev) {
     }
     case "read": {
       const m = S.convs.get(ev.user) && S.convs.get(ev.user).get(ev.id);
-      // Marking one message read marks the earlier ones read too (reference §2.2).
+      // Marking one message read marks the earlier ones read too (Cloud API docs, Mark messages as read:
+      // https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/mark-message-as-read).
       if (m) for (const x of S.convs.get(ev.user).values()) if (x.direction === "in" && x.time <= m.time) x.read = true;
       if (ev.typing) startTyping(ev.user);
       renderMessages(ev.user);
@@ -1140,7 +1141,8 @@ function handle(ev) {
   }
 }
 
-// The typing indicator lasts until the bot's next message, or 25 s (reference §2.2).
+// The typing indicator lasts until the bot's next message, or 25 s (Cloud API docs, Typing indicators:
+// https://developers.facebook.com/documentation/business-messaging/whatsapp/typing-indicators).
 function startTyping(key) {
   clearTimeout(S.typing.get(key));
   S.typing.set(key, setTimeout(() => stopTyping(key), 25000));
