@@ -236,6 +236,7 @@ class TurnRunner:
             turn_id=turn.id,
             agent=responder.name,
             media_store=self.media_store,
+            check=channel.check,
         )
         memory = getattr(responder, "memory", None)
         if memory is not None:

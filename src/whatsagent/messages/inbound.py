@@ -66,6 +66,8 @@ class ProviderError(_Model):
     title: str = ""
     message: str = ""
     details: str = ""
+    window_closed: bool = False
+    """The channel read `code` as "the user's 24-hour window is closed": only a template can go now."""
 
 
 class User(_Model):

@@ -142,6 +142,17 @@ class TemplateOut(_Out):
     params: tuple[str, ...] = ()
     components: tuple[dict[str, Any], ...] = ()
 
+    def parameter_counts(self) -> str:
+        """What was given, for an error message: ``2 body parameter(s), 1 header parameter(s)``."""
+        counts: list[str] = []
+        if self.params:
+            counts.append(f"{len(self.params)} body parameter(s)")
+        for component in self.components:
+            kind = str(component.get("type", "")).lower()
+            params = component.get("parameters") or []
+            counts.append(f"{len(params)} {kind} parameter(s)")
+        return ", ".join(counts) or "no parameters"
+
 
 OutboundMessage = Annotated[
     TextOut

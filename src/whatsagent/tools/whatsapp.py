@@ -23,7 +23,7 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.toolsets import FunctionToolset
 
 from whatsagent.agents.context import TurnContext
-from whatsagent.channels.cloudapi.wire import InvalidMessage, body_for
+from whatsagent.errors import InvalidMessage
 from whatsagent.media.store import MediaNotFound
 from whatsagent.messages.outbound import (
     Button,
@@ -317,11 +317,10 @@ class WhatsAppTools(FunctionToolset[TurnContext]):
 
 
 async def _send(ctx: RunContext[TurnContext], message: OutboundMessage) -> str:
-    check = message
-    if isinstance(message, MediaOut) and message.stored:
-        check = message.model_copy(update={"stored": None, "media_id": "0"})
+    # Checked by the turn's channel, so a broken limit comes back to the model while it can still fix it.
     try:
-        body_for(ctx.deps.user, check)
+        if ctx.deps.check is not None:
+            ctx.deps.check(message)
     except InvalidMessage as exc:
         raise ModelRetry(str(exc)) from exc
     ctx.deps.send(message)

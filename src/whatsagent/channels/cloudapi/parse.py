@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from whatsagent.channels.cloudapi.errors import is_window_closed
 from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
@@ -664,6 +665,7 @@ def _error(error: object, where: str) -> ProviderError:
         title=_opt_str(error, "title", where) or "",
         message=_opt_str(error, "message", where) or "",
         details=details,
+        window_closed=is_window_closed(code),
     )
 
 

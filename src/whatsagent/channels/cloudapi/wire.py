@@ -1,14 +1,18 @@
 """Graph API request bodies for each neutral outbound message, with WhatsApp's limits checked first.
 
 A limit broken raises `InvalidMessage` whose text says what to change, so that a model calling a tool
-can correct itself ("button title 'Confirm my order' is 18 characters..."). Limits: reference §2.2/§2.4.
+can correct itself ("button title 'Confirm my order' is 18 characters..."). Body shapes and limits are
+Meta's (https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages
+and the pages it links for each type: text-messages, interactive-reply-buttons-messages,
+interactive-list-messages, interactive-cta-url-messages, reaction-messages; templates at
+https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from whatsagent.errors import WhatsAgentError
+from whatsagent.errors import InvalidMessage
 from whatsagent.messages import User
 from whatsagent.messages.outbound import (
     ButtonsOut,
@@ -41,10 +45,6 @@ ROW_DESCRIPTION_LIMIT = 72
 ROW_ID_LIMIT = 200
 SECTION_TITLE_LIMIT = 24
 CALLBACK_DATA_LIMIT = 512
-
-
-class InvalidMessage(WhatsAgentError, ValueError):
-    """An outbound message breaks one of WhatsApp's limits; the text says which and how to fix it."""
 
 
 def recipient(to: User) -> dict[str, str]:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from whatsagent.channels.twilio.errors import error_title
+from whatsagent.channels.twilio.errors import error_title, is_window_closed
 from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
@@ -141,7 +141,10 @@ def parse_status(form: Form, *, channel: str, account: str, callback_data: str |
     code = _error_code(form)
     if code:
         message = form.get("ErrorMessage", "")
-        errors = (ProviderError(code=code, title=error_title(code) or message, message=message),)
+        error = ProviderError(
+            code=code, title=error_title(code) or message, message=message, window_closed=is_window_closed(code)
+        )
+        errors = (error,)
     elif raw == "canceled":
         errors = (ProviderError(code=0, title="Twilio canceled the message"),)
     return StatusUpdate(
