@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from whatsagent.errors import InvalidMessage
 from whatsagent.messages.outbound import (
     ButtonsOut,
+    Contact,
     ContactsOut,
     CtaUrlOut,
     FlowOut,
@@ -92,7 +93,7 @@ def template_form(message: TemplateOut, content_sids: Mapping[str, str]) -> Form
             f"no Content SID for template {message.name!r}: add it to content_sids "
             f'(or TWILIO_CONTENT_SIDS, e.g. {{"{message.name}": "HX..."}})'
         )
-    params = message.params or _body_params(message.components)
+    params = message.body_texts()  # Twilio numbers only the body's variables
     form = [("ContentSid", sid)]
     if params:
         variables = {str(i): value for i, value in enumerate(params, 1)}
@@ -100,22 +101,12 @@ def template_form(message: TemplateOut, content_sids: Mapping[str, str]) -> Form
     return form
 
 
-def _body_params(components: tuple[dict, ...]) -> tuple[str, ...]:
-    # Cloud API-shaped components: only the body's text parameters map onto Twilio's numbered variables.
-    for component in components:
-        if str(component.get("type", "")).lower() == "body":
-            return tuple(str(p.get("text", "")) for p in component.get("parameters", ()) if isinstance(p, dict))
-    return ()
-
-
 def _join(*parts: str | None) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _contact_card(contact: Mapping) -> str:
-    name = contact.get("name", {})
-    title = name.get("formatted_name") if isinstance(name, Mapping) else None
-    phones = [p.get("phone") or p.get("wa_id") for p in contact.get("phones", ()) if isinstance(p, Mapping)]
-    emails = [e.get("email") for e in contact.get("emails", ()) if isinstance(e, Mapping)]
-    lines = [title or "Contact", *(p for p in phones if p), *(e for e in emails if e)]
+def _contact_card(contact: Contact) -> str:
+    phones = [p.phone or p.wa_id for p in contact.phones]
+    emails = [e.email for e in contact.emails]
+    lines = [contact.name or "Contact", *(p for p in phones if p), *(e for e in emails if e)]
     return "\n".join(lines)
