@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 WAKE_TASK = "conversation.wake"
 WINDOW_TASK = "conversation.window_closed"
-"""Send the window's fallback template after a `failed` status reported 131047/63016 (`Sender`)."""
+"""Send the window's fallback template after a `failed` status reported the window closed (`Sender`)."""
 
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4}
 

@@ -484,7 +484,8 @@ class StatusUpdate(_Model):
 
 
 class ChannelNotice(_Model):
-    """A webhook-level error that concerns the account rather than one message (e.g. 130429)."""
+    """A webhook-level error that concerns the account rather than one message (e.g. its throughput
+    exceeded)."""
 
     channel: str
     account: str

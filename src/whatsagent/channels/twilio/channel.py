@@ -273,7 +273,7 @@ class Twilio(Channel):
         settings = request.headers.get(signature.SETTINGS_HEADER)
         key = self.auth_token or ""
         if settings:
-            # A Webhook Rule signed it with a SharedKey rather than the Auth Token [tw-node:sig].
+            # A Webhook Rule signed it with a SharedKey rather than the Auth Token (see signature.SETTINGS_HEADER).
             if not self.webhook_signing_key:
                 logger.warning(
                     "Twilio webhook for %r refused: it is signed with a Webhook Rule SharedKey (%s); set "

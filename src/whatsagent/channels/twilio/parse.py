@@ -1,7 +1,9 @@
 """Twilio's form-encoded webhooks, parsed once at the edge into neutral messages and status updates.
 
-Parameter names come from a real WhatsApp inbound capture and Twilio's docs (reference §4.1, §4.5). Twilio
-may add parameters without notice [T:webhook-request]; unknown ones are ignored here (but still signed).
+Parameter names come from a real WhatsApp inbound capture and Twilio's docs
+(https://www.twilio.com/docs/messaging/guides/webhook-request,
+https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks). Twilio may add
+parameters without notice; unknown ones are ignored here (but still signed).
 """
 
 from __future__ import annotations
