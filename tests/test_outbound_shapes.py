@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from whatsagent.channels.cloudapi import CloudAPI
 from whatsagent.channels.cloudapi.wire import body_for
+from whatsagent.channels.twilio import Twilio
 from whatsagent.channels.twilio.wire import message_form
+from whatsagent.errors import InvalidMessage
 from whatsagent.messages import User
 from whatsagent.messages.outbound import (
+    Button,
+    ButtonsOut,
     Contact,
     ContactPhone,
     ContactsOut,
+    MediaOut,
+    ReactionOut,
     TemplateComponent,
     TemplateOut,
     TemplateParameter,
@@ -67,3 +76,20 @@ def test_a_neutral_contact_card_is_text_on_twilio() -> None:
     assert message_form(ContactsOut(contacts=(card,)), content_sids={}, media_url=lambda m: "") == [
         ("Body", "Bo Li\n+14155550123")
     ]
+
+
+def test_each_channel_checks_what_it_can_send_with_one_error_type() -> None:
+    cloud = CloudAPI(access_token="t", phone_number_id="1", verify_token="v", app_secret="s")
+    twilio = Twilio(account_sid="AC" + "0" * 32, auth_token="t", from_number="+14155238886")
+    long_title = ButtonsOut(body="Pick", buttons=(Button(id="a", title="Confirm my order right now"),))
+    with pytest.raises(InvalidMessage, match="at most 20"):
+        cloud.check(long_title)
+    twilio.check(long_title)  # Twilio sends ad-hoc buttons as text: no title limit
+    cloud.check(ReactionOut(message_id="wamid.1", emoji="👍"))
+    with pytest.raises(InvalidMessage, match="reactions"):
+        twilio.check(ReactionOut(message_id="SM1", emoji="👍"))
+    stored = MediaOut(media_type="image", stored="ab" * 32)
+    cloud.check(stored)
+    twilio.check(stored)
+    with pytest.raises(InvalidMessage, match="only by URL"):
+        twilio.check(MediaOut(media_type="image", media_id="123"))

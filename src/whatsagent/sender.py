@@ -229,6 +229,13 @@ class Sender:
                     # started, so a crash from here on leaves it in doubt rather than unsent.
                     await self.db.write(mark_attempted(row.id, lease))
                 result = await channel.send(to, row.message, callback_data=row.idempotency_key)
+            except InvalidMessage as exc:  # the channel cannot send it as given: no retry can help (before SendError)
+                if probe:
+                    breaker.abandon_probe()
+                log.error("send %s refused before sending: %s", row.idempotency_key, exc)
+                metrics.sends.labels(channel=channel.name, result="failed", code="invalid").inc()
+                await self.db.write(mark_failed(row.id, None, str(exc), attempt))
+                return Outcome.FAILED
             except SendError as exc:
                 if exc.token_refused:
                     breaker.trip(exc)
@@ -258,13 +265,6 @@ class Sender:
                         await asyncio.sleep(delay)
                         continue
                 return await self._failed(channel, row, conversation, exc, attempt)
-            except InvalidMessage as exc:  # a message the channel cannot send as given: no retry can help
-                if probe:
-                    breaker.abandon_probe()
-                log.error("send %s refused before sending: %s", row.idempotency_key, exc)
-                metrics.sends.labels(channel=channel.name, result="failed", code="invalid").inc()
-                await self.db.write(mark_failed(row.id, None, str(exc), attempt))
-                return Outcome.FAILED
             except BaseException:
                 if probe:
                     breaker.abandon_probe()
