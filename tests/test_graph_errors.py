@@ -74,3 +74,30 @@ def test_other_retries_back_off_exponentially_up_to_a_cap():
     policy = SendPolicy(base=0.5, cap=4)
     assert [round(policy.delay(error, n) / (0.5 * 2 ** (n - 1)), 1) <= 1.25 for n in (1, 2, 3)] == [True] * 3
     assert max(policy.delay(error, 10) for _ in range(50)) <= 4 * 1.25
+
+
+@pytest.mark.parametrize(
+    ("http_status", "code", "flag"),
+    [
+        (401, 190, "token_refused"),
+        (401, 0, "token_refused"),
+        (400, 131047, "window_closed"),
+        (400, 131056, "slow_down"),
+    ],
+)
+def test_the_channel_says_what_a_code_means_so_the_core_reads_flags_not_codes(http_status, code, flag):
+    error = graph_error(http_status, meta_error(code))
+    flags = {"token_refused", "window_closed", "slow_down"}
+    assert getattr(error, flag) is True
+    assert not any(getattr(error, other) for other in flags - {flag})
+    if flag == "token_refused":
+        assert "WHATSAPP_ACCESS_TOKEN" in error.hint
+
+
+def test_twilio_errors_carry_the_same_flags_and_name_twilios_settings():
+    from whatsagent.channels.twilio.errors import send_error
+
+    refused = send_error(401, {"code": 20003, "message": "Authenticate"}, {})
+    assert refused.token_refused and "TWILIO_AUTH_TOKEN" in refused.hint and "WHATSAPP" not in refused.hint
+    closed = send_error(400, {"code": 63016, "message": "outside the window"}, {})
+    assert closed.window_closed and not closed.token_refused and not closed.retryable

@@ -246,7 +246,7 @@ def test_a_parser_bug_is_a_400_not_a_500(client: TestClient, inbox: Inbox, monke
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("whatsagent.channels.twilio.parse_message", broken)
+    monkeypatch.setattr("whatsagent.channels.twilio.channel.parse_message", broken)
     response = post(client, "/twilio/webhook", inbound(), signed_url=f"{PUBLIC}/twilio/webhook")
     assert response.status_code == 400
 

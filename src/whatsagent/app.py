@@ -253,9 +253,7 @@ class AgentOS:
             channels={c.name: c for c in self.channels},
         )
         for channel in self.channels:
-            use_media_store = getattr(channel, "use_media_store", None)
-            if use_media_store is not None:
-                use_media_store(self.media_store)
+            channel.use_media_store(self.media_store)
         if self.holder is None and self.api_token:
             # A web process runs no turns, but a takeover claims the lane like one: it needs a holder.
             self._operator_holder = holder_for(self.db, self.database_url)

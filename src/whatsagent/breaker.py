@@ -1,6 +1,6 @@
 """The circuit breaker that stops a channel's sends while its access token is rejected.
 
-An expired or revoked token (Graph API code 190, or 0; Twilio 20003) fails every send the same way:
+An expired or revoked token (the channel flags the `SendError` `token_refused`) fails every send the same way:
 retrying each message would hammer the API and bury the one thing the operator must do, rotate the
 token. So the first such error stops the channel's sending: messages wait (they stay in the outbox),
 the logs and ``/health`` say why, and after a cool-down one send probes the API. Sending resumes as soon
@@ -19,14 +19,6 @@ from whatsagent import metrics
 from whatsagent.errors import SendError
 
 log = logging.getLogger(__name__)
-
-TOKEN_ERRORS = {"cloudapi": frozenset({0, 190}), "twilio": frozenset({20003})}
-"""Codes meaning the credentials were refused, by provider (pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa;
-Twilio: https://www.twilio.com/docs/api/errors/20003)."""
-
-
-def is_token_error(provider: str, error: SendError) -> bool:
-    return error.code is not None and error.code in TOKEN_ERRORS.get(provider, frozenset())
 
 
 class CircuitBreaker:
@@ -87,9 +79,10 @@ class CircuitBreaker:
         self.retry_at = self.clock() + self.cool_down
         log.error(
             "SENDING STOPPED on channel %r: the access token was refused (%s). Messages wait in the outbox; "
-            "set a valid token (WHATSAPP_ACCESS_TOKEN for the Cloud API) — one send probes again in %.0fs.",
+            "%s — one send probes again in %.0fs.",
             self.channel,
             error,
+            error.hint or "set valid credentials for the channel",
             self.cool_down,
         )
         self._set("open")

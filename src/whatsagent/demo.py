@@ -34,6 +34,8 @@ from whatsagent.messages import ButtonReply, ListReply, Text
 from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
+    Contact,
+    ContactPhone,
     ContactsOut,
     ListOut,
     ListRow,
@@ -182,10 +184,11 @@ def _location(ctx: TurnContext) -> Reply:
 
 
 def _contact(ctx: TurnContext) -> Reply:
-    card = {
-        "name": {"formatted_name": "whatsagent support", "first_name": "whatsagent"},
-        "phones": [{"phone": "+1 555 000 1111", "type": "WORK"}],
-    }
+    card = Contact(
+        name="whatsagent support",
+        first_name="whatsagent",
+        phones=(ContactPhone(phone="+1 555 000 1111", label="WORK"),),
+    )
     return Reply(messages=[ContactsOut(contacts=(card,))])
 
 

@@ -22,8 +22,16 @@ class StoreUnavailable(WhatsAgentError):
 class SendError(WhatsAgentError):
     """A provider refused or failed a send.
 
-    `retryable` says whether trying again later can succeed (rate limits, 5xx, timeouts); `retry_after`
-    is the provider's own hint in seconds, when it gave one.
+    The channel that raises it reads its provider's error code and sets the flags the core acts on, so
+    no module outside a channel needs to know a provider's codes:
+
+    - `retryable`: trying again later can succeed (rate limits, 5xx, timeouts); `retry_after` is the
+      provider's own hint in seconds, when it gave one.
+    - `token_refused`: the credentials were refused; every send fails the same way until the operator
+      fixes them, and `hint` names the setting to change.
+    - `window_closed`: a free-form message outside the user's 24-hour customer service window; only an
+      approved template can go now.
+    - `slow_down`: too many messages to this one user too fast; back off much longer than usual.
     """
 
     def __init__(
@@ -36,6 +44,10 @@ class SendError(WhatsAgentError):
         retry_after: float | None = None,
         details: str = "",
         trace_id: str | None = None,
+        token_refused: bool = False,
+        window_closed: bool = False,
+        slow_down: bool = False,
+        hint: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -45,6 +57,10 @@ class SendError(WhatsAgentError):
         self.retry_after = retry_after
         self.details = details
         self.trace_id = trace_id
+        self.token_refused = token_refused
+        self.window_closed = window_closed
+        self.slow_down = slow_down
+        self.hint = hint
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -55,3 +71,13 @@ class SendError(WhatsAgentError):
         if self.details:
             parts.append(self.details)
         return " | ".join(parts)
+
+
+class InvalidMessage(SendError, ValueError):
+    """An outbound message the channel cannot send as given (a button title over WhatsApp's limit, a
+    kind of message the provider does not carry). Raised by `Channel.check` and `Channel.send` before
+    anything is sent; the text says what to change, so a model calling a tool can correct itself. No
+    retry can help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 WAKE_TASK = "conversation.wake"
 WINDOW_TASK = "conversation.window_closed"
-"""Send the window's fallback template after a `failed` status reported 131047/63016 (`Sender`)."""
+"""Send the window's fallback template after a `failed` status reported the window closed (`Sender`)."""
 
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4}
 
@@ -313,9 +313,9 @@ def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> DeliveryFail
     delivered, even when `delivered` never arrives); `failed` is final. Statuses arrive out of order
     (read before delivered, sent after failed), so a lower rank never overwrites a higher.
 
-    A free-form message that failed for a closed window (131047, Twilio 63016) is parked, to be sent
-    when the user writes again, and the conversation's window is marked closed; the caller then has the
-    fallback template sent, once."""
+    A free-form message that failed for a closed window (the channel flags its error `window_closed`) is
+    parked, to be sent when the user writes again, and the conversation's window is marked closed; the
+    caller then has the fallback template sent, once."""
     by, ref = ("key", s.callback_data) if s.callback_data else ("id", s.message_id)
     if s.status != "failed":
         _ADVANCE[by].all(conn, ref=ref, mid=s.message_id, rank=DELIVERY_RANK[s.status], delivery=s.status, now=now)
@@ -329,7 +329,7 @@ def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> DeliveryFail
     row_id, key, conversation, turn_id, status, message = row
     parked = False
     # `pending`: the status beat the send's own bookkeeping (mark_sent then leaves the row parked).
-    if code in windows.WINDOW_CLOSED_CODES and status in ("pending", "sent"):
+    if err is not None and err.window_closed and status in ("pending", "sent"):
         if not isinstance(outbound_adapter.validate_json(message), TemplateOut):
             outbox_rows.park(row_id)(conn)
             windows.mark_closed(conn, conversation)

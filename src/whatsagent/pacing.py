@@ -1,12 +1,12 @@
 """Pacing: send no faster than WhatsApp allows, instead of learning the limits from errors.
 
-Two limits apply to every message a business number sends (Cloud API docs, Throughput:
-https://developers.facebook.com/documentation/business-messaging/whatsapp/throughput;
-About the platform: https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform):
+Two limits apply to every message a business number sends:
 
-- **throughput per number**: 80 messages/s by default, up to 1,000 on Meta's top tier (130429 beyond);
+- **throughput per number**: 80 messages/s by default, up to 1,000 on Meta's top tier (beyond it Meta
+  refuses with a throughput error); https://developers.facebook.com/documentation/business-messaging/whatsapp/throughput
 - **pair rate** (one number → one user): about 1 message per 6 s, with bursts borrowed from the future
-  (a burst of 20 means ~2 minutes of cool-down); beyond it Meta answers 131056.
+  (a burst of 20 means ~2 minutes of cool-down); beyond it Meta refuses with its pair rate limit error;
+  https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform
 
 Both are paced with GCRA (the "virtual scheduling" form of a token bucket): each key keeps the time its
 next message is due; a send waits until then and moves it on by one interval. Waiting for a slot costs

@@ -228,7 +228,7 @@ def proactive_routes(
                 name=body.template,
                 language=body.language,
                 params=tuple(body.params),
-                components=tuple(body.components),
+                components=tuple(body.components),  # type: ignore[arg-type]  # TemplateOut reads this shape
             )
         except ValidationError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

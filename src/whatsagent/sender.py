@@ -2,14 +2,14 @@
 
 Every send first waits for its slot (`whatsagent.pacing`: the number's throughput and the pair rate)
 and for the channel's circuit breaker (`whatsagent.breaker`: stopped while the access token is refused).
-Retryable failures (rate limits 429/130429/80007, Meta's pair limit 131056, 5xx/131000, timeouts) wait
-and try again with jitter until a deadline; the pair limit wants 4^n seconds (Cloud API docs, About the platform:
-https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform), and a
-provider's Retry-After is honoured. Permanent failures are recorded at once with their code and logged
-with the inbound message the row answered.
+The channel reads its provider's error codes and says what a failure means through the flags of the
+`SendError` it raises; this module reads only those flags. Retryable failures (rate limits, 5xx,
+timeouts) wait and try again with jitter until a deadline; a "slow down for this user" failure (Meta's
+pair rate limit) wants 4^n seconds, and a provider's Retry-After is honoured. Permanent failures are
+recorded at once with their code and logged with the inbound message the row answered.
 
 Free-form messages respect the 24-hour window (`whatsagent.window`): outside it they are parked and the
-channel's fallback template goes instead, once per window; a 131047/63016 refusal does the same.
+channel's fallback template goes instead, once per window; a `window_closed` refusal does the same.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from whatsagent import metrics, outbox
-from whatsagent import templates as template_errors
 from whatsagent import window as windows
-from whatsagent.breaker import CircuitBreaker, is_token_error
+from whatsagent.breaker import CircuitBreaker
 from whatsagent.channels.base import Channel
-from whatsagent.channels.cloudapi.errors import PAIR_RATE_LIMIT
-from whatsagent.errors import SendError, StoreUnavailable
+from whatsagent.errors import InvalidMessage, SendError, StoreUnavailable
 from whatsagent.fence import Lease, fenced
 from whatsagent.messages import User
 from whatsagent.messages.outbound import OutboundMessage, TemplateOut
@@ -38,7 +36,7 @@ from whatsagent.outbox import OutboxRow, mark_attempted, mark_confirmed, mark_fa
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
-from whatsagent.window import WINDOW_CLOSED_CODES, WindowPolicy, WindowState
+from whatsagent.window import WindowPolicy, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,8 @@ class SendPolicy:
     cap: float = 60.0
     """Longest wait between two attempts (except the pair limit's 4^n and Retry-After)."""
     pair_limit_base: float = 1.0
-    """Meta's pair rate limit (131056): wait pair_limit_base·4^n seconds, n = 0, 1, 2..."""
+    """A failure flagged `slow_down` (Meta's pair rate limit): wait pair_limit_base·4^n seconds, n = 0,
+    1, 2... (https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform)."""
     deadline: float = 3600.0
     """Give up on a message this many seconds after its first attempt."""
     in_doubt_wait: float = 20.0
@@ -67,7 +66,7 @@ class SendPolicy:
         jitter = random.uniform(0.75, 1.25)
         if error.retry_after is not None:
             return error.retry_after + random.uniform(0, self.base)
-        if error.code == PAIR_RATE_LIMIT:
+        if error.slow_down:
             return self.pair_limit_base * 4 ** (attempt - 1) * jitter
         return min(self.cap, self.base * 2 ** (attempt - 1)) * jitter
 
@@ -230,8 +229,15 @@ class Sender:
                     # started, so a crash from here on leaves it in doubt rather than unsent.
                     await self.db.write(mark_attempted(row.id, lease))
                 result = await channel.send(to, row.message, callback_data=row.idempotency_key)
+            except InvalidMessage as exc:  # the channel cannot send it as given: no retry can help (before SendError)
+                if probe:
+                    breaker.abandon_probe()
+                log.error("send %s refused before sending: %s", row.idempotency_key, exc)
+                metrics.sends.labels(channel=channel.name, result="failed", code="invalid").inc()
+                await self.db.write(mark_failed(row.id, None, str(exc), attempt))
+                return Outcome.FAILED
             except SendError as exc:
-                if is_token_error(channel.provider, exc):
+                if exc.token_refused:
                     breaker.trip(exc)
                     metrics.sends.labels(channel=channel.name, result="token_refused", code=exc.code).inc()
                     if time.monotonic() - started < limit:
@@ -241,7 +247,7 @@ class Sender:
                     breaker.answered()
                 elif probe:
                     breaker.abandon_probe()
-                if exc.code in WINDOW_CLOSED_CODES and not isinstance(row.message, TemplateOut):
+                if exc.window_closed and not isinstance(row.message, TemplateOut):
                     metrics.sends.labels(channel=channel.name, result="window_closed", code=exc.code).inc()
                     await self.db.write(outbox.park(row.id, attempt))
                     return Outcome.PARKED
@@ -259,13 +265,6 @@ class Sender:
                         await asyncio.sleep(delay)
                         continue
                 return await self._failed(channel, row, conversation, exc, attempt)
-            except ValueError as exc:  # a message breaking WhatsApp's limits: no retry can help
-                if probe:
-                    breaker.abandon_probe()
-                log.error("send %s refused before sending: %s", row.idempotency_key, exc)
-                metrics.sends.labels(channel=channel.name, result="failed", code="invalid").inc()
-                await self.db.write(mark_failed(row.id, None, str(exc), attempt))
-                return Outcome.FAILED
             except BaseException:
                 if probe:
                     breaker.abandon_probe()
@@ -291,7 +290,7 @@ class Sender:
     async def _failed(
         self, channel: Channel, row: OutboxRow, conversation: str, exc: SendError, attempts: int
     ) -> Outcome:
-        reason = template_errors.describe(row.message, exc) if isinstance(row.message, TemplateOut) else str(exc)
+        reason = channel.explain(row.message, exc)
         answered = await self.db.read(lambda conn: outbox.answered_message(conn, row.turn_id))
         log.error(
             "send %s for %s (answering %s) failed for good after %d attempts: %s",
@@ -371,7 +370,7 @@ class Sender:
         return True
 
     async def on_window_closed(self, args: dict[str, Any]) -> None:
-        """The job run after a `failed` status webhook with 131047/63016 parked a message."""
+        """The job run after a `failed` status webhook for a closed window parked a message."""
         conversation = args["conversation"]
         state = await self.db.read(windows.state(conversation))
         if state is None:

@@ -236,6 +236,7 @@ class TurnRunner:
             turn_id=turn.id,
             agent=responder.name,
             media_store=self.media_store,
+            check=channel.check,
         )
         memory = responder.memory
         if memory is not None:
@@ -270,8 +271,6 @@ class TurnRunner:
             )
         except TimeoutError:
             return missing(f"the download took longer than {self.policy.media_timeout:g} seconds")
-        except NotImplementedError as exc:
-            return missing(str(exc))
         except Exception as exc:  # the user still gets an answer, about a medium the agent cannot see
             log.warning("medium of message %s not fetched: %s", message.id, exc)
             return missing(str(exc))

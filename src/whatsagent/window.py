@@ -1,16 +1,14 @@
 """The 24-hour customer service window: when a free-form message may be sent, and what goes instead.
 
-A user's message opens a 24-hour window; outside it WhatsApp takes only approved templates and answers
-anything else with 131047 (Twilio: 63016), often only later in a `failed` status webhook (Cloud API docs,
-Send messages: https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages;
-pywa's error list, pywa/errors.py in https://github.com/david-lev/pywa;
-Twilio: https://www.twilio.com/docs/api/errors/63016).
-whatsagent tracks each conversation's last inbound message (`conversations.last_inbound_at`)
-and does not attempt a free-form message outside the window. Instead the message is **parked** (kept in
-the outbox, sent first when the user writes again) and the channel's **fallback template** goes out —
-e.g. "you have a reply waiting, tap to read it" — at most once per closed window: its outbox key is
-derived from the window, so a second closure, a redelivered status or a retried job finds it already
-there. That is what keeps 131047 from ever looping.
+A user's message opens a 24-hour window; outside it WhatsApp takes only approved templates and refuses
+anything else, often only later in a `failed` status webhook
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages); the
+channel flags that refusal `window_closed`. whatsagent tracks each conversation's last inbound message
+(`conversations.last_inbound_at`) and does not attempt a free-form message outside the window. Instead
+the message is **parked** (kept in the outbox, sent first when the user writes again) and the channel's
+**fallback template** goes out — e.g. "you have a reply waiting, tap to read it" — at most once per
+closed window: its outbox key is derived from the window, so a second closure, a redelivered status or a
+retried job finds it already there. That is what keeps a closed-window refusal from ever looping.
 
     window=WindowPolicy(fallback=TemplateOut(name="reply_waiting", language="en_US", params=("there",)))
     window=WindowPolicy(fallback={"cloudapi:123": lambda user: TemplateOut(name="welcome_back",
@@ -31,8 +29,6 @@ from whatsagent.store.database import Prepared
 from whatsagent.store.schema import conversations, outbox
 
 WINDOW_SECONDS = 24 * 3600.0
-WINDOW_CLOSED_CODES = frozenset({131047, 63016})
-"""Meta's "more than 24 hours since the customer last replied" and Twilio's "outside the window"."""
 
 Fallback = TemplateOut | Callable[[User], TemplateOut]
 """A template, or a function of the user giving one (to put their name in a parameter)."""

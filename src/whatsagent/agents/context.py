@@ -8,6 +8,7 @@ turn (a `whatsagent.Agent`, a user's own `pydantic_ai.Agent` or an async functio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -75,6 +76,8 @@ class TurnContext:
     """What is remembered about this user (when the agent has memory)."""
     memory: MemoryBook | None = None
     """Add, update and delete this user's memories (agentic memory tools use it)."""
+    check: Callable[[OutboundMessage], None] | None = None
+    """The turn's channel's `Channel.check`: raises `InvalidMessage` for a message it cannot send as given."""
     outbound: list[OutboundMessage] = field(default_factory=list)
     """Messages tools sent this turn. They go through the outbox with the answer (idempotency keys), before
     it, so a replayed turn never sends them twice."""

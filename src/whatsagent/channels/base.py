@@ -2,7 +2,15 @@
 
 A channel turns its provider's wire format into neutral messages (`whatsagent.messages`) at the edge,
 hands them to the inbox, and sends neutral outbound messages (`whatsagent.messages.outbound`) through one pooled
-HTTP client. Two implementations: Meta's Cloud API and Twilio.
+HTTP client. Two implementations: Meta's Cloud API and Twilio, each a package of the same modules:
+``channel.py`` (the class), ``webhook.py`` (the inbound HTTP edge), ``client.py`` (the provider's REST
+calls), ``parse.py`` (webhook payloads to neutral events), ``wire.py`` (neutral messages to the
+provider's request bodies), ``errors.py`` (the provider's error codes) and ``signature.py``.
+
+Everything the core needs to know about a provider is asked of the channel here: what it can send
+(`check`), how a failure reads (`explain`; the `SendError` it raises carries the flags the sender acts
+on), and the media store it serves stored media from (`use_media_store`). The core never probes a
+channel with ``getattr`` or by catching ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -11,12 +19,15 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from whatsagent.errors import SendError
 from whatsagent.messages import Event, Media, User
 from whatsagent.messages.outbound import OutboundMessage, SendResult
 
 if TYPE_CHECKING:
     import aiohttp
     from starlette.routing import BaseRoute
+
+    from whatsagent.media.store import MediaStore
 
 Accept = Callable[[Sequence[Event]], Awaitable[None]]
 """The inbox's entry point a webhook calls; it returns once the events are durable and raises
@@ -41,6 +52,7 @@ class Channel(abc.ABC):
         self.agent = agent
         self._name = name
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.media_store: MediaStore | None = None
 
     @property
     def name(self) -> str:
@@ -64,18 +76,31 @@ class Channel(abc.ABC):
     async def open(self, http: aiohttp.ClientSession) -> None:
         """Start using the process's pooled HTTP client."""
 
+    def use_media_store(self, store: MediaStore | None) -> None:
+        """Where `MediaOut.stored` media are read from when they are sent (the OS attaches its store)."""
+        self.media_store = store
+
+    @abc.abstractmethod
+    def check(self, message: OutboundMessage) -> None:
+        """Raise `InvalidMessage`, saying what to change, when this channel cannot send `message` as
+        given (a limit broken, a kind of message the provider does not carry). Sends nothing."""
+
     @abc.abstractmethod
     async def send(self, to: User, message: OutboundMessage, *, callback_data: str | None = None) -> SendResult:
-        """Send one message; raise `SendError` (with `retryable`) when the provider does not accept it."""
+        """Send one message. Raise `InvalidMessage` when it cannot be sent as given, and `SendError`
+        when the provider does not accept it, with the flags (`retryable`, `token_refused`,
+        `window_closed`, `slow_down`) that say what its error code means."""
+
+    def explain(self, message: OutboundMessage, error: SendError) -> str:
+        """Why `message` failed for good, in words an operator can act on (a template's channel names
+        what is wrong with it); stored on the outbox row and logged."""
+        return str(error)
 
     @abc.abstractmethod
     async def typing(self, to: User, inbound_id: str) -> None:
         """Show the typing indicator on (and mark read) the user's message `inbound_id`."""
 
+    @abc.abstractmethod
     async def download(self, media: Media, *, max_bytes: int) -> tuple[bytes, str]:
-        """Fetch an inbound medium's bytes and MIME type, refusing more than `max_bytes`."""
-        raise NotImplementedError(f"{self.provider} channel cannot download media yet")
-
-    async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
-        """Upload a medium for sending; return the provider's media handle."""
-        raise NotImplementedError(f"{self.provider} channel cannot upload media yet")
+        """Fetch an inbound medium's bytes and MIME type, refusing more than `max_bytes`; raise
+        `SendError` when it cannot be fetched."""

@@ -1,7 +1,7 @@
 """What a file is, from its first bytes rather than from what a sender or a model declared.
 
-WhatsApp refuses media whose content does not match its declared type (error 131053, "MIME/extension
-mismatch is a common cause"), and models and tools routinely label a WebP as ``image/png`` or a WAV as
+WhatsApp refuses media whose content does not match its declared type (its media upload error: "MIME/
+extension mismatch is a common cause"), and models and tools routinely label a WebP as ``image/png`` or a WAV as
 ``audio/mpeg``. So every medium is sniffed here before it is checked, converted or sent.
 """
 

@@ -66,6 +66,8 @@ class ProviderError(_Model):
     title: str = ""
     message: str = ""
     details: str = ""
+    window_closed: bool = False
+    """The channel read `code` as "the user's 24-hour window is closed": only a template can go now."""
 
 
 class User(_Model):
@@ -482,7 +484,8 @@ class StatusUpdate(_Model):
 
 
 class ChannelNotice(_Model):
-    """A webhook-level error that concerns the account rather than one message (e.g. 130429)."""
+    """A webhook-level error that concerns the account rather than one message (e.g. its throughput
+    exceeded)."""
 
     channel: str
     account: str

@@ -23,11 +23,15 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.toolsets import FunctionToolset
 
 from whatsagent.agents.context import TurnContext
-from whatsagent.channels.cloudapi.wire import InvalidMessage, body_for
+from whatsagent.errors import InvalidMessage
 from whatsagent.media.store import MediaNotFound
 from whatsagent.messages.outbound import (
     Button,
     ButtonsOut,
+    Contact,
+    ContactEmail,
+    ContactOrganization,
+    ContactPhone,
     ContactsOut,
     CtaUrlOut,
     FlowOut,
@@ -244,19 +248,17 @@ class WhatsAppTools(FunctionToolset[TurnContext]):
         Args:
             contacts: The contacts, each with a name and a phone number and/or email.
         """
-        cards = []
-        for c in contacts:
-            card: dict[str, object] = {
-                "name": {"formatted_name": c.name, "first_name": c.name.split()[0] if c.name else ""}
-            }
-            if c.phone:
-                card["phones"] = [{"phone": c.phone, "type": "CELL"}]
-            if c.email:
-                card["emails"] = [{"email": c.email, "type": "WORK"}]
-            if c.organization:
-                card["org"] = {"company": c.organization}
-            cards.append(card)
-        return await _send(ctx, ContactsOut(contacts=tuple(cards)))
+        cards = tuple(
+            Contact(
+                name=c.name,
+                first_name=c.name.split()[0] if c.name.split() else None,
+                phones=(ContactPhone(phone=c.phone, label="CELL"),) if c.phone else (),
+                emails=(ContactEmail(email=c.email, label="WORK"),) if c.email else (),
+                organization=ContactOrganization(company=c.organization) if c.organization else None,
+            )
+            for c in contacts
+        )
+        return await _send(ctx, ContactsOut(contacts=cards))
 
     async def send_reaction(self, ctx: RunContext[TurnContext], emoji: str, message_id: str | None = None) -> str:
         """React with an emoji to a message (by default the user's latest message).
@@ -317,11 +319,10 @@ class WhatsAppTools(FunctionToolset[TurnContext]):
 
 
 async def _send(ctx: RunContext[TurnContext], message: OutboundMessage) -> str:
-    check = message
-    if isinstance(message, MediaOut) and message.stored:
-        check = message.model_copy(update={"stored": None, "media_id": "0"})
+    # Checked by the turn's channel, so a broken limit comes back to the model while it can still fix it.
     try:
-        body_for(ctx.deps.user, check)
+        if ctx.deps.check is not None:
+            ctx.deps.check(message)
     except InvalidMessage as exc:
         raise ModelRetry(str(exc)) from exc
     ctx.deps.send(message)

@@ -1,7 +1,10 @@
-"""Graph API errors, typed, with whether trying again can help.
+"""Graph API errors, typed, with what the core should do about them.
 
 Meta gives each error a code and fix text, not a retry flag; the classification below is ours, from the
-meaning of each code (see reference/whatsapp-protocol.md §3.2). Branch on `code`, never on titles.
+meaning of each code on Meta's error code page
+(https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes). Branch on `code`, never on
+titles. The core reads only the flags `graph_error` sets on the `SendError` (`retryable`,
+`token_refused`, `window_closed`, `slow_down`), never a code.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from whatsagent.channels.templates import refused_template
 from whatsagent.errors import SendError
+from whatsagent.messages.outbound import TemplateOut
 
 # Codes where waiting and sending again can succeed.
 RETRYABLE_CODES = frozenset(
@@ -26,9 +31,32 @@ RETRYABLE_CODES = frozenset(
         131057,  # account in maintenance (throughput upgrade, about a minute)
     }
 )
-PAIR_RATE_LIMIT = 131056
-TOKEN_INVALID = frozenset({0, 190})
+TOKEN_REFUSED = frozenset({0, 190})
+"""The access token expired or was invalidated
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/access-tokens)."""
 WINDOW_CLOSED = 131047
+"""More than 24 hours since the user last wrote: only a template can go
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages)."""
+PAIR_RATE_LIMIT = 131056
+"""Too many messages to one user too fast; Meta asks for a wait of 4^n seconds
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/about-the-platform)."""
+TOKEN_HINT = "set a valid WHATSAPP_ACCESS_TOKEN (or access_token=) for the Cloud API channel"
+
+_TEMPLATE_PROBLEMS = {
+    132000: "the number of parameters does not match the template's placeholders",
+    132001: "the template does not exist in this language, or is not approved yet",
+    132005: "the text with its parameters filled in is too long",
+    132007: "the template's content breaks WhatsApp's content policy",
+    132008: "a parameter's value is not valid for its type",
+    132012: "a parameter's format is not what the template expects",
+    132015: "the template is paused by Meta for low quality: edit it or use another",
+    132016: "the template is disabled by Meta for low quality: use another",
+    132068: "the template's Flow is blocked",
+    132069: "the template's Flow is throttled (10 sends per hour)",
+}
+"""Meta answers a bad template send with a bare code; these say what to change."""
+_PARAMETER_COUNT = 132000
+_NOT_IN_LANGUAGE = 132001
 
 
 class GraphAPIError(SendError):
@@ -53,6 +81,7 @@ def graph_error(http_status: int, raw: bytes, retry_after: str | None = None) ->
     retryable = (code in RETRYABLE_CODES) or http_status == 429 or http_status >= 500 or bool(error.get("is_transient"))
     if code is not None and code not in RETRYABLE_CODES and 400 <= http_status < 500 and http_status != 429:
         retryable = False
+    token_refused = code in TOKEN_REFUSED
     return GraphAPIError(
         message,
         code=code,
@@ -61,7 +90,27 @@ def graph_error(http_status: int, raw: bytes, retry_after: str | None = None) ->
         retry_after=_seconds(retry_after),
         details=str(details or ""),
         trace_id=error.get("fbtrace_id"),
+        token_refused=token_refused,
+        window_closed=code == WINDOW_CLOSED,
+        slow_down=code == PAIR_RATE_LIMIT,
+        hint=TOKEN_HINT if token_refused else "",
     )
+
+
+def is_window_closed(code: int | None) -> bool:
+    """Whether a status webhook's error code says the 24-hour window was closed."""
+    return code == WINDOW_CLOSED
+
+
+def template_failure(template: TemplateOut, error: SendError) -> str:
+    """``template 'order_update' (en_US) was refused: the number of parameters ... (sent 1 body
+    parameter(s)); WhatsApp says: ... | code 132000``."""
+    problem = _TEMPLATE_PROBLEMS.get(error.code if error.code is not None else -1)
+    if problem is not None and error.code == _PARAMETER_COUNT:
+        problem += f" (sent {template.parameter_counts()})"
+    elif problem is not None and error.code == _NOT_IN_LANGUAGE:
+        problem += f": check its name and that a {template.language} translation is approved"
+    return refused_template(template, error, problem)
 
 
 def _seconds(value: str | None) -> float | None:

@@ -1,6 +1,11 @@
 """Cloud API webhook bodies → neutral events (`whatsagent.messages`), parsed once at the edge.
 
-Shapes follow the protocol reference (§1.5 envelope, §1.6 message types, §1.7 statuses). Two rules:
+Shapes follow Meta's webhook reference (each message type on the pages beside the ones for the
+envelope and for statuses, below) and the webhook fixtures of pywa
+(https://github.com/david-lev/pywa, ``tests/data/updates``):
+https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview
+https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status
+Two rules:
 
 - What routing and dedup need (the envelope's lists and objects, a message's `id` and `type`, a
   status's `id` and `status`) must be there: a body without them raises `MalformedWebhook` naming the
@@ -8,7 +13,8 @@ Shapes follow the protocol reference (§1.5 envelope, §1.6 message types, §1.7
 - Edits and deletions (`edit`, `revoke`) become `Edit` and `Revoke`, with the original message's id.
 - What WhatsApp itself could not deliver is kept, not dropped: an unknown type, `unsupported`, or a
   message whose content object is missing (seen in the wild as an `interactive` message without its
-  `interactive` object, with a value-level 131000 error, §1.6) becomes `Unsupported` with its errors,
+  `interactive` object, with a value-level 131000 error, pywa's ``interactive_message_with_err``
+  fixture) becomes `Unsupported` with its errors,
   so the inbox still stores and dedups it.
 
 This runs on the webhook's hot path: plain dict lookups, the neutral models' own constructors (measured
@@ -25,6 +31,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from whatsagent.channels.cloudapi.errors import is_window_closed
 from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
@@ -231,7 +238,7 @@ def _message(
             return parse(body, common), False
         except _Unreadable as unreadable:
             type_ = unreadable.original_type
-    # WhatsApp sent the type but not its content (§1.6 "interactive_message_with_err"): keep the
+    # WhatsApp sent the type but not its content (pywa's "interactive_message_with_err" fixture): keep the
     # message, with the value-level errors that explain it when it has none of its own.
     if own_errors or not value_errors:
         return Unsupported(original_type=type_, **common), False
@@ -241,7 +248,8 @@ def _message(
 
 def _original_type(type_: str, raw: _Json) -> str:
     if type_ == "unsupported":
-        # Newer payloads say what it was: {"unsupported": {"type": "poll_update"}} (§1.6).
+        # Newer payloads say what it was: {"unsupported": {"type": "poll_update"}}, see
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/unsupported
         detail = raw.get("unsupported")
         if isinstance(detail, dict):
             inner = _opt_str(detail, "type", "unsupported")
@@ -381,8 +389,8 @@ def _interactive(body: object, common: _Json) -> InboundMessage:
 
 
 def _flow_response(raw: str | None) -> tuple[dict[str, Any], str | None]:
-    """`response_json` is a JSON string inside the JSON (§1.6). A flow answer that is not a JSON object
-    is kept verbatim instead of failing the whole webhook over one user's form."""
+    """`response_json` is a JSON string inside the JSON (pywa's ``flow_completion`` fixture). A flow
+    answer that is not a JSON object is kept verbatim instead of failing the whole webhook over one user's form."""
     if raw is None:
         return {}, None
     try:
@@ -408,7 +416,7 @@ def _template_button(body: object, common: _Json) -> TemplateButton:
 
 def _reaction(body: object, common: _Json) -> Reaction:
     reaction = _obj(body, "reaction")
-    # A removed reaction arrives as "emoji": "" or with no emoji at all (§5 pitfall 17).
+    # A removed reaction arrives as "emoji": "" or with no emoji at all (pywa's reaction fixtures).
     return Reaction(
         message_id=_req_str(reaction, "message_id", "reaction"),
         emoji=_opt_str(reaction, "emoji", "reaction") or None,
@@ -654,7 +662,8 @@ def _error(error: object, where: str) -> ProviderError:
     if not isinstance(code, int) or isinstance(code, bool):
         raise _Invalid(f"{where}.code", _problem("an integer", error, "code"))
     data = error.get("error_data")
-    # error_data is usually {"details": "..."} but a plain string for some APIs (§3.1).
+    # error_data is usually {"details": "..."} but a plain string for some APIs (pywa's `errors.py`,
+    # https://github.com/david-lev/pywa/blob/master/pywa/errors.py).
     if isinstance(data, dict):
         details = _opt_str(data, "details", f"{where}.error_data") or ""
     else:
@@ -664,6 +673,7 @@ def _error(error: object, where: str) -> ProviderError:
         title=_opt_str(error, "title", where) or "",
         message=_opt_str(error, "message", where) or "",
         details=details,
+        window_closed=is_window_closed(code),
     )
 
 
@@ -671,7 +681,7 @@ def _timestamp(obj: _Json) -> datetime:
     raw = obj.get("timestamp")
     if raw is None:
         return datetime.now(UTC)  # never seen from Meta; the receipt time is the best we know
-    # Unix seconds, as a string (§1.5).
+    # Unix seconds, as a string (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/overview).
     if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         seconds = int(raw)
     elif isinstance(raw, int) and not isinstance(raw, bool):

@@ -1,17 +1,24 @@
 """Graph API request bodies for each neutral outbound message, with WhatsApp's limits checked first.
 
 A limit broken raises `InvalidMessage` whose text says what to change, so that a model calling a tool
-can correct itself ("button title 'Confirm my order' is 18 characters..."). Limits: reference §2.2/§2.4.
+can correct itself ("button title 'Confirm my order' is 18 characters..."). Body shapes and limits are
+Meta's (https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages
+and the pages it links for each type: text-messages, interactive-reply-buttons-messages,
+interactive-list-messages, interactive-cta-url-messages, reaction-messages; templates at
+https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from whatsagent.errors import WhatsAgentError
+from pydantic import BaseModel
+
+from whatsagent.errors import InvalidMessage
 from whatsagent.messages import User
 from whatsagent.messages.outbound import (
     ButtonsOut,
+    Contact,
     ContactsOut,
     CtaUrlOut,
     FlowOut,
@@ -21,7 +28,9 @@ from whatsagent.messages.outbound import (
     MediaOut,
     OutboundMessage,
     ReactionOut,
+    TemplateComponent,
     TemplateOut,
+    TemplateParameter,
     TextOut,
 )
 
@@ -41,10 +50,6 @@ ROW_DESCRIPTION_LIMIT = 72
 ROW_ID_LIMIT = 200
 SECTION_TITLE_LIMIT = 24
 CALLBACK_DATA_LIMIT = 512
-
-
-class InvalidMessage(WhatsAgentError, ValueError):
-    """An outbound message breaks one of WhatsApp's limits; the text says which and how to fix it."""
 
 
 def recipient(to: User) -> dict[str, str]:
@@ -91,10 +96,9 @@ def _content(m: OutboundMessage) -> dict[str, Any]:
         if not m.contacts:
             raise InvalidMessage("a contacts message needs at least one contact")
         for i, c in enumerate(m.contacts):
-            name = c.get("name")
-            if not isinstance(name, dict) or not name.get("formatted_name"):
+            if not c.name:
                 raise InvalidMessage(f"contact {i + 1} needs name.formatted_name")
-        return {"type": "contacts", "contacts": list(m.contacts)}
+        return {"type": "contacts", "contacts": [_contact(c) for c in m.contacts]}
     if isinstance(m, ButtonsOut):
         return {"type": "interactive", "interactive": _buttons(m)}
     if isinstance(m, ListOut):
@@ -232,14 +236,70 @@ def _template(m: TemplateOut) -> dict[str, Any]:
     if not m.name or len(m.name) > 512 or not all(c.islower() or c.isdigit() or c == "_" for c in m.name):
         raise InvalidMessage(f"template name {m.name!r} must be lowercase letters, digits and underscores")
     template: dict[str, Any] = {"name": m.name, "language": {"code": m.language}}
-    components = [dict(c) for c in m.components]
+    components = [_component(c) for c in m.components]
     if m.params:
-        if any(c.get("type") == "body" for c in components):
+        if any(c.part == "body" for c in m.components):
             raise InvalidMessage("give template body parameters either as params or as a body component, not both")
         components.insert(0, {"type": "body", "parameters": [{"type": "text", "text": p} for p in m.params]})
     if components:
         template["components"] = components
     return template
+
+
+def _component(c: TemplateComponent) -> dict[str, Any]:
+    component: dict[str, Any] = {"type": c.part}
+    if c.button is not None:
+        component["sub_type"] = c.button
+    if c.index is not None:
+        component["index"] = c.index
+    component["parameters"] = [_parameter(p) for p in c.parameters]
+    return component
+
+
+def _parameter(p: TemplateParameter) -> dict[str, Any]:
+    value: Any
+    if p.kind in ("text", "payload", "coupon_code"):
+        value = p.text or ""
+    elif p.kind in ("image", "video", "document"):
+        value = {"id": p.media_id} if p.media_id else {"link": p.link}
+        if p.kind == "document" and p.filename:
+            value["filename"] = p.filename
+    elif p.kind == "currency":
+        value = {"fallback_value": p.text, "code": p.currency, "amount_1000": p.amount_1000}
+    elif p.kind == "date_time":
+        value = {"fallback_value": p.text}
+    elif p.kind == "location":
+        value = {"latitude": p.latitude, "longitude": p.longitude, "name": p.place, "address": p.address}
+    else:  # action: a Flow button
+        value = {"flow_token": p.flow_token, "flow_action_data": p.flow_data}
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if v is not None}
+    parameter: dict[str, Any] = {"type": p.kind, p.kind: value}
+    if p.name:
+        parameter["parameter_name"] = p.name
+    return parameter
+
+
+def _contact(c: Contact) -> dict[str, Any]:
+    names = {"first_name": c.first_name, "last_name": c.last_name, "middle_name": c.middle_name}
+    names |= {"prefix": c.prefix, "suffix": c.suffix}
+    card: dict[str, Any] = {"name": {"formatted_name": c.name, **{k: v for k, v in names.items() if v}}}
+    for key, items in (("phones", c.phones), ("emails", c.emails), ("urls", c.urls), ("addresses", c.addresses)):
+        if items:
+            card[key] = [_labelled(item) for item in items]
+    if c.organization is not None:
+        card["org"] = c.organization.model_dump(exclude_none=True)
+    if c.birthday:
+        card["birthday"] = c.birthday
+    return card
+
+
+def _labelled(item: BaseModel) -> dict[str, Any]:
+    # The neutral `label` is the Cloud API's `type` (CELL, WORK, HOME, ...).
+    fields = item.model_dump(exclude_none=True)
+    if "label" in fields:
+        fields["type"] = fields.pop("label")
+    return fields
 
 
 def _header_footer(interactive: dict[str, Any], header: str | None, footer: str | None) -> None:

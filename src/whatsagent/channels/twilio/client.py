@@ -1,6 +1,6 @@
 """Twilio's REST APIs over the process's one pooled aiohttp session: Messages, media, typing.
 
-Nothing here knows about neutral messages; `__init__.Twilio` builds the forms (see `forms.py`).
+Nothing here knows about neutral messages; `channel.Twilio` builds the forms (see `wire.py`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
-"""Twilio's error codes, and which of them trying again can cure.
+"""Twilio's error codes, and what the core should do about them.
 
 A REST error body is ``{"code": 63016, "message": "...", "more_info": "...", "status": 400}``; the same
-codes arrive later as `ErrorCode` in status callbacks (reference §4.7).
+codes arrive later as `ErrorCode` in status callbacks
+(https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks). Each code is
+documented at ``https://www.twilio.com/docs/api/errors/<code>``; WhatsApp's own errors map onto them as
+https://www.twilio.com/docs/whatsapp/api/error-code-mapping shows. The core reads only the flags
+`send_error` sets on the `SendError`, never a code.
 """
 
 from __future__ import annotations
@@ -11,10 +15,20 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from whatsagent.channels.templates import refused_template
 from whatsagent.errors import SendError
+from whatsagent.messages.outbound import TemplateOut
 
 OUTSIDE_WINDOW = 63016
-"""Free-form message outside the 24-hour customer service window: send a template instead [T:63016]."""
+"""Free-form message outside the 24-hour customer service window: send a template instead
+(https://www.twilio.com/docs/api/errors/63016)."""
+CREDENTIALS_REFUSED = 20003
+"""Authentication failed: the Account SID with the Auth Token (or API key) was refused
+(https://www.twilio.com/docs/api/errors/20003)."""
+TOKEN_HINT = (
+    "set a valid TWILIO_AUTH_TOKEN for TWILIO_ACCOUNT_SID (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET) "
+    "for the Twilio channel"
+)
 
 _TITLES = {
     20003: "Twilio rejected the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or the API key)",
@@ -36,6 +50,12 @@ _TITLES = {
 
 _RETRYABLE_CODES = frozenset({20429, 20500, 20503, 30001, 63018})
 """Rate limits, Twilio's own outages, a full queue: the same send can succeed later."""
+
+_TEMPLATE_PROBLEMS = {
+    63016: "the user's 24-hour window is closed and this is not an approved template",
+    21656: "the ContentVariables are not valid for this Content template",
+    63021: "WhatsApp rejected the template's content",
+}
 
 
 def error_title(code: int) -> str:
@@ -66,7 +86,21 @@ def send_error(http_status: int, payload: Any, headers: Any) -> SendError:
         retry_after=retry_after(headers.get("Retry-After")) if retryable else None,
         details=details,
         trace_id=headers.get("Twilio-Request-Id"),
+        token_refused=code == CREDENTIALS_REFUSED,
+        window_closed=code == OUTSIDE_WINDOW,
+        hint=TOKEN_HINT if code == CREDENTIALS_REFUSED else "",
     )
+
+
+def is_window_closed(code: int | None) -> bool:
+    """Whether a status callback's `ErrorCode` says the 24-hour window was closed."""
+    return code == OUTSIDE_WINDOW
+
+
+def template_failure(template: TemplateOut, error: SendError) -> str:
+    """A refused Content template in words: which template, and what the code means."""
+    problem = _TEMPLATE_PROBLEMS.get(error.code if error.code is not None else -1)
+    return refused_template(template, error, problem)
 
 
 def retry_after(value: str | None) -> float | None:

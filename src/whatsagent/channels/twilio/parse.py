@@ -1,7 +1,9 @@
 """Twilio's form-encoded webhooks, parsed once at the edge into neutral messages and status updates.
 
-Parameter names come from a real WhatsApp inbound capture and Twilio's docs (reference §4.1, §4.5). Twilio
-may add parameters without notice [T:webhook-request]; unknown ones are ignored here (but still signed).
+Parameter names come from a real WhatsApp inbound capture and Twilio's docs
+(https://www.twilio.com/docs/messaging/guides/webhook-request,
+https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks). Twilio may add
+parameters without notice; unknown ones are ignored here (but still signed).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from whatsagent.channels.twilio.errors import error_title
+from whatsagent.channels.twilio.errors import error_title, is_window_closed
 from whatsagent.errors import MalformedWebhook
 from whatsagent.messages import (
     Audio,
@@ -141,7 +143,10 @@ def parse_status(form: Form, *, channel: str, account: str, callback_data: str |
     code = _error_code(form)
     if code:
         message = form.get("ErrorMessage", "")
-        errors = (ProviderError(code=code, title=error_title(code) or message, message=message),)
+        error = ProviderError(
+            code=code, title=error_title(code) or message, message=message, window_closed=is_window_closed(code)
+        )
+        errors = (error,)
     elif raw == "canceled":
         errors = (ProviderError(code=0, title="Twilio canceled the message"),)
     return StatusUpdate(

@@ -2,7 +2,8 @@
 
 Twilio signs the full URL it called (scheme, host, path, query string) followed by every POST parameter,
 sorted by name, as `name + value` with no separators; HMAC-SHA1 keyed with the account Auth Token,
-base64-encoded [tw-py:validator], [T:security]. This module reproduces that byte for byte; the tests check
+base64-encoded (https://www.twilio.com/docs/usage/webhooks/webhooks-security; twilio-python's
+`twilio/request_validator.py`). This module reproduces that byte for byte; the tests check
 it against the `twilio` package's own `RequestValidator`.
 """
 
@@ -16,7 +17,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-"""Announces a Webhook Rule's SharedKey signature: ``key=<id>,algorithm=HMAC_SHA256`` [tw-node:sig]."""
+"""Announces a Webhook Rule's SharedKey signature: ``key=<id>,algorithm=HMAC_SHA256`` (twilio-node's
+https://github.com/twilio/twilio-node/blob/main/examples/WebhookSignatureValidation.md)."""
 
 HMAC_SHA1 = "HMAC_SHA1"
 HMAC_SHA256 = "HMAC_SHA256"
@@ -85,7 +87,7 @@ def url_variants(url: str) -> tuple[str, ...]:
     """`url` as given, without its port and with the scheme's default port.
 
     Twilio's own signing is inconsistent about ports, so its SDK accepts a signature over either form
-    [tw-py:validator]; we accept the same set, no more.
+    (twilio-python's `twilio/request_validator.py`); we accept the same set, no more.
     """
     parts = urlsplit(url)
     host = parts.netloc

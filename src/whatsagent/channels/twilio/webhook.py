@@ -2,7 +2,8 @@
 
 Twilio signs the URL *it* called. Behind a proxy or TLS terminator the server sees another one
 (``http://internal:8000/...``), so the public URL is rebuilt from a configured base (preferred) or, when
-the operator trusts its proxy, from `X-Forwarded-Proto`/`X-Forwarded-Host` (reference §4.2, pitfall 16).
+the operator trusts its proxy, from `X-Forwarded-Proto`/`X-Forwarded-Host`
+(https://www.twilio.com/docs/usage/webhooks/webhooks-security; twilio/twilio-python#751).
 """
 
 from __future__ import annotations

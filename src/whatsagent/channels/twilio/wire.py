@@ -1,4 +1,5 @@
-"""Neutral outbound messages as Twilio Messages API form fields (reference §4.4).
+"""Neutral outbound messages as Twilio Messages API form fields
+(https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource).
 
 Twilio's Messages API sends text, media by URL, locations (`PersistentAction`) and Content templates
 (`ContentSid` + `ContentVariables`). Interactive messages (buttons, lists, CTA links) exist on Twilio only
@@ -12,9 +13,10 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 
-from whatsagent.errors import SendError
+from whatsagent.errors import InvalidMessage
 from whatsagent.messages.outbound import (
     ButtonsOut,
+    Contact,
     ContactsOut,
     CtaUrlOut,
     FlowOut,
@@ -42,7 +44,8 @@ def message_form(
     """The fields that say what to send (everything but `From`, `To` and `StatusCallback`).
 
     `media_url` turns a MediaOut into a URL Twilio can fetch (its `link`, or a signed whatsagent URL for
-    a stored medium). Raises a non-retryable SendError for what Twilio cannot send.
+    a stored medium). Raises `InvalidMessage` for what Twilio cannot send (a template with no Content SID
+    configured included).
     """
     if isinstance(message, TextOut):
         return [("Body", message.body)]
@@ -71,27 +74,26 @@ def message_form(
     if isinstance(message, ContactsOut):
         return [("Body", "\n\n".join(_contact_card(c) for c in message.contacts))]
     if isinstance(message, ReactionOut):
-        raise SendError("Twilio's Messages API cannot send reactions", retryable=False)
+        raise InvalidMessage("Twilio's Messages API cannot send reactions")
     if isinstance(message, LocationRequestOut):
         return [("Body", f"{message.body}\n(Share your location: 📎 → Location)")]
     if isinstance(message, FlowOut):
-        raise SendError("WhatsApp Flows go through Twilio only as a Content template (ContentSid)", retryable=False)
-    raise SendError(f"the Twilio channel cannot send {type(message).__name__}", retryable=False)
+        raise InvalidMessage("WhatsApp Flows go through Twilio only as a Content template (ContentSid)")
+    raise InvalidMessage(f"the Twilio channel cannot send {type(message).__name__}")
 
 
 def template_form(message: TemplateOut, content_sids: Mapping[str, str]) -> Form:
     """A Content template: `ContentSid` and `ContentVariables`, a JSON string of ``{"1": ..., "2": ...}``.
-    Outside the window Body and MediaUrl must be left out [T:63016]."""
+    Outside the window Body and MediaUrl must be left out (https://www.twilio.com/docs/api/errors/63016)."""
     sid = content_sids.get(message.name)
     if sid is None and message.name.startswith("HX"):
         sid = message.name
     if sid is None:
-        raise SendError(
+        raise InvalidMessage(
             f"no Content SID for template {message.name!r}: add it to content_sids "
-            f'(or TWILIO_CONTENT_SIDS, e.g. {{"{message.name}": "HX..."}})',
-            retryable=False,
+            f'(or TWILIO_CONTENT_SIDS, e.g. {{"{message.name}": "HX..."}})'
         )
-    params = message.params or _body_params(message.components)
+    params = message.body_texts()  # Twilio numbers only the body's variables
     form = [("ContentSid", sid)]
     if params:
         variables = {str(i): value for i, value in enumerate(params, 1)}
@@ -99,22 +101,12 @@ def template_form(message: TemplateOut, content_sids: Mapping[str, str]) -> Form
     return form
 
 
-def _body_params(components: tuple[dict, ...]) -> tuple[str, ...]:
-    # Cloud API-shaped components: only the body's text parameters map onto Twilio's numbered variables.
-    for component in components:
-        if str(component.get("type", "")).lower() == "body":
-            return tuple(str(p.get("text", "")) for p in component.get("parameters", ()) if isinstance(p, dict))
-    return ()
-
-
 def _join(*parts: str | None) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _contact_card(contact: Mapping) -> str:
-    name = contact.get("name", {})
-    title = name.get("formatted_name") if isinstance(name, Mapping) else None
-    phones = [p.get("phone") or p.get("wa_id") for p in contact.get("phones", ()) if isinstance(p, Mapping)]
-    emails = [e.get("email") for e in contact.get("emails", ()) if isinstance(e, Mapping)]
-    lines = [title or "Contact", *(p for p in phones if p), *(e for e in emails if e)]
+def _contact_card(contact: Contact) -> str:
+    phones = [p.phone or p.wa_id for p in contact.phones]
+    emails = [e.email for e in contact.emails]
+    lines = [contact.name or "Contact", *(p for p in phones if p), *(e for e in emails if e)]
     return "\n".join(lines)
