@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from whatsagent import metrics, outbox
+from whatsagent import inbox, metrics, outbox
 from whatsagent import templates as template_errors
 from whatsagent import window as windows
 from whatsagent.breaker import CircuitBreaker, is_token_error
@@ -191,7 +191,7 @@ class Sender:
     ) -> tuple[Outcome, OutboxRow]:
         """Send one message outside a turn (a tool's message, a proactive template): stored in the
         outbox first, then paced, retried and window-checked like an answer. `key` makes it idempotent."""
-        from whatsagent.inbox import conversation_key
+        from whatsagent.conversations import conversation_key
 
         conversation = conversation or conversation_key(channel.name, to.key)
         key = key or f"send:{uuid.uuid4().hex}"
@@ -291,7 +291,7 @@ class Sender:
         self, channel: Channel, row: OutboxRow, conversation: str, exc: SendError, attempts: int
     ) -> Outcome:
         reason = template_errors.describe(row.message, exc) if isinstance(row.message, TemplateOut) else str(exc)
-        answered = await self.db.read(lambda conn: outbox.answered_message(conn, row.turn_id))
+        answered = await self.db.read(lambda conn: inbox.answered_message(conn, row.turn_id))
         log.error(
             "send %s for %s (answering %s) failed for good after %d attempts: %s",
             row.idempotency_key,

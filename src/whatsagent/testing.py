@@ -379,8 +379,8 @@ async def wait_idle(bot: AgentOS | Database, timeout: float = 60.0) -> None:
 def _busy(conn: Any) -> str | None:
     from sqlalchemy import func, select
 
-    from whatsagent.lanes import OPEN_STATES
     from whatsagent.store.schema import inbox, jobs, outbox, turns
+    from whatsagent.turns import OPEN_STATES
 
     pending = conn.execute(
         select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
