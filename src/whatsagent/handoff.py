@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BOT, HUMAN, WAITING = ConversationMode.BOT, ConversationMode.HUMAN, ConversationMode.WAITING
-
 
 @dataclass(frozen=True)
 class Handoff:
@@ -208,11 +206,11 @@ class Desk:
     async def takeover(self, conversation: str, operator: str) -> bool:
         """The bot stops answering `conversation`. True once no bot turn runs; False if one still ran
         after `Handoff.lane_wait` seconds (it finishes by itself; nothing after it gets a bot answer)."""
-        return await self._switch(conversation, HUMAN, None, operator, "takeover")
+        return await self._switch(conversation, ConversationMode.HUMAN, None, operator, "takeover")
 
     async def hand_back(self, conversation: str, operator: str) -> bool:
         """The bot answers `conversation` again, with the operator's messages in its history."""
-        return await self._switch(conversation, BOT, None, operator, "hand_back")
+        return await self._switch(conversation, ConversationMode.BOT, None, operator, "hand_back")
 
     async def _switch(
         self, conversation: str, mode: ConversationMode, reason: str | None, operator: str, action: str
@@ -262,9 +260,9 @@ class Desk:
         found = await self.find(conversation)
         if found is None:
             raise LookupError(f"no conversation {masked(conversation)}")
-        if found.mode == BOT:
+        if found.mode == ConversationMode.BOT:
             raise NotTakenOver("the bot answers this conversation: take it over first")
-        if found.mode == WAITING:
+        if found.mode == ConversationMode.WAITING:
             await self.takeover(conversation, operator)
         sender, channel = self.sender(), self.channels.get(found.channel)
         if sender is None or channel is None:
@@ -302,8 +300,12 @@ class Desk:
         it, or a person already has it."""
         if not self.available:
             return False
-        before = await self.db.write(_change_mode(conversation, WAITING, reason[:1000], by, "ask_for_person", [BOT]))
-        if before != BOT:
+        before = await self.db.write(
+            _change_mode(
+                conversation, ConversationMode.WAITING, reason[:1000], by, "ask_for_person", [ConversationMode.BOT]
+            )
+        )
+        if before != ConversationMode.BOT:
             return False
         log.warning("conversation %s waits for a person (asked by the %s): %s", masked(conversation), by, reason)
         self._publish(conversation)

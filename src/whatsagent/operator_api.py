@@ -90,7 +90,7 @@ def _status(mode: str, window_closed: bool, failed: bool) -> str:
         return mode
     if failed:
         return TurnState.FAILED
-    return "window closed" if window_closed else "bot"
+    return "window closed" if window_closed else ConversationMode.BOT
 
 
 class Ids:

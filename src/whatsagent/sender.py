@@ -33,7 +33,7 @@ from whatsagent.errors import SendError, StoreUnavailable
 from whatsagent.fence import Lease, fenced
 from whatsagent.messages import User
 from whatsagent.messages.outbound import OutboundMessage, TemplateOut
-from whatsagent.outbox import OutboxRow, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
+from whatsagent.outbox import OutboxRow, OutboxState, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
@@ -200,8 +200,9 @@ class Sender:
             found = await self.db.read(lambda conn: outbox.by_key(conn, key))
             assert found is not None
             existing, status = found
-            if status != "pending":
-                return Outcome(status) if status in ("sent", "failed", "parked") else Outcome.FAILED, existing
+            if status != OutboxState.PENDING:
+                settled = status in (OutboxState.SENT, OutboxState.FAILED, OutboxState.PARKED)
+                return Outcome(status.value) if settled else Outcome.FAILED, existing
             row = existing
         return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline), row
 
