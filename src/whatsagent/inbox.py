@@ -314,6 +314,15 @@ def first_waiting(conn: Connection, conversation: str) -> int | None:
     return None if found is None else int(found[0])
 
 
+def count_waiting(conn: Connection) -> int:
+    """How many messages that call for an answer wait for a turn, in every conversation."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
+        ).scalar_one()
+    )
+
+
 def waits(conn: Connection, conversation: str) -> bool:
     """Whether a message that calls for an answer waits for a turn in the conversation."""
     return first_waiting(conn, conversation) is not None

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, or_, select, text, update
 
 from whatsagent import fence
 from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
@@ -467,6 +467,15 @@ _REOPEN = Prepared(
     )
     .values(status=bindparam("status"), updated_at=bindparam("now"))
 )
+
+
+def count_pending(conn: Connection) -> int:
+    """How many rows wait to be sent, in every conversation."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(outbox).where(outbox.c.status == OutboxState.PENDING.value)
+        ).scalar_one()
+    )
 
 
 def has_parked(conn: Connection, conversation: str) -> bool:

@@ -469,6 +469,13 @@ def unfinished_conversations(conn: Connection) -> set[str]:
     return {r[0] for r in conn.execute(_UNFINISHED)}
 
 
+def count_open(conn: Connection) -> int:
+    """How many turns are running or sending, in every conversation."""
+    return int(
+        conn.execute(select(func.count()).select_from(turns).where(turns.c.status.in_(OPEN_STATES))).scalar_one()
+    )
+
+
 def failed_since(conn: Connection, conversation: str, since: float) -> int:
     """How many of the conversation's turns failed after `since`."""
     return int(_FAILED_SINCE.first(conn, key=conversation, since=since)[0])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, WorkQueue
 from whatsagent.store.database import Database, Prepared
@@ -307,3 +307,11 @@ def _reschedule(job: _Job) -> Callable[[Connection], None]:
 def erase_jobs(conn: Connection, locks: Collection[str]) -> int:
     """Delete the jobs locked on these conversations (`whatsagent.lifecycle` erasing a user)."""
     return int(conn.execute(delete(jobs).where(or_(jobs.c.lock.in_(locks), jobs.c.queueing_lock.in_(locks)))).rowcount)
+
+
+def queued_jobs(conn: Connection) -> int | None:
+    """How many jobs this queue holds (queued or running: done ones are deleted); None where the store is
+    not SQLite (PostgreSQL queues with procrastinate)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())
