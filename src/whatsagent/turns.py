@@ -1,9 +1,13 @@
 """Running one turn: context, the agent, the answer stored, then sent part by part.
 
 A turn is a small state machine persisted in `turns` (`TurnState`): ``running`` → ``answered`` →
-``sent`` (or ``failed``). The answer and its outbox rows are committed together before anything is sent,
-so a crash after the model ran does not pay for it again, and a replay sends only what was not yet
-accepted. Every write and send of a turn is fenced by its lane's lease (`whatsagent.fence`).
+``sent`` (or ``failed``); turns that no agent answers are born ``human`` (a person had the conversation),
+``operator`` (an operator's reply) or ``sent`` (a proactive template). Every statement on the `turns`
+table is here; `whatsagent.lanes` claims turns through them.
+
+The answer and its outbox rows are committed together before anything is sent, so a crash after the
+model ran does not pay for it again, and a replay sends only what was not yet accepted. Every write and
+send of a turn is fenced by its lane's lease (`whatsagent.fence`).
 
 Attempts are counted when a turn is claimed, before it runs: a turn that kills its process (a medium
 that exhausts memory, a crash in the agent) is set aside once it was started `max_attempts` times — the

@@ -6,6 +6,13 @@ user) → `turns` (one agent run each, a small state machine) → `history` (app
 facts about each user, one row per fact. `jobs` is the embedded work queue. `lanes` says who owns each
 conversation's lane (a fencing token every turn write checks), `lane_holders` the processes that may
 own one, `lane_workers` which holder vouches for which work-queue worker (`whatsagent.fence`).
+
+Each table's statements live in one module, its owner: `inbox` and `statuses` in `whatsagent.inbox`,
+`conversations` in `whatsagent.conversations`, `turns` in `whatsagent.turns`, `history` in
+`whatsagent.history`, `outbox` in `whatsagent.outbox`, `memories` in `whatsagent.agents.memory`, `jobs` in
+`whatsagent.queue.embedded`, the lane tables in `whatsagent.fence`, `user_identities` in
+`whatsagent.identity`, `operator_actions` in `whatsagent.handoff`, `turn_traces` in `whatsagent.tracing`.
+Every other module calls them. A status column's comment lists exactly the states its owner writes.
 """
 
 from __future__ import annotations
