@@ -125,6 +125,16 @@ def _preview(raw: str, outbound: bool) -> str:
         return "[unreadable]"
 
 
+def deliveries(conn: Connection, conversation: str, limit: int) -> list[dict[str, Any]]:
+    """What became of the conversation's latest messages, newest first (`outbox.deliveries`); `turn_error`
+    says why the turn that wrote a message was set aside (the apology of a poison turn), if it was."""
+    rows: list[dict[str, Any]] = outbox.deliveries(conn, conversation, limit)
+    errors = turns.errors(conn, {r["turn_id"] for r in rows if r["turn_id"] is not None})
+    for row in rows:
+        row["turn_error"] = errors.get(row["turn_id"])
+    return rows
+
+
 def list_conversations(
     ids: Ids, q: str | None, channel: str | None, reveal: bool
 ) -> Callable[[Connection], list[dict[str, Any]]]:
@@ -192,7 +202,7 @@ def transcript(key: str, ids: Ids, reveal: bool) -> Callable[[Connection], dict[
                     "turn_id": turn_id,
                 }
             )
-        outbound = outbox.deliveries(conn, key, TRANSCRIPT_LIMIT)
+        outbound = deliveries(conn, key, TRANSCRIPT_LIMIT)
         for row in outbound:
             shown: Any = row["message"]
             row["text"] = shown.get("body") or shown.get("caption") or f"[{row['kind']}]"
@@ -516,7 +526,7 @@ def operator_routes(
             return JSONResponse(answer, status_code=422)
         return JSONResponse(answer)
 
-    async def deliveries(request: Request) -> Response:
+    async def delivery_status(request: Request) -> Response:
         refused = authorized(request, token, "delivery status")
         if refused is not None:
             return refused
@@ -533,7 +543,7 @@ def operator_routes(
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         conversation = conversation_key(name, user.key)
-        rows = await db.read(lambda conn: outbox.deliveries(conn, conversation, limit))
+        rows = await db.read(lambda conn: deliveries(conn, conversation, limit))
         return JSONResponse({"conversation": conversation, "messages": rows})
 
     async def erase(request: Request) -> Response:
@@ -551,7 +561,10 @@ def operator_routes(
         Route("/memories/{agent}/{user}", user_memories, methods=["GET", "DELETE"], name="memories"),
         Route("/messages/template", template, methods=["POST"], name="send_template"),
         Route(
-            "/conversations/{channel}/{user}/deliveries", deliveries, methods=["GET"], name="conversation_deliveries"
+            "/conversations/{channel}/{user}/deliveries",
+            delivery_status,
+            methods=["GET"],
+            name="conversation_deliveries",
         ),
         Route("/users/{user}", erase, methods=["DELETE"], name="erase_user"),
         Route("/operator/conversations", list_view, methods=["GET"], name="operator_conversations"),

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, case, delete, func, insert, or_, s
 from whatsagent import fence
 from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
 from whatsagent.store.database import Prepared, upsert_insert
-from whatsagent.store.schema import outbox, turns
+from whatsagent.store.schema import outbox
 
 
 class OutboxState(enum.StrEnum):
@@ -168,9 +168,7 @@ _DELIVERIES = Prepared(
         outbox.c.error,
         outbox.c.created_at,
         outbox.c.updated_at,
-        turns.c.error,
     )
-    .select_from(outbox.outerjoin(turns, turns.c.id == outbox.c.turn_id))
     .where(outbox.c.conversation == bindparam("conversation"))
     .order_by(outbox.c.id.desc())
     .limit(bindparam("limit"))
@@ -278,8 +276,7 @@ def release(row_ids: list[int]) -> Callable[[Connection], None]:
 
 
 def deliveries(conn: Connection, conversation: str, limit: int = 100) -> list[dict[str, object]]:
-    """What became of the conversation's latest messages, newest first; `turn_error` says why the turn
-    that wrote a message was set aside (the apology of a poison turn), if it was."""
+    """What became of the conversation's latest messages, newest first."""
     names = (
         "key",
         "turn_id",
@@ -293,7 +290,6 @@ def deliveries(conn: Connection, conversation: str, limit: int = 100) -> list[di
         "error",
         "created_at",
         "updated_at",
-        "turn_error",
     )
     rows = []
     for values in _DELIVERIES.all(conn, conversation=conversation, limit=limit):

@@ -505,6 +505,14 @@ def of_conversation(conn: Connection, conversation: str, limit: int) -> list[dic
     return [dict(r) for r in rows]
 
 
+def errors(conn: Connection, turn_ids: Collection[int]) -> dict[int, str]:
+    """Why each of these turns was set aside (a poison turn), for those that were."""
+    if not turn_ids:
+        return {}
+    found = conn.execute(select(turns.c.id, turns.c.error).where(turns.c.id.in_(turn_ids), turns.c.error.is_not(None)))
+    return {turn_id: error for turn_id, error in found}
+
+
 def ids_of(conn: Connection, conversations_: Collection[str]) -> list[int]:
     """The ids of every turn of these conversations."""
     return list(conn.execute(select(turns.c.id).where(turns.c.conversation.in_(conversations_))).scalars())
