@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from whatsagent import fence, metrics
+from whatsagent.conversations import conversation_key
 from whatsagent.errors import StoreUnavailable
 from whatsagent.fence import FenceLost, PostgresHolder, ProcessHolder
-from whatsagent.inbox import conversation_key
 from whatsagent.store.database import Database, SQLiteDatabase
 from whatsagent.store.migrations import sync_url, upgrade
 from whatsagent.store.postgres import PostgresDatabase

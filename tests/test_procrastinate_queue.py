@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from whatsagent.conversations import WAKE_TASK, conversation_key
 from whatsagent.errors import StoreUnavailable
-from whatsagent.inbox import WAKE_TASK, Inbox, conversation_key
+from whatsagent.inbox import Inbox
 from whatsagent.messages import Text, User
 from whatsagent.queue import JobSpec, RetryPolicy, WorkQueue
 from whatsagent.queue.procrastinate import ProcrastinateQueue, WorkerPolicy

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from whatsagent.inbox import Inbox, conversation_key
+from whatsagent.conversations import conversation_key
+from whatsagent.inbox import Inbox
 from whatsagent.lanes import claim, open_conversations
 from whatsagent.messages import Reaction, StatusUpdate, Text, User
 from whatsagent.queue import Handler, JobSpec, Wanted, WorkQueue

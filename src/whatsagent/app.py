@@ -37,26 +37,25 @@ from whatsagent import metrics
 from whatsagent.admission import LagGate
 from whatsagent.agents.agent import as_responder
 from whatsagent.agents.context import Responder
-from whatsagent.agents.memory import MEMORY_TASK, MemoryCapture, memory_routes
+from whatsagent.agents.memory import MEMORY_TASK, MemoryCapture
 from whatsagent.channels.base import Channel
 from whatsagent.console import console_routes
-from whatsagent.deliveries import delivery_routes
+from whatsagent.conversations import WAKE_TASK, conversation_key
 from whatsagent.errors import ConfigurationError, StoreUnavailable
 from whatsagent.events import EVERYTHING, Bus, PostgresRelay
 from whatsagent.fence import Holder, holder_for
 from whatsagent.handoff import Desk, HandingResponder, Handoff
 from whatsagent.health import public_sending, store_state
 from whatsagent.http_limits import BodyCap
-from whatsagent.inbox import WAKE_TASK, WINDOW_TASK, Inbox, conversation_key
+from whatsagent.inbox import WINDOW_TASK, Inbox
 from whatsagent.interrupts import Interrupts
 from whatsagent.lanes import Lanes
-from whatsagent.lifecycle import RetentionPolicy, erase_routes, retention_loop
+from whatsagent.lifecycle import RetentionPolicy, retention_loop
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.messages import Event
 from whatsagent.operator_api import operator_routes
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import install_private_logs, protect_sqlite, redacted
-from whatsagent.proactive import proactive_routes
 from whatsagent.queue import Handler, WorkQueue
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
@@ -423,20 +422,16 @@ class AgentOS:
             for channel in self.channels:
                 app.routes.extend(channel.routes(self.accept))
 
-        agent_names = {r.name for r in self.responders.values()}
-        app.routes.extend(memory_routes(lambda: self.db, self.api_token, agent_names))
-        app.routes.extend(proactive_routes(lambda: self.sender, self.channels, self.api_token))
-        app.routes.extend(delivery_routes(lambda: self.db, self.api_token, [c.name for c in self.channels]))
-        app.routes.extend(erase_routes(lambda: self.db, lambda: self.media_store, self.api_token))
         app.routes.extend(
             operator_routes(
-                lambda: self.db,
-                lambda: self.desk,
-                lambda: self.sender,
-                self.bus,
-                self.api_token,
-                {c.name: self.responders[c.name].name for c in self.channels},
-                [c.name for c in self.channels],
+                db_of=lambda: self.db,
+                desk_of=lambda: self.desk,
+                sender_of=lambda: self.sender,
+                media_of=lambda: self.media_store,
+                bus=self.bus,
+                token=self.api_token,
+                channels=self.channels,
+                agents_by_channel={c.name: self.responders[c.name].name for c in self.channels},
             )
         )
         app.routes.extend(console_routes(self.api_token, self.console, demo_token=self.console_fills_token))

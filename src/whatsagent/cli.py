@@ -253,7 +253,7 @@ def db_upgrade(
     release starts, with WHATSAGENT_AUTO_MIGRATE=0 on the servers."""
     from whatsagent.app import DEFAULT_DATABASE
     from whatsagent.privacy import redacted
-    from whatsagent.store.migrations import current_revision, sync_url, upgrade
+    from whatsagent.store.migrations import revision_of, upgrade
 
     _setup_logging("warning")
     url = database or DEFAULT_DATABASE
@@ -262,12 +262,7 @@ def db_upgrade(
     except Exception as exc:
         console.print(f"[red]Migration of {redacted(url)} failed:[/red] {exc}")
         raise typer.Exit(1) from exc
-    from sqlalchemy import create_engine
-
-    engine = create_engine(sync_url(url))
-    with engine.connect() as conn:
-        now = current_revision(conn)
-    engine.dispose()
+    now = revision_of(url)
     typer.echo(f"{redacted(url)}: {'migrated to' if changed else 'already at'} revision {now}")
 
 

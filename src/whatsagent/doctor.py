@@ -93,23 +93,16 @@ async def _access_token(channel: object, http: aiohttp.ClientSession) -> Check:
 
 
 def _database(url: str) -> Check:
-    from sqlalchemy import create_engine
-
     from whatsagent.app import sqlite_problem
     from whatsagent.privacy import redacted
-    from whatsagent.store.migrations import HEAD, current_revision, sync_url
+    from whatsagent.store.migrations import HEAD, revision_of
 
     name = f"database ({redacted(url)})"
     problem = sqlite_problem(url)
     if problem:
         return Check(name, "fail", problem)
     try:
-        engine = create_engine(sync_url(url))
-        try:
-            with engine.connect() as conn:
-                revision = current_revision(conn)
-        finally:
-            engine.dispose()
+        revision = revision_of(url)
     except Exception as exc:
         return Check(name, "fail", f"cannot open it: {str(exc).splitlines()[0]}")
     if revision is None:

@@ -28,14 +28,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, delete, text
 
 from whatsagent.errors import StoreUnavailable, WhatsAgentError
 from whatsagent.store.database import Database, Prepared
+from whatsagent.store.schema import lanes
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,12 @@ def fenced(lease: Lease | None, op: Callable[[Connection], T]) -> Callable[[Conn
 def release(conn: Connection, lease: Lease) -> None:
     """Let go of the lane (a no-op if it was claimed by another meanwhile)."""
     _RELEASE.all(conn, conversation=lease.conversation, token=lease.token, me=lease.holder)
+
+
+def erase(conn: Connection, conversations: Collection[str]) -> int:
+    """Delete these conversations' lanes (`whatsagent.lifecycle`): a turn of theirs running right now is
+    fenced off, it writes and sends nothing more."""
+    return int(conn.execute(delete(lanes).where(lanes.c.conversation.in_(conversations))).rowcount)
 
 
 class Holder(abc.ABC):

@@ -1,11 +1,11 @@
 """Human handoff: a person takes a conversation over, answers through the bot's own outbox, hands it back.
 
-A conversation is in one of three modes (`conversations.mode`):
+A conversation is in one of three modes (`conversations.mode`, `ConversationMode`):
 
 - ``bot``: the agent answers (the default);
 - ``human``: an operator took it over. The conversation's lane still consumes what the user writes, in
-  order, into turns of state ``human`` that are never answered (`hold`, called by `lanes.claim`), so no
-  worker, on any process, runs the agent for it;
+  order, into turns of state ``human`` that are never answered (`lanes.hold`, called by `lanes.claim`), so
+  no worker, on any process, runs the agent for it;
 - ``waiting``: the agent (its ``handoff`` tool) or the user (a trigger word, `Handoff.triggers`) asked for
   a person. The bot is quiet as in ``human``; the user was told so (`Handoff.message`), a notification went
   out (a log line, and a POST to `Handoff.notify_url`), and the console shows a badge.
@@ -20,7 +20,7 @@ from then on nothing the user writes gets a bot answer.
 The operator's replies go through the same outbox and sender as the bot's (pacing, the 24-hour window and
 its fallback template, retries, idempotency) and are appended to the conversation's history, as are the
 user's messages a person handled: handed back, the agent sees the whole exchange. Every operator action
-is recorded in `operator_actions` (who, when, what).
+is recorded in `operator_actions` (who, when, what): every statement on that table is here.
 """
 
 from __future__ import annotations
@@ -33,21 +33,23 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from whatsagent import fence
+from whatsagent import conversations, fence
 from whatsagent import history as history_store
 from whatsagent.agents.context import DelegatingResponder
+from whatsagent.conversations import Conversation, ConversationMode, wake_job
 from whatsagent.errors import WhatsAgentError
-from whatsagent.messages import InboundMessage, Text, User, inbound_adapter
+from whatsagent.messages import InboundMessage, Text
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, inbox, operator_actions, turns
+from whatsagent.store.schema import operator_actions
+from whatsagent.turns import TurnState, insert_turn
 
 if TYPE_CHECKING:
     import aiohttp
@@ -60,13 +62,6 @@ if TYPE_CHECKING:
     from whatsagent.sender import Outcome, Sender
 
 log = logging.getLogger(__name__)
-
-BOT, HUMAN, WAITING = "bot", "human", "waiting"
-MODES = (BOT, HUMAN, WAITING)
-HELD = "human"  # TurnState.HELD (lanes imports this module, so the value is spelled here)
-"""The state of a turn that consumed a user's messages while a person had the conversation."""
-OPERATOR = "operator"
-"""The state of the turn that carries an operator's reply in the history."""
 
 
 @dataclass(frozen=True)
@@ -103,66 +98,11 @@ def conversation_id(key: str, secret: str | None) -> str:
     return hmac.new((secret or "whatsagent").encode(), key.encode(), hashlib.sha256).hexdigest()[:24]
 
 
-# -- in the lane: messages a person handles ------------------------------------------------------------
-
-_HOLD_TURN = Prepared(
-    insert(turns)
-    .values(
-        conversation=bindparam("key"),
-        session=bindparam("session"),
-        status=HELD,
-        first_seq=bindparam("first"),
-        last_seq=bindparam("last"),
-        attempts=0,
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(turns.c.id)
-)
-_HOLD_ASSIGN = Prepared(
-    update(inbox)
-    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.seq <= bindparam("last"))
-    .values(turn_id=bindparam("turn"))
-    .returning(inbox.c.payload)
-)
-HELD_NOTE = "[A person from the business is handling the conversation; the assistant did not answer]"
 OPERATOR_NOTE = "[A person from the business wrote to the user]"
-
-
-def hold(conn: Connection, conversation: str, session: int, first_seq: int, last_seq: int, now: float) -> None:
-    """Consume the conversation's waiting messages into a turn no agent answers (a person has it); they
-    join the history so that the agent, handed the conversation back, knows what was said."""
-    (turn_id,) = _HOLD_TURN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)
-    payloads = _HOLD_ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id)
-    said = "\n".join(_said(inbound_adapter.validate_json(p)) for (p,) in payloads)
-    messages: list[ModelMessage] = [
-        ModelRequest(parts=[UserPromptPart(said)]),
-        ModelResponse(parts=[TextPart(HELD_NOTE)]),
-    ]
-    history_store.append(conn, conversation, session, turn_id, history_store.dump(messages), now)
-
-
-def _said(message: InboundMessage) -> str:
-    return message.body if isinstance(message, Text) else message.describe()
 
 
 # -- the desk: operators' actions ----------------------------------------------------------------------
 
-_CONVERSATION = Prepared(
-    select(
-        conversations.c.channel,
-        conversations.c.wa_id,
-        conversations.c.user_id,
-        conversations.c.user_name,
-        conversations.c.session,
-        conversations.c.mode,
-    ).where(conversations.c.key == bindparam("key"))
-)
-_SET_MODE = Prepared(
-    update(conversations)
-    .where(conversations.c.key == bindparam("key"))
-    .values(mode=bindparam("mode"), mode_reason=bindparam("reason"), mode_changed_at=bindparam("now"))
-)
 _RECORD = Prepared(
     insert(operator_actions).values(
         conversation=bindparam("key"),
@@ -171,20 +111,6 @@ _RECORD = Prepared(
         detail=bindparam("detail"),
         created_at=bindparam("now"),
     )
-)
-_OPERATOR_TURN = Prepared(
-    insert(turns)
-    .values(
-        conversation=bindparam("key"),
-        session=bindparam("session"),
-        status=OPERATOR,
-        first_seq=0,
-        last_seq=0,
-        attempts=0,
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(turns.c.id)
 )
 
 
@@ -195,35 +121,50 @@ def record(
     _RECORD.all(conn, key=conversation, operator=operator[:255], action=action, detail=detail, now=now or time.time())
 
 
-@dataclass
-class Found:
-    channel: str
-    user: User
-    session: int
-    mode: str
+_ACTIONS = Prepared(
+    select(
+        operator_actions.c.operator,
+        operator_actions.c.action,
+        operator_actions.c.detail,
+        operator_actions.c.created_at,
+    )
+    .where(operator_actions.c.conversation == bindparam("key"))
+    .order_by(operator_actions.c.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
-def _find(conn: Connection, conversation: str) -> Found | None:
-    row = _CONVERSATION.first(conn, key=conversation)
-    if row is None:
-        return None
-    channel, wa_id, user_id, name, session, mode = row
-    return Found(channel, User(wa_id=wa_id, user_id=user_id, name=name), session, mode)
+def actions(conn: Connection, conversation: str, limit: int) -> list[dict[str, Any]]:
+    """The operators' log of a conversation, newest first."""
+    names = ("operator", "action", "detail", "created_at")
+    return [dict(zip(names, row, strict=True)) for row in _ACTIONS.all(conn, key=conversation, limit=limit)]
+
+
+def erase_actions(conn: Connection, conversations_: Collection[str]) -> int:
+    """Delete the operators' log of these conversations (`whatsagent.lifecycle`)."""
+    return int(
+        conn.execute(delete(operator_actions).where(operator_actions.c.conversation.in_(conversations_))).rowcount
+    )
 
 
 def _change_mode(
-    conversation: str, mode: str, reason: str | None, operator: str, action: str, only_from: Sequence[str] | None
-) -> Callable[[Connection], str | None]:
+    conversation: str,
+    mode: ConversationMode,
+    reason: str | None,
+    operator: str,
+    action: str,
+    only_from: Sequence[ConversationMode] | None,
+) -> Callable[[Connection], ConversationMode | None]:
     """Set the mode (if it is one of `only_from`) and log who did it; the mode before, or None."""
 
-    def op(conn: Connection) -> str | None:
-        found = _find(conn, conversation)
+    def op(conn: Connection) -> ConversationMode | None:
+        found = conversations.find(conn, conversation)
         if found is None:
             return None
         if only_from is not None and found.mode not in only_from:
             return found.mode
         now = time.time()
-        _SET_MODE.all(conn, key=conversation, mode=mode, reason=reason, now=now)
+        conversations.set_mode(conn, conversation, mode, reason, now)
         record(conn, conversation, operator, action, reason, now)
         return found.mode
 
@@ -260,19 +201,21 @@ class Desk:
     """Whether a person can take conversations at all (the operator API is on)."""
     _notifications: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def find(self, conversation: str) -> Found | None:
-        return await self.db.read(lambda conn: _find(conn, conversation))
+    async def find(self, conversation: str) -> Conversation | None:
+        return await self.db.read(lambda conn: conversations.find(conn, conversation))
 
     async def takeover(self, conversation: str, operator: str) -> bool:
         """The bot stops answering `conversation`. True once no bot turn runs; False if one still ran
         after `Handoff.lane_wait` seconds (it finishes by itself; nothing after it gets a bot answer)."""
-        return await self._switch(conversation, HUMAN, None, operator, "takeover")
+        return await self._switch(conversation, ConversationMode.HUMAN, None, operator, "takeover")
 
     async def hand_back(self, conversation: str, operator: str) -> bool:
         """The bot answers `conversation` again, with the operator's messages in its history."""
-        return await self._switch(conversation, BOT, None, operator, "hand_back")
+        return await self._switch(conversation, ConversationMode.BOT, None, operator, "hand_back")
 
-    async def _switch(self, conversation: str, mode: str, reason: str | None, operator: str, action: str) -> bool:
+    async def _switch(
+        self, conversation: str, mode: ConversationMode, reason: str | None, operator: str, action: str
+    ) -> bool:
         before = await self.db.write(_change_mode(conversation, mode, reason, operator, action, None))
         if before is None:
             raise LookupError(f"no conversation {masked(conversation)}")
@@ -280,8 +223,6 @@ class Desk:
         free = await self._through_lane(conversation)
         queue = self.queue()
         if queue is not None:
-            from whatsagent.inbox import wake_job
-
             # Whatever waits now is the lane's to take: held for a person, or answered by the bot again.
             await queue.defer_many([wake_job(conversation)])
         return free
@@ -320,9 +261,9 @@ class Desk:
         found = await self.find(conversation)
         if found is None:
             raise LookupError(f"no conversation {masked(conversation)}")
-        if found.mode == BOT:
+        if found.mode == ConversationMode.BOT:
             raise NotTakenOver("the bot answers this conversation: take it over first")
-        if found.mode == WAITING:
+        if found.mode == ConversationMode.WAITING:
             await self.takeover(conversation, operator)
         sender, channel = self.sender(), self.channels.get(found.channel)
         if sender is None or channel is None:
@@ -345,7 +286,7 @@ class Desk:
     def _remember_reply(conversation: str, session: int, operator: str, text: str) -> Callable[[Connection], None]:
         def op(conn: Connection) -> None:
             now = time.time()
-            (turn_id,) = _OPERATOR_TURN.first(conn, key=conversation, session=session, now=now)
+            turn_id = insert_turn(conn, conversation, session, TurnState.OPERATOR, now=now)
             messages: list[ModelMessage] = [
                 ModelRequest(parts=[UserPromptPart(OPERATOR_NOTE)]),
                 ModelResponse(parts=[TextPart(text)]),
@@ -360,8 +301,12 @@ class Desk:
         it, or a person already has it."""
         if not self.available:
             return False
-        before = await self.db.write(_change_mode(conversation, WAITING, reason[:1000], by, "ask_for_person", [BOT]))
-        if before != BOT:
+        before = await self.db.write(
+            _change_mode(
+                conversation, ConversationMode.WAITING, reason[:1000], by, "ask_for_person", [ConversationMode.BOT]
+            )
+        )
+        if before != ConversationMode.BOT:
             return False
         log.warning("conversation %s waits for a person (asked by the %s): %s", masked(conversation), by, reason)
         self._publish(conversation)

@@ -1,13 +1,15 @@
 """Conversation history: append-only, one row per turn, pydantic-ai messages as JSON.
 
-Media bytes never go in here (only media-store keys); `/new` starts a new session of the conversation,
-so old turns stay stored but leave the context.
+Every statement on the `history` table is here. Media bytes never go in here (only media-store keys);
+`/new` starts a new session of the conversation, so old turns stay stored but leave the context.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from whatsagent.store.database import Prepared
 from whatsagent.store.schema import history
@@ -49,3 +51,26 @@ def load(conn: Connection, conversation: str, session: int, turns: int) -> list[
 
 def dump(messages: list[ModelMessage]) -> str:
     return ModelMessagesTypeAdapter.dump_json(messages).decode()
+
+
+_OF_TURN = Prepared(select(history.c.messages).where(history.c.turn_id == bindparam("turn")))
+
+
+def of_turn(conn: Connection, turn_id: int) -> str | None:
+    """The messages (JSON) one turn stored, if it stored any (a command or an error reply does not)."""
+    found = _OF_TURN.first(conn, turn=turn_id)
+    return None if found is None else str(found[0])
+
+
+def expire(conn: Connection, cutoff: float) -> int:
+    """Delete what was stored before `cutoff` (`whatsagent.lifecycle`); how many turns' worth."""
+    return int(conn.execute(delete(history).where(history.c.created_at < cutoff)).rowcount)
+
+
+def of_conversations(conn: Connection, conversations: Collection[str]) -> list[str]:
+    """Every turn's messages (JSON) of these conversations."""
+    return list(conn.execute(select(history.c.messages).where(history.c.conversation.in_(conversations))).scalars())
+
+
+def erase(conn: Connection, conversations: Collection[str]) -> int:
+    return int(conn.execute(delete(history).where(history.c.conversation.in_(conversations))).rowcount)

@@ -14,8 +14,9 @@ when a message links an identifier not seen before).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import Connection, bindparam, delete, or_, select
 
 from whatsagent.messages import User
 from whatsagent.store.database import Prepared, upsert_insert
@@ -61,3 +62,14 @@ def resolve(conn: Connection, channel: str, user: User, now: float) -> User:
     if _BSUID.match(key):
         return user.model_copy(update={"wa_id": None, "user_id": key})
     return user.model_copy(update={"wa_id": key})
+
+
+def erase(conn: Connection, user_keys: Collection[str]) -> int:
+    """Delete every link of these users' identifiers (`whatsagent.lifecycle`)."""
+    return int(
+        conn.execute(
+            delete(user_identities).where(
+                or_(user_identities.c.identifier.in_(user_keys), user_identities.c.user_key.in_(user_keys))
+            )
+        ).rowcount
+    )

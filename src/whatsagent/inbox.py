@@ -12,43 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, text, update
 
-from whatsagent import identity, metrics
+from whatsagent import conversations, identity, metrics
 from whatsagent import outbox as outbox_rows
 from whatsagent import window as windows
+from whatsagent.conversations import conversation_key, wake_job
 from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adapter
 from whatsagent.messages.outbound import TemplateOut, outbound_adapter
 from whatsagent.privacy import masked
 from whatsagent.queue import JobSpec, WorkQueue
 from whatsagent.store.database import Database, Prepared, upsert_insert
-from whatsagent.store.schema import conversations, inbox, outbox, statuses
+from whatsagent.store.schema import inbox, statuses
 
 log = logging.getLogger(__name__)
 
-WAKE_TASK = "conversation.wake"
 WINDOW_TASK = "conversation.window_closed"
 """Send the window's fallback template after a `failed` status reported the window closed (`Sender`)."""
-
-DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4}
-
-
-def conversation_key(channel: str, user_key: str) -> str:
-    """One conversation per channel and user (each channel is served by one agent)."""
-    return f"{channel}|{user_key}"
-
-
-def wake_job(conversation: str, *, schedule_in: float = 0.0) -> JobSpec:
-    return JobSpec(
-        WAKE_TASK,
-        {"conversation": conversation},
-        lock=conversation,
-        queueing_lock=conversation,
-        schedule_in=schedule_in,
-    )
 
 
 def window_job(conversation: str) -> JobSpec:
@@ -172,25 +155,6 @@ _INSERT_MESSAGE = Prepared(
 )
 
 
-def _touch_conversation(dialect: str) -> object:
-    stmt = upsert_insert(dialect, conversations).values(
-        _params(
-            "key", "channel", "account", "user_key", "wa_id", "user_id", "user_name", "last_inbound_at", "created_at"
-        )
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=["key"],
-        set_={
-            "last_inbound_at": stmt.excluded.last_inbound_at,
-            "user_name": func.coalesce(stmt.excluded.user_name, conversations.c.user_name),
-            "wa_id": func.coalesce(stmt.excluded.wa_id, conversations.c.wa_id),
-            "user_id": func.coalesce(stmt.excluded.user_id, conversations.c.user_id),
-        },
-    )
-
-
-_TOUCH_CONVERSATION = Prepared(_touch_conversation)
-
 _STILL_WAITING = Prepared(
     select(inbox.c.seq).where(
         inbox.c.channel == bindparam("channel"), inbox.c.provider_id == bindparam("id"), inbox.c.turn_id.is_(None)
@@ -205,41 +169,6 @@ _INSERT_STATUS = Prepared(
         .returning(statuses.c.id)
     )
 )
-
-_RANK = case(
-    *((outbox.c.delivery == name, rank) for name, rank in DELIVERY_RANK.items()),
-    (outbox.c.delivery == "failed", 99),
-    else_=0,
-)
-# Statuses name the outbox row by the idempotency key echoed in biz_opaque_callback_data when present
-# (it exists before the send, so a fast `sent` webhook never races the send's own bookkeeping), else by
-# the provider's message id. A row parked and sent again keeps its key: a late status of the first
-# message (another provider id) must not move the new one, hence the id check once the id is known.
-_SAME_MESSAGE = or_(outbox.c.provider_message_id.is_(None), outbox.c.provider_message_id == bindparam("mid"))
-_ADVANCE = {
-    by: Prepared(
-        update(outbox)
-        .where(column == bindparam("ref"), _SAME_MESSAGE, _RANK < bindparam("rank"))
-        .values(delivery=bindparam("delivery"), updated_at=bindparam("now"))
-    )
-    for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
-}
-_FAIL = {
-    by: Prepared(
-        update(outbox)
-        .where(column == bindparam("ref"), _SAME_MESSAGE)
-        .values(delivery="failed", error_code=bindparam("code"), error=bindparam("error"), updated_at=bindparam("now"))
-        .returning(
-            outbox.c.id,
-            outbox.c.idempotency_key,
-            outbox.c.conversation,
-            outbox.c.turn_id,
-            outbox.c.status,
-            outbox.c.message,
-        )
-    )
-    for by, column in (("key", outbox.c.idempotency_key), ("id", outbox.c.provider_message_id))
-}
 
 
 def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accepted]:
@@ -287,18 +216,7 @@ def _store(events: Sequence[Event], now: float) -> Callable[[Connection], Accept
                     woken.append(key)
                 continue
             new += 1
-            _TOUCH_CONVERSATION.all(
-                conn,
-                key=key,
-                channel=e.channel,
-                account=e.account,
-                user_key=user.key,
-                wa_id=user.wa_id,
-                user_id=user.user_id,
-                user_name=user.name,
-                last_inbound_at=now,
-                created_at=now,
-            )
+            conversations.touch(conn, key, e.channel, e.account, user, now)
             if e.triggers_reply and key not in woken:
                 woken.append(key)
         return Accepted(
@@ -316,20 +234,28 @@ def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> DeliveryFail
     A free-form message that failed for a closed window (the channel flags its error `window_closed`) is
     parked, to be sent when the user writes again, and the conversation's window is marked closed; the
     caller then has the fallback template sent, once."""
-    by, ref = ("key", s.callback_data) if s.callback_data else ("id", s.message_id)
-    if s.status != "failed":
-        _ADVANCE[by].all(conn, ref=ref, mid=s.message_id, rank=DELIVERY_RANK[s.status], delivery=s.status, now=now)
+    ref = outbox_rows.StatusRef(s.callback_data, s.message_id)
+    if s.status != outbox_rows.Delivery.FAILED:
+        outbox_rows.advance_delivery(conn, ref, outbox_rows.Delivery(s.status), now)
         return None
     err = s.errors[0] if s.errors else None
     code = err.code if err else None
     error = f"{err.title}: {err.details or err.message}" if err else "failed"
-    row = _FAIL[by].first(conn, ref=ref, mid=s.message_id, code=code, error=error, now=now)
+    row = outbox_rows.delivery_failed(conn, ref, code, error, now)
     if row is None:
         return None  # not one of ours, or a late status of a message already sent again
     row_id, key, conversation, turn_id, status, message = row
     parked = False
     # `pending`: the status beat the send's own bookkeeping (mark_sent then leaves the row parked).
-    if err is not None and err.window_closed and status in ("pending", "sent"):
+    if (
+        err is not None
+        and err.window_closed
+        and status
+        in (
+            outbox_rows.OutboxState.PENDING,
+            outbox_rows.OutboxState.SENT,
+        )
+    ):
         if not isinstance(outbound_adapter.validate_json(message), TemplateOut):
             outbox_rows.park(row_id)(conn)
             windows.mark_closed(conn, conversation)
@@ -340,6 +266,185 @@ def _apply_status(conn: Connection, s: StatusUpdate, now: float) -> DeliveryFail
         key=key,
         code=code,
         error=error,
-        answered=outbox_rows.answered_message(conn, turn_id),
+        answered=answered_message(conn, turn_id),
         parked=parked,
     )
+
+
+# -- the inbox as turns consume it (`whatsagent.lanes`, `whatsagent.turns`) ----------------------------------
+
+_WAITING = Prepared(
+    select(func.min(inbox.c.seq), func.max(inbox.c.seq), func.max(case((inbox.c.triggers, 1), else_=0))).where(
+        inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None)
+    )
+)
+_ASSIGN = Prepared(
+    update(inbox)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.seq <= bindparam("last"))
+    .values(turn_id=bindparam("turn"))
+    .returning(inbox.c.payload)
+)
+_OF_TURN = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
+_FIRST_WAITING = Prepared(
+    select(inbox.c.seq)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
+    .order_by(inbox.c.seq)
+    .limit(1)
+)
+_TAKE = Prepared(
+    update(inbox)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None))
+    .values(turn_id=bindparam("turn"))
+    .returning(inbox.c.seq)
+)
+# Spelled as the partial index's predicate (a constant, not a parameter), so that PostgreSQL uses it even in
+# a prepared statement's generic plan: the sweep then reads only waiting rows.
+_WAITING_CONVERSATIONS = (
+    select(inbox.c.conversation).where(text("turn_id IS NULL"), inbox.c.triggers.is_(True)).distinct()
+)
+_LAST_PROVIDER_ID = Prepared(
+    select(inbox.c.provider_id).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq.desc()).limit(1)
+)
+
+
+def waiting(conn: Connection, conversation: str) -> tuple[int, int, bool] | None:
+    """The first and last seq of the messages no turn took yet, and whether one calls for an answer."""
+    first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
+    return None if first_seq is None else (first_seq, last_seq, bool(triggers))
+
+
+def first_waiting(conn: Connection, conversation: str) -> int | None:
+    """The seq of the first waiting message that calls for an answer."""
+    found = _FIRST_WAITING.first(conn, key=conversation)
+    return None if found is None else int(found[0])
+
+
+def count_waiting(conn: Connection) -> int:
+    """How many messages that call for an answer wait for a turn, in every conversation."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
+        ).scalar_one()
+    )
+
+
+def waits(conn: Connection, conversation: str) -> bool:
+    """Whether a message that calls for an answer waits for a turn in the conversation."""
+    return first_waiting(conn, conversation) is not None
+
+
+def assign(conn: Connection, conversation: str, last_seq: int, turn_id: int) -> list[str]:
+    """Give the waiting messages up to `last_seq` to the turn; their payloads."""
+    return [payload for (payload,) in _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id)]
+
+
+def take(conn: Connection, conversation: str, turn_id: int) -> list[int]:
+    """Give every waiting message to the turn; their seqs."""
+    return [seq for (seq,) in _TAKE.all(conn, key=conversation, turn=turn_id)]
+
+
+def payloads_of_turn(conn: Connection, turn_id: int) -> list[str]:
+    """The turn's messages (as stored), in arrival order."""
+    return [payload for (payload,) in _OF_TURN.all(conn, turn=turn_id)]
+
+
+def waiting_conversations(conn: Connection) -> set[str]:
+    """Conversations with a waiting message that calls for an answer."""
+    return {r[0] for r in conn.execute(_WAITING_CONVERSATIONS)}
+
+
+def answered_message(conn: Connection, turn_id: int | None) -> str | None:
+    """The provider id of the (last) inbound message a turn answers: logs quote it."""
+    if turn_id is None:
+        return None
+    found = _LAST_PROVIDER_ID.first(conn, turn=turn_id)
+    return found[0] if found else None
+
+
+# -- reads for the operator API and quotes ------------------------------------------------------------------
+
+_LAST_IN = Prepared(
+    select(inbox.c.payload, inbox.c.received_at)
+    .where(inbox.c.conversation == bindparam("key"))
+    .order_by(inbox.c.seq.desc())
+    .limit(1)
+)
+_UNREAD = Prepared(
+    select(func.count())
+    .select_from(inbox)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.received_at > bindparam("since"))
+)
+
+
+def last_received(conn: Connection, conversation: str) -> tuple[str, float] | None:
+    """The conversation's latest message (as stored) and when it arrived."""
+    found = _LAST_IN.first(conn, key=conversation)
+    return None if found is None else (found[0], found[1])
+
+
+def received_since(conn: Connection, conversation: str, since: float) -> int:
+    return int(_UNREAD.first(conn, key=conversation, since=since)[0])
+
+
+def of_conversation(conn: Connection, conversation: str, limit: int) -> list[tuple[int, str, float, int | None]]:
+    """The conversation's latest messages, newest first: seq, payload, received_at, turn_id."""
+    return [
+        (r[0], r[1], r[2], r[3])
+        for r in conn.execute(
+            select(inbox.c.seq, inbox.c.payload, inbox.c.received_at, inbox.c.turn_id)
+            .where(inbox.c.conversation == conversation)
+            .order_by(inbox.c.seq.desc())
+            .limit(limit)
+        )
+    ]
+
+
+def by_provider_id(conn: Connection, conversation: str, ids: list[str]) -> list[tuple[str, str]]:
+    """The conversation's messages with these provider ids: (provider id, payload)."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            select(inbox.c.provider_id, inbox.c.payload).where(
+                inbox.c.conversation == conversation, inbox.c.provider_id.in_(ids)
+            )
+        )
+    ]
+
+
+# -- retention and erasure (`whatsagent.lifecycle`) -----------------------------------------------------------
+
+
+def expire(conn: Connection, cutoff: float) -> dict[str, int]:
+    """Delete answered messages and statuses received before `cutoff`; counts per table."""
+    return {
+        "inbox": conn.execute(delete(inbox).where(inbox.c.turn_id.is_not(None), inbox.c.received_at < cutoff)).rowcount,
+        "statuses": conn.execute(delete(statuses).where(statuses.c.received_at < cutoff)).rowcount,
+    }
+
+
+def conversations_ending_in(conn: Connection, user: str) -> set[str]:
+    """Conversation keys of inbox rows ending in ``|user`` (rows whose conversation never got its row: a crash
+    between the two)."""
+    pattern = inbox.c.conversation.like(f"%|{_escaped(user)}", escape="\\")
+    return {
+        k for k in conn.execute(select(inbox.c.conversation).where(pattern)).scalars() if k.rpartition("|")[2] == user
+    }
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def payloads_of(conn: Connection, conversations_: Collection[str]) -> list[str]:
+    return list(conn.execute(select(inbox.c.payload).where(inbox.c.conversation.in_(conversations_))).scalars())
+
+
+def erase(conn: Connection, conversations_: Collection[str]) -> int:
+    return int(conn.execute(delete(inbox).where(inbox.c.conversation.in_(conversations_))).rowcount)
+
+
+def erase_statuses(conn: Connection, provider_ids: Collection[str]) -> int:
+    """Delete the statuses of these sent messages."""
+    if not provider_ids:
+        return 0
+    return int(conn.execute(delete(statuses).where(statuses.c.message_id.in_(provider_ids))).rowcount)

@@ -18,158 +18,29 @@ answered in the next turn.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, text, update
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 
-from whatsagent import fence, handoff, history, metrics
+from whatsagent import conversations, fence, history, inbox, metrics, turns
+from whatsagent.conversations import ConversationMode, wake_job
 from whatsagent.fence import FenceLost, Holder, Lease
-from whatsagent.inbox import wake_job
-from whatsagent.messages import InboundMessage, User, inbound_adapter
+from whatsagent.messages import InboundMessage, Text, inbound_adapter
 from whatsagent.privacy import masked
 from whatsagent.queue import WorkQueue
-from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, inbox, turns
-
-if TYPE_CHECKING:
-    from pydantic_ai.messages import ModelMessage
+from whatsagent.store.database import Connection, Database
+from whatsagent.turns import Turn, TurnState
 
 log = logging.getLogger(__name__)
 
-
-class TurnState(enum.StrEnum):
-    RUNNING = "running"
-    """Claimed; the agent is answering (or will, when a crashed run is resumed)."""
-    ANSWERED = "answered"
-    """The answer is stored in the outbox; sends may remain."""
-    SENT = "sent"
-    """Every part was accepted (or parked for a closed window)."""
-    FAILED = "failed"
-    """Some part could not be sent."""
-    HELD = "human"
-    """Its messages went to a person who had taken the conversation over: never answered by the agent."""
-
-
-OPEN_STATES = (TurnState.RUNNING.value, TurnState.ANSWERED.value)
 # A lane hands its conversation back to the queue after this many turns in a row, so that one very
 # chatty user cannot hold a worker forever.
 MAX_TURNS_PER_WAKE = 16
 
-
-@dataclass
-class Turn:
-    """One agent run over a batch of a conversation's messages.
-
-    `status` is a `TurnState`; `attempts` counts the runs started, this one included.
-    """
-
-    id: int
-    conversation: str
-    session: int
-    status: str
-    attempts: int
-    channel: str
-    user: User
-    messages: list[InboundMessage]
-    history: list[ModelMessage] = field(default_factory=list)
-    """Earlier turns of the session (only for a turn still to be answered)."""
-
-
-_CONVERSATION = Prepared(
-    select(
-        conversations.c.channel,
-        conversations.c.wa_id,
-        conversations.c.user_id,
-        conversations.c.user_name,
-        conversations.c.session,
-        conversations.c.mode,
-    ).where(conversations.c.key == bindparam("key"))
-)
-_OPEN_TURN = Prepared(
-    select(turns.c.id, turns.c.session, turns.c.status, turns.c.attempts)
-    .where(turns.c.conversation == bindparam("key"), or_(*(turns.c.status == state for state in OPEN_STATES)))
-    .order_by(turns.c.id)
-    .limit(1)
-)
-_RETRY_TURN = Prepared(
-    update(turns).where(turns.c.id == bindparam("turn")).values(attempts=bindparam("n"), updated_at=bindparam("now"))
-)
-_WAITING = Prepared(
-    select(func.min(inbox.c.seq), func.max(inbox.c.seq), func.max(case((inbox.c.triggers, 1), else_=0))).where(
-        inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None)
-    )
-)
-_OPEN = Prepared(
-    insert(turns)
-    .values(
-        conversation=bindparam("key"),
-        session=bindparam("session"),
-        status=TurnState.RUNNING.value,
-        first_seq=bindparam("first"),
-        last_seq=bindparam("last"),
-        attempts=1,
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(turns.c.id)
-)
-_ASSIGN = Prepared(
-    update(inbox)
-    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.seq <= bindparam("last"))
-    .values(turn_id=bindparam("turn"))
-    .returning(inbox.c.seq)
-)
-_MESSAGES = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
-
-
-_WAITS = Prepared(
-    select(inbox.c.seq)
-    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
-    .order_by(inbox.c.seq)
-    .limit(1)
-)
-_TAKE = Prepared(
-    update(inbox)
-    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None))
-    .values(turn_id=bindparam("turn"))
-    .returning(inbox.c.seq)
-)
-_EXTEND = Prepared(
-    update(turns)
-    .where(turns.c.id == bindparam("turn"), turns.c.status == TurnState.RUNNING.value)
-    .values(last_seq=bindparam("last"), updated_at=bindparam("now"))
-)
-
-
-def waits(conn: Connection, conversation: str) -> bool:
-    """Whether a message that calls for an answer waits for a turn in the conversation."""
-    return _WAITS.first(conn, key=conversation) is not None
-
-
-def take_new_messages(turn: Turn) -> Callable[[Connection], Turn]:
-    """A running turn started again (the user wrote while it thought): it takes every message waiting
-    since, and is to be answered with all of them."""
-
-    def op(conn: Connection) -> Turn:
-        taken = [seq for (seq,) in _TAKE.all(conn, key=turn.conversation, turn=turn.id)]
-        if taken:
-            _EXTEND.all(conn, turn=turn.id, last=max(taken), now=time.time())
-        return dataclasses.replace(turn, messages=_in_written_order(_MESSAGES.all(conn, turn=turn.id)))
-
-    return op
-
-
-def _in_written_order(rows: list[Any]) -> list[InboundMessage]:
-    """The turn's messages by the provider's timestamp, then arrival (rows come in arrival order and the
-    sort is stable)."""
-    messages = [inbound_adapter.validate_json(payload) for (payload,) in rows]
-    return sorted(messages, key=lambda m: m.timestamp)
+HELD_NOTE = "[A person from the business is handling the conversation; the assistant did not answer]"
 
 
 def claim(
@@ -180,40 +51,49 @@ def claim(
     `history_turns(channel)` turns of context when the agent still has to answer."""
 
     def op(conn: Connection) -> Turn | None:
-        conv = _CONVERSATION.first(conn, key=conversation)
+        conv = conversations.find(conn, conversation)
         if conv is None:
             return None
-        channel, wa_id, user_id, user_name, session, mode = conv
-        user = User(wa_id=wa_id, user_id=user_id, name=user_name)
+        session = conv.session
         now = time.time()
-        open_turn = _OPEN_TURN.first(conn, key=conversation)
+        open_turn = turns.open_turn(conn, conversation)
         if open_turn is not None:
             turn_id, session, status, attempts = open_turn
             attempts += 1 if status == TurnState.RUNNING else 0
-            _RETRY_TURN.all(conn, turn=turn_id, n=attempts, now=now)
+            turns.count_attempt(conn, turn_id, attempts, now)
         else:
-            first_seq, last_seq, triggers = _WAITING.first(conn, key=conversation)
-            if first_seq is None or not triggers:
+            waiting = inbox.waiting(conn, conversation)
+            if waiting is None or not waiting[2]:
                 return None  # nothing waits, or only messages that do not call for an answer (reactions...)
-            if mode != handoff.BOT:  # a person has the conversation: its messages are theirs, unanswered
-                handoff.hold(conn, conversation, session, first_seq, last_seq, now)
+            first_seq, last_seq, _ = waiting
+            if conv.mode != ConversationMode.BOT:  # a person has the conversation: its messages are theirs
+                hold(conn, conversation, session, first_seq, last_seq, now)
                 return None
             if one_per_turn:
-                last_seq = _WAITS.first(conn, key=conversation)[0]
-            turn_id = _OPEN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)[0]
-            if not _ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id):
+                last_seq = inbox.first_waiting(conn, conversation) or last_seq
+            turn_id = turns.insert_turn(
+                conn,
+                conversation,
+                session,
+                TurnState.RUNNING,
+                first_seq=first_seq,
+                last_seq=last_seq,
+                attempts=1,
+                now=now,
+            )
+            if not inbox.assign(conn, conversation, last_seq, turn_id):
                 raise AssertionError(f"turn {turn_id} of {conversation!r} claimed no message")  # never runs empty
-            status, attempts = TurnState.RUNNING.value, 1
+            status, attempts = TurnState.RUNNING, 1
         return Turn(
             id=turn_id,
             conversation=conversation,
             session=session,
             status=status,
             attempts=attempts,
-            channel=channel,
-            user=user,
-            messages=_in_written_order(_MESSAGES.all(conn, turn=turn_id)),
-            history=history.load(conn, conversation, session, history_turns(channel))
+            channel=conv.channel,
+            user=conv.user,
+            messages=turns.in_written_order(inbox.payloads_of_turn(conn, turn_id)),
+            history=history.load(conn, conversation, session, history_turns(conv.channel))
             if status == TurnState.RUNNING
             else [],
         )
@@ -221,17 +101,29 @@ def claim(
     return op
 
 
-# Spelled as the partial indexes' predicates (constants, not parameters), so that PostgreSQL uses them
-# even in a prepared statement's generic plan: the sweep then reads only unfinished rows.
-_UNFINISHED_TURNS = select(turns.c.conversation).where(text("status IN ('running', 'answered')"))
-_WAITING_MESSAGES = select(inbox.c.conversation).where(text("turn_id IS NULL"), inbox.c.triggers.is_(True)).distinct()
+def hold(conn: Connection, conversation: str, session: int, first_seq: int, last_seq: int, now: float) -> None:
+    """A person has the conversation (`whatsagent.handoff`): consume its waiting messages into a turn no
+    agent answers; they join the history so that the agent, handed the conversation back, knows what was
+    said."""
+    turn_id = turns.insert_turn(
+        conn, conversation, session, TurnState.HELD, first_seq=first_seq, last_seq=last_seq, now=now
+    )
+    payloads = inbox.assign(conn, conversation, last_seq, turn_id)
+    said = "\n".join(_said(inbound_adapter.validate_json(p)) for p in payloads)
+    messages: list[ModelMessage] = [
+        ModelRequest(parts=[UserPromptPart(said)]),
+        ModelResponse(parts=[TextPart(HELD_NOTE)]),
+    ]
+    history.append(conn, conversation, session, turn_id, history.dump(messages), now)
+
+
+def _said(message: InboundMessage) -> str:
+    return message.body if isinstance(message, Text) else message.describe()
 
 
 def open_conversations(conn: Connection) -> list[str]:
     """Conversations with an open turn or a waiting message that calls for an answer."""
-    with_turns = {r[0] for r in conn.execute(_UNFINISHED_TURNS)}
-    waiting = {r[0] for r in conn.execute(_WAITING_MESSAGES)}
-    return sorted(with_turns | waiting)
+    return sorted(turns.unfinished_conversations(conn) | inbox.waiting_conversations(conn))
 
 
 def _next_turn(

@@ -9,7 +9,8 @@ user's data be erased. Both work the same on SQLite and PostgreSQL.
   not stored or reused since. Nothing still waiting for an answer or a send is touched.
 - `erase_user(db, user, media_store)`: every row about a user (their conversations on every channel,
   inbox, turns, history, outbox, statuses, memories, queued jobs) and the media those rows name. The
-  operator API (``DELETE /users/{user}``, bearer token) and ``whatsagent erase USER`` call it.
+  operator API (``DELETE /users/{user}``, `whatsagent.operator_api`) and ``whatsagent erase USER`` call it.
+  Each table's owner deletes its own rows.
 """
 
 from __future__ import annotations
@@ -25,28 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, or_, select, text
-from starlette.routing import BaseRoute
 
+from whatsagent import conversations, fence, history, identity, inbox, outbox, tracing, turns
+from whatsagent.agents import memory
 from whatsagent.agents.memory import user_ref
-from whatsagent.lanes import OPEN_STATES
+from whatsagent.handoff import erase_actions
 from whatsagent.media.store import FileMediaStore, MediaStore
 from whatsagent.privacy import masked
-from whatsagent.store.database import Database
-from whatsagent.store.schema import (
-    conversations,
-    history,
-    inbox,
-    jobs,
-    lanes,
-    memories,
-    operator_actions,
-    outbox,
-    statuses,
-    turn_traces,
-    turns,
-    user_identities,
-)
+from whatsagent.queue.embedded import erase_jobs
+from whatsagent.store.database import Connection, Database
+from whatsagent.store.postgres import erase_queue_jobs, expire_queue_jobs
 
 log = logging.getLogger(__name__)
 
@@ -96,30 +85,13 @@ def expire(cutoff: float) -> Callable[[Connection], dict[str, int]]:
     """A store write deleting what finished before `cutoff` (epoch seconds); counts per table."""
 
     def op(conn: Connection) -> dict[str, int]:
-        counts = {
-            "inbox": conn.execute(
-                delete(inbox).where(inbox.c.turn_id.is_not(None), inbox.c.received_at < cutoff)
-            ).rowcount,
-            "statuses": conn.execute(delete(statuses).where(statuses.c.received_at < cutoff)).rowcount,
-            "history": conn.execute(delete(history).where(history.c.created_at < cutoff)).rowcount,
-            "turns": conn.execute(
-                delete(turns).where(turns.c.status.not_in(OPEN_STATES), turns.c.updated_at < cutoff)
-            ).rowcount,
-            "outbox": conn.execute(
-                delete(outbox).where(outbox.c.status.in_(("sent", "failed")), outbox.c.updated_at < cutoff)
-            ).rowcount,
-        }
-        if conn.dialect.name == "postgresql":
-            # Finished work-queue jobs (successful ones are deleted at once; failed ones stay to be looked at)
-            # with no event since the cutoff; their events go with them.
-            counts["queued jobs"] = conn.execute(
-                text(
-                    "DELETE FROM procrastinate_jobs j WHERE j.status IN ('failed', 'succeeded', 'cancelled', "
-                    "'aborted') AND NOT EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = j.id "
-                    "AND e.at >= to_timestamp(:cutoff))"
-                ),
-                {"cutoff": cutoff},
-            ).rowcount
+        counts = inbox.expire(conn, cutoff)
+        counts["history"] = history.expire(conn, cutoff)
+        counts["turns"] = turns.expire(conn, cutoff)
+        counts["outbox"] = outbox.expire(conn, cutoff)
+        queued = expire_queue_jobs(conn, cutoff)
+        if queued is not None:
+            counts["queued jobs"] = queued
         return counts
 
     return op
@@ -156,80 +128,38 @@ def erase(user: str) -> Callable[[Connection], tuple[dict[str, int], set[str]]]:
     counts per table, and the media keys those rows named."""
 
     def op(conn: Connection) -> tuple[dict[str, int], set[str]]:
-        keys = set(
-            conn.execute(
-                select(conversations.c.key).where(
-                    or_(
-                        conversations.c.user_key == user, conversations.c.wa_id == user, conversations.c.user_id == user
-                    )
-                )
-            ).scalars()
-        )
-        # Inbox rows of a conversation that never got its row (a crash between the two) end in "|user".
-        pattern = inbox.c.conversation.like(f"%|{_escaped(user)}", escape="\\")
-        keys |= {
-            k
-            for k in conn.execute(select(inbox.c.conversation).where(pattern)).scalars()
-            if k.rpartition("|")[2] == user
-        }
-        sent = [
-            row
-            for row in conn.execute(
-                select(outbox.c.provider_message_id, outbox.c.message).where(outbox.c.conversation.in_(keys))
-            )
-        ]
-        said = [m for m in conn.execute(select(history.c.messages).where(history.c.conversation.in_(keys))).scalars()]
-        received = list(conn.execute(select(inbox.c.payload).where(inbox.c.conversation.in_(keys))).scalars())
-        media = _media_keys(said + [row.message for row in sent]) | _received_media(received)
-        provider_ids = [row.provider_message_id for row in sent if row.provider_message_id]
+        keys = conversations.keys_of_user(conn, user) | inbox.conversations_ending_in(conn, user)
+        sent = outbox.of_conversations(conn, keys)
+        said = history.of_conversations(conn, keys)
+        received = inbox.payloads_of(conn, keys)
+        media = _media_keys(said + [message for _, message in sent]) | _received_media(received)
+        provider_ids = [provider_id for provider_id, _ in sent if provider_id]
+        refs = {user_ref(user), user}
         counts: dict[str, Any] = {
             "conversations": len(keys),
-            "statuses": conn.execute(delete(statuses).where(statuses.c.message_id.in_(provider_ids))).rowcount
-            if provider_ids
-            else 0,
-            "inbox": conn.execute(delete(inbox).where(inbox.c.conversation.in_(keys))).rowcount,
+            "statuses": inbox.erase_statuses(conn, provider_ids),
+            "inbox": inbox.erase(conn, keys),
             # What operators did and each turn's details (`whatsagent.handoff`, `whatsagent.tracing`) go too.
-            "operator_actions": conn.execute(
-                delete(operator_actions).where(operator_actions.c.conversation.in_(keys))
-            ).rowcount,
-            "turn_traces": conn.execute(
-                delete(turn_traces).where(
-                    turn_traces.c.turn_id.in_(select(turns.c.id).where(turns.c.conversation.in_(keys)))
-                )
-            ).rowcount,
-            "turns": conn.execute(delete(turns).where(turns.c.conversation.in_(keys))).rowcount,
-            "history": conn.execute(delete(history).where(history.c.conversation.in_(keys))).rowcount,
-            "outbox": conn.execute(delete(outbox).where(outbox.c.conversation.in_(keys))).rowcount,
-            "jobs": conn.execute(
-                delete(jobs).where(or_(jobs.c.lock.in_(keys), jobs.c.queueing_lock.in_(keys)))
-            ).rowcount,
-            "memories": conn.execute(delete(memories).where(memories.c.user_ref.in_({user_ref(user), user}))).rowcount,
+            "operator_actions": erase_actions(conn, keys),
+            "turn_traces": tracing.erase(conn, turns.ids_of(conn, keys)),
+            "turns": turns.erase(conn, keys),
+            "history": history.erase(conn, keys),
+            "outbox": outbox.erase(conn, keys),
+            "jobs": erase_jobs(conn, keys),
+            "memories": memory.erase_user(conn, refs),
             # Deleting a lane fences off a turn of the user running right now: it writes and sends nothing more.
-            "lanes": conn.execute(delete(lanes).where(lanes.c.conversation.in_(keys))).rowcount,
+            "lanes": fence.erase(conn, keys),
         }
-        user_keys = {k.rpartition("|")[2] for k in keys} | {user}
-        counts["identities"] = conn.execute(
-            delete(user_identities).where(
-                or_(user_identities.c.identifier.in_(user_keys), user_identities.c.user_key.in_(user_keys))
-            )
-        ).rowcount
-        if conn.dialect.name == "postgresql" and keys:
+        counts["identities"] = identity.erase(conn, {k.rpartition("|")[2] for k in keys} | {user})
+        if keys:
             # The work queue's jobs name the conversation (wake-ups) or the user (memory capture).
-            counts["queued jobs"] = conn.execute(
-                text(
-                    "DELETE FROM procrastinate_jobs WHERE status <> 'doing' AND (lock = ANY(:keys) "
-                    "OR queueing_lock = ANY(:keys) OR args->>'conversation' = ANY(:keys) OR args->>'user' = ANY(:refs))"
-                ),
-                {"keys": sorted(keys), "refs": sorted({user_ref(user), user})},
-            ).rowcount
-        conn.execute(delete(conversations).where(conversations.c.key.in_(keys)))
+            queued = erase_queue_jobs(conn, sorted(keys), sorted(refs))
+            if queued is not None:
+                counts["queued jobs"] = queued
+        conversations.erase(conn, keys)
         return counts, media
 
     return op
-
-
-def _escaped(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def erase_user(db: Database, user: str, media_store: MediaStore | None) -> dict[str, int]:
@@ -244,26 +174,3 @@ async def erase_user(db: Database, user: str, media_store: MediaStore | None) ->
     counts["media"] = deleted
     log.info("erased user %s: %s", masked(f"|{user}"), counts)
     return counts
-
-
-def erase_routes(
-    db_of: Callable[[], Database | None], media_of: Callable[[], MediaStore | None], token: str | None
-) -> list[BaseRoute]:
-    """``DELETE /users/{user}``: erase a user (bearer token; off, 404, without one)."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def handle(request: Request) -> Response:
-        from whatsagent.proactive import authorized
-
-        refused = authorized(request, token, "operator")
-        if refused is not None:
-            return refused
-        db = db_of()
-        if db is None:
-            return JSONResponse({"error": "starting"}, status_code=503)
-        user = request.path_params["user"].lstrip("+")
-        return JSONResponse({"erased": await erase_user(db, user, media_of())})
-
-    return [Route("/users/{user}", handle, methods=["DELETE"], name="erase_user")]

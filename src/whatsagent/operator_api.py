@@ -11,29 +11,42 @@
     POST /operator/outbox/{row}/retry | /discard                failed and parked messages
     GET  /operator/events                                       live changes (server-sent events)
 
-Off (404) unless an operator token is set; every call carries ``Authorization: Bearer <token>`` (wrong or
-missing: 401). Every write also checks ``Origin`` when a browser sends one: a page of another origin is
-refused (403). ``X-Operator: <name>`` says who acts (recorded in `operator_actions`). Numbers are masked
-unless ``?reveal=1``. Documented in docs/operator-api.md.
+and the older endpoints:
+
+    GET/DELETE /memories/{agent}/{user}                         a user's memories (`whatsagent.agents.memory`)
+    POST /messages/template                                     a proactive template (`whatsagent.proactive`)
+    GET  /conversations/{channel}/{user}/deliveries?limit=50    what became of the bot's messages
+    DELETE /users/{user}                                        erase a user (`whatsagent.lifecycle`)
+
+Every route of the operator API is here, behind one check (`authorized`): off (404) unless an operator
+token is set; every call carries ``Authorization: Bearer <token>`` (wrong or missing: 401). Every write
+under ``/operator/`` also checks ``Origin`` when a browser sends one: a page of another origin is refused
+(403). ``X-Operator: <name>`` says who acts (recorded in `operator_actions`). Numbers are masked unless
+``?reveal=1``. The data the routes show and change is read and written by each table's owner. Documented
+in docs/operator-api.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, desc, func, or_, select, update
+from pydantic import ValidationError
 
-from whatsagent import handoff, outbox
+from whatsagent import conversations, handoff, inbox, outbox, tracing, turns
 from whatsagent.agents import memory
-from whatsagent.messages.outbound import OutboundMessage, TemplateOut, outbound_adapter
-from whatsagent.proactive import authorized
-from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, inbox, operator_actions, turn_traces, turns
-from whatsagent.store.schema import outbox as outbox_table
+from whatsagent.conversations import ConversationMode, conversation_key
+from whatsagent.lifecycle import erase_user
+from whatsagent.messages.outbound import TemplateOut, outbound_adapter
+from whatsagent.outbox import OutboxState
+from whatsagent.proactive import TemplateRequest, send_template, user_for
+from whatsagent.sender import Outcome
+from whatsagent.store.database import Connection, Database
+from whatsagent.turns import TurnState
 from whatsagent.window import WINDOW_SECONDS as DAY
 
 if TYPE_CHECKING:
@@ -41,12 +54,28 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
+    from whatsagent.channels.base import Channel
     from whatsagent.events import Bus
+    from whatsagent.media.store import MediaStore
     from whatsagent.sender import Sender
 
 LIST_LIMIT = 200
 STREAM_SECONDS = 25.0
 TRANSCRIPT_LIMIT = 500
+MAX_DELIVERIES = 1000
+
+
+def authorized(request: Request, token: str | None, what: str) -> Response | None:
+    """None when the request carries the operator token; else the response refusing it (404 while no
+    token is set: the API is off; 401 for a missing or wrong one, compared in constant time)."""
+    from starlette.responses import JSONResponse
+
+    if not token:
+        return JSONResponse({"error": f"the {what} API is off: set WHATSAGENT_API_TOKEN"}, status_code=404)
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+    return None
 
 
 def mask(value: str | None) -> str | None:
@@ -57,11 +86,11 @@ def mask(value: str | None) -> str | None:
 
 
 def _status(mode: str, window_closed: bool, failed: bool) -> str:
-    if mode != handoff.BOT:
+    if mode != ConversationMode.BOT:
         return mode
     if failed:
-        return "failed"
-    return "window closed" if window_closed else "bot"
+        return TurnState.FAILED
+    return "window closed" if window_closed else ConversationMode.BOT
 
 
 class Ids:
@@ -78,35 +107,9 @@ class Ids:
 
     async def key(self, db: Database, conversation_id: str) -> str | None:
         if conversation_id not in self._keys:
-            for key in await db.read(lambda conn: [r[0] for r in conn.execute(select(conversations.c.key))]):
+            for key in await db.read(conversations.keys):
                 self.of(key)
         return self._keys.get(conversation_id)
-
-
-_LAST_IN = Prepared(
-    select(inbox.c.payload, inbox.c.received_at)
-    .where(inbox.c.conversation == bindparam("key"))
-    .order_by(inbox.c.seq.desc())
-    .limit(1)
-)
-_LAST_OUT = Prepared(
-    select(outbox_table.c.message, outbox_table.c.created_at, outbox_table.c.status)
-    .where(outbox_table.c.conversation == bindparam("key"))
-    .order_by(outbox_table.c.id.desc())
-    .limit(1)
-)
-_UNREAD = Prepared(
-    select(func.count())
-    .select_from(inbox)
-    .where(inbox.c.conversation == bindparam("key"), inbox.c.received_at > bindparam("since"))
-)
-_FAILED_TURN = Prepared(
-    select(func.count())
-    .select_from(turns)
-    .where(
-        turns.c.conversation == bindparam("key"), turns.c.status == "failed", turns.c.updated_at > bindparam("since")
-    )
-)
 
 
 def _preview(raw: str, outbound: bool) -> str:
@@ -122,60 +125,52 @@ def _preview(raw: str, outbound: bool) -> str:
         return "[unreadable]"
 
 
+def deliveries(conn: Connection, conversation: str, limit: int) -> list[dict[str, Any]]:
+    """What became of the conversation's latest messages, newest first (`outbox.deliveries`); `turn_error`
+    says why the turn that wrote a message was set aside (the apology of a poison turn), if it was."""
+    rows: list[dict[str, Any]] = outbox.deliveries(conn, conversation, limit)
+    errors = turns.errors(conn, {r["turn_id"] for r in rows if r["turn_id"] is not None})
+    for row in rows:
+        row["turn_error"] = errors.get(row["turn_id"])
+    return rows
+
+
 def list_conversations(
     ids: Ids, q: str | None, channel: str | None, reveal: bool
 ) -> Callable[[Connection], list[dict[str, Any]]]:
     def op(conn: Connection) -> list[dict[str, Any]]:
-        query = select(
-            conversations.c.key,
-            conversations.c.channel,
-            conversations.c.wa_id,
-            conversations.c.user_id,
-            conversations.c.user_name,
-            conversations.c.mode,
-            conversations.c.mode_reason,
-            conversations.c.last_inbound_at,
-            conversations.c.window_closed_at,
-            conversations.c.seen_at,
-        )
-        if channel:
-            query = query.where(conversations.c.channel == channel)
-        if q:
-            like = f"%{q.strip()}%"
-            digits = "".join(ch for ch in q if ch.isdigit())
-            terms: list[ColumnElement[bool]] = [
-                conversations.c.user_name.ilike(like),
-                conversations.c.user_id.ilike(like),
-            ]
-            if digits:
-                terms.append(conversations.c.wa_id.contains(digits))
-            query = query.where(or_(*terms))
-        query = query.order_by(desc(conversations.c.last_inbound_at)).limit(LIST_LIMIT)
         now = time.time()
         found = []
-        for key, chan, wa_id, user_id, name, mode, reason, last_in, closed_at, seen in conn.execute(query):
-            last = _LAST_IN.first(conn, key=key)
-            sent = _LAST_OUT.first(conn, key=key)
+        for conv in conversations.search(conn, q, channel, LIST_LIMIT):
+            key, mode, last_in, closed_at, seen = (
+                conv["key"],
+                conv["mode"],
+                conv["last_inbound_at"],
+                conv["window_closed_at"],
+                conv["seen_at"],
+            )
+            last = inbox.last_received(conn, key)
+            sent = outbox.last_of(conn, key)
             last_message = None
             if last is not None and (sent is None or last[1] >= sent[1]):
                 last_message = {"direction": "in", "text": _preview(last[0], False), "at": last[1]}
             elif sent is not None:
                 last_message = {"direction": "out", "text": _preview(sent[0], True), "at": sent[1], "status": sent[2]}
-            failed = bool(_FAILED_TURN.first(conn, key=key, since=seen or 0)[0]) or (
-                sent is not None and sent[2] == "failed"
+            failed = bool(turns.failed_since(conn, key, seen or 0)) or (
+                sent is not None and sent[2] == OutboxState.FAILED
             )
             window_closed = (closed_at is not None and closed_at >= last_in) or now - last_in > DAY
             found.append(
                 {
                     "id": ids.of(key),
-                    "channel": chan,
-                    "number": wa_id if reveal else mask(wa_id),
-                    "username": user_id if reveal else mask(user_id),
-                    "name": name,
+                    "channel": conv["channel"],
+                    "number": conv["wa_id"] if reveal else mask(conv["wa_id"]),
+                    "username": conv["user_id"] if reveal else mask(conv["user_id"]),
+                    "name": conv["user_name"],
                     "mode": mode,
-                    "mode_reason": reason,
+                    "mode_reason": conv["mode_reason"],
                     "status": _status(mode, window_closed, failed),
-                    "unread": _UNREAD.first(conn, key=key, since=seen or 0)[0],
+                    "unread": inbox.received_since(conn, key, seen or 0),
                     "last_message": last_message,
                     "last_activity": max(last_in, last_message["at"] if last_message else 0),
                 }
@@ -188,18 +183,13 @@ def list_conversations(
 
 def transcript(key: str, ids: Ids, reveal: bool) -> Callable[[Connection], dict[str, Any] | None]:
     def op(conn: Connection) -> dict[str, Any] | None:
-        conv = conn.execute(select(conversations).where(conversations.c.key == key)).mappings().first()
+        conv = conversations.row(conn, key)
         if conv is None:
             return None
         from whatsagent.messages import inbound_adapter
 
         inbound = []
-        for seq, payload, received_at, turn_id in conn.execute(
-            select(inbox.c.seq, inbox.c.payload, inbox.c.received_at, inbox.c.turn_id)
-            .where(inbox.c.conversation == key)
-            .order_by(inbox.c.seq.desc())
-            .limit(TRANSCRIPT_LIMIT)
-        ):
+        for seq, payload, received_at, turn_id in inbox.of_conversation(conn, key, TRANSCRIPT_LIMIT):
             message = inbound_adapter.validate_json(payload)
             inbound.append(
                 {
@@ -212,62 +202,28 @@ def transcript(key: str, ids: Ids, reveal: bool) -> Callable[[Connection], dict[
                     "turn_id": turn_id,
                 }
             )
-        outbound = outbox.deliveries(conn, key, TRANSCRIPT_LIMIT)
+        outbound = deliveries(conn, key, TRANSCRIPT_LIMIT)
         for row in outbound:
             shown: Any = row["message"]
             row["text"] = shown.get("body") or shown.get("caption") or f"[{row['kind']}]"
-        out_ids = {
-            r[0]: r[1]
-            for r in conn.execute(
-                select(outbox_table.c.idempotency_key, outbox_table.c.id).where(outbox_table.c.conversation == key)
-            )
-        }
+        out_ids = outbox.ids_by_key(conn, key)
         for row in outbound:
             row["id"] = out_ids.get(str(row["key"]))
-        turn_rows = conn.execute(
-            select(
-                turns.c.id,
-                turns.c.status,
-                turns.c.attempts,
-                turns.c.error,
-                turns.c.first_seq,
-                turns.c.last_seq,
-                turns.c.created_at,
-                turns.c.updated_at,
-                turn_traces.c.spans,
-            )
-            .select_from(turns.outerjoin(turn_traces, turn_traces.c.turn_id == turns.c.id))
-            .where(turns.c.conversation == key)
-            .order_by(turns.c.id.desc())
-            .limit(TRANSCRIPT_LIMIT)
-        ).all()
+        turn_rows = turns.of_conversation(conn, key, TRANSCRIPT_LIMIT)
+        spans = tracing.spans_by_turn(conn, [t["id"] for t in turn_rows])
         turn_list = [
             {
-                "id": t[0],
-                "status": t[1],
-                "attempts": t[2],
-                "error": t[3],
-                "messages": [m["id"] for m in inbound if m["turn_id"] == t[0]],
-                "outbox": [r["id"] for r in outbound if r["turn_id"] == t[0]],
-                "created_at": t[6],
-                "updated_at": t[7],
-                "spans": json.loads(t[8]) if t[8] else [],
+                "id": t["id"],
+                "status": t["status"],
+                "attempts": t["attempts"],
+                "error": t["error"],
+                "messages": [m["id"] for m in inbound if m["turn_id"] == t["id"]],
+                "outbox": [r["id"] for r in outbound if r["turn_id"] == t["id"]],
+                "created_at": t["created_at"],
+                "updated_at": t["updated_at"],
+                "spans": spans.get(t["id"], []),
             }
             for t in turn_rows
-        ]
-        actions = [
-            dict(r)
-            for r in conn.execute(
-                select(
-                    operator_actions.c.operator,
-                    operator_actions.c.action,
-                    operator_actions.c.detail,
-                    operator_actions.c.created_at,
-                )
-                .where(operator_actions.c.conversation == key)
-                .order_by(operator_actions.c.id.desc())
-                .limit(TRANSCRIPT_LIMIT)
-            ).mappings()
         ]
         return {
             "id": ids.of(key),
@@ -283,50 +239,31 @@ def transcript(key: str, ids: Ids, reveal: bool) -> Callable[[Connection], dict[
             "inbound": inbound,
             "outbound": outbound,
             "turns": turn_list,
-            "actions": actions,
+            "actions": handoff.actions(conn, key, TRANSCRIPT_LIMIT),
         }
 
     return op
 
 
-_SEEN = Prepared(update(conversations).where(conversations.c.key == bindparam("key")).values(seen_at=bindparam("now")))
-_ROW = Prepared(
-    select(
-        outbox_table.c.id,
-        outbox_table.c.idempotency_key,
-        outbox_table.c.position,
-        outbox_table.c.message,
-        outbox_table.c.attempts,
-        outbox_table.c.turn_id,
-        outbox_table.c.attempted_at,
-        outbox_table.c.conversation,
-        outbox_table.c.status,
-    ).where(outbox_table.c.id == bindparam("row"))
-)
-_REOPEN = Prepared(
-    update(outbox_table)
-    .where(
-        outbox_table.c.id == bindparam("row"),
-        or_(outbox_table.c.status == "failed", outbox_table.c.status == "parked"),
-    )
-    .values(status=bindparam("status"), updated_at=bindparam("now"))
-)
-
-
 def operator_routes(
+    *,
     db_of: Callable[[], Database | None],
     desk_of: Callable[[], handoff.Desk | None],
     sender_of: Callable[[], Sender | None],
+    media_of: Callable[[], MediaStore | None],
     bus: Bus,
     token: str | None,
+    channels: Sequence[Channel],
     agents_by_channel: Mapping[str, str],
-    channels: Collection[str],
 ) -> list[BaseRoute]:
-    from pydantic import ValidationError
+    """Every route of the operator API (see the module docstring). `agents_by_channel`: the name of the
+    agent serving each channel."""
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
     ids = Ids(token)
+    channel_names = [c.name for c in channels]
+    agent_names = set(agents_by_channel.values())
 
     def who(request: Request) -> str:
         return (request.headers.get("x-operator") or "operator").strip()[:255] or "operator"
@@ -374,7 +311,7 @@ def operator_routes(
         db, _ = checked
         q, channel = request.query_params.get("q"), request.query_params.get("channel")
         found = await db.read(list_conversations(ids, q, channel, reveal(request)))
-        return JSONResponse({"conversations": found, "channels": sorted(channels)})
+        return JSONResponse({"conversations": found, "channels": sorted(channel_names)})
 
     async def one(request: Request) -> Response:
         checked = await guard(request, False)
@@ -394,17 +331,17 @@ def operator_routes(
         action = request.path_params["action"]
         desk = desk_of()
         if action == "seen":
-            await db.write(lambda conn: _SEEN.all(conn, key=key, now=time.time()))
+            await db.write(conversations.mark_seen(key))
             bus.publish(key)
             return JSONResponse({"seen": True})
         if desk is None:
             return JSONResponse({"error": "whatsagent is starting"}, status_code=503)
         if action == "takeover":
             free = await desk.takeover(key, who(request))
-            return JSONResponse({"mode": handoff.HUMAN, "bot_turn_running": not free})
+            return JSONResponse({"mode": ConversationMode.HUMAN, "bot_turn_running": not free})
         if action == "hand-back":
             free = await desk.hand_back(key, who(request))
-            return JSONResponse({"mode": handoff.BOT, "bot_turn_running": not free})
+            return JSONResponse({"mode": ConversationMode.BOT, "bot_turn_running": not free})
         if action == "reply":
             try:
                 given = await body(request)
@@ -424,7 +361,7 @@ def operator_routes(
                 outcome, detail = await desk.reply(key, who(request), text=text or None, template=template)
             except handoff.NotTakenOver as exc:
                 return JSONResponse({"error": str(exc)}, status_code=409)
-            status = 422 if outcome.value == "failed" else 200
+            status = 422 if outcome is Outcome.FAILED else 200
             return JSONResponse({"status": outcome.value, **detail}, status_code=status)
         return JSONResponse({"error": f"no action {action!r}"}, status_code=404)
 
@@ -474,18 +411,18 @@ def operator_routes(
             row_id = int(request.path_params["row"])
         except ValueError:
             return JSONResponse({"error": "no such message"}, status_code=404)
-        found = await db.read(lambda conn: _ROW.first(conn, row=row_id))
+        found = await db.read(lambda conn: outbox.by_id(conn, row_id))
         if found is None:
             return JSONResponse({"error": "no such message"}, status_code=404)
-        key, status = found[7], found[8]
-        if status not in ("failed", "parked"):
+        row, key, status = found
+        if status not in (OutboxState.FAILED, OutboxState.PARKED):
             return JSONResponse({"error": f"the message is {status}: only failed or parked ones"}, status_code=409)
         action = request.path_params["action"]
         if action == "discard":
-            await db.write(lambda conn: _REOPEN.all(conn, row=row_id, status="discarded", now=time.time()))
+            await db.write(outbox.reopen(row_id, OutboxState.DISCARDED))
             await db.write(lambda conn: handoff.record(conn, key, who(request), "discard", str(row_id)))
             bus.publish(key)
-            return JSONResponse({"status": "discarded"})
+            return JSONResponse({"status": OutboxState.DISCARDED})
         if action != "retry":
             return JSONResponse({"error": f"no action {action!r}"}, status_code=404)
         desk = desk_of()
@@ -493,13 +430,11 @@ def operator_routes(
         channel = sender.channels.get(conv.channel) if conv is not None else None
         if conv is None or channel is None:
             return JSONResponse({"error": "the message's channel is not served here"}, status_code=404)
-        await db.write(lambda conn: _REOPEN.all(conn, row=row_id, status="pending", now=time.time()))
+        await db.write(outbox.reopen(row_id, OutboxState.PENDING))
         await db.write(lambda conn: handoff.record(conn, key, who(request), "retry", str(row_id)))
-        message: OutboundMessage = outbound_adapter.validate_json(found[3])
-        row = outbox.OutboxRow(found[0], found[1], found[2], message, found[4], found[5], found[6])
         outcome = await sender.deliver_row(channel, conv.user, row, conversation=key, deadline=30.0)
         bus.publish(key)
-        return JSONResponse({"status": outcome.value}, status_code=422 if outcome.value == "failed" else 200)
+        return JSONResponse({"status": outcome.value}, status_code=422 if outcome is Outcome.FAILED else 200)
 
     async def events(request: Request) -> Response:
         refused = authorized(request, token, "operator")
@@ -525,8 +460,113 @@ def operator_routes(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
 
+    # -- the older endpoints: bearer token only -------------------------------------------------------
+
+    async def user_memories(request: Request) -> Response:
+        refused = authorized(request, token, "memory")
+        if refused is not None:
+            return refused
+        db = db_of()
+        if db is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        agent = request.path_params["agent"]
+        if agent not in agent_names:
+            known = ", ".join(sorted(agent_names))
+            return JSONResponse({"error": f"no agent named {agent!r}; this bot serves {known}"}, status_code=404)
+        user = memory.user_ref(request.path_params["user"])
+        if request.method == "DELETE":
+            erased = await db.write(memory.forget(agent, user))
+            return JSONResponse({"erased": erased})
+        facts = await db.read(lambda conn: memory.load(conn, agent, user))
+        return JSONResponse(
+            {
+                "agent": agent,
+                "memories": [
+                    {"id": m.id, "fact": m.fact, "source": m.source, "created_at": m.created_at} for m in facts
+                ],
+            }
+        )
+
+    async def template(request: Request) -> Response:
+        refused = authorized(request, token, "messages")
+        if refused is not None:
+            return refused
+        try:
+            given = TemplateRequest.model_validate_json(await request.body())
+            to = user_for(given.to)
+        except (ValidationError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if given.channel is None and len(channels) > 1:
+            names = ", ".join(c.name for c in channels)
+            return JSONResponse({"error": f"several channels serve this OS: name one ({names})"}, status_code=400)
+        channel = next((c for c in channels if given.channel in (None, c.name)), None)
+        if channel is None:
+            return JSONResponse({"error": f"no channel named {given.channel!r}"}, status_code=404)
+        sender = sender_of()
+        if sender is None:
+            return JSONResponse({"error": "whatsagent is starting"}, status_code=503)
+        try:
+            message = TemplateOut(
+                name=given.template,
+                language=given.language,
+                params=tuple(given.params),
+                components=tuple(given.components),  # type: ignore[arg-type]  # TemplateOut reads this shape
+            )
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        result = await send_template(sender, channel, to, message, text=given.text, key=given.key)
+        answer = {
+            "status": result.outcome.value,
+            "conversation": result.conversation,
+            "key": result.key,
+            "message_id": result.message_id,
+        }
+        if result.outcome is Outcome.FAILED:
+            answer["error"] = result.error
+            return JSONResponse(answer, status_code=422)
+        return JSONResponse(answer)
+
+    async def delivery_status(request: Request) -> Response:
+        refused = authorized(request, token, "delivery status")
+        if refused is not None:
+            return refused
+        name = request.path_params["channel"]
+        if name not in channel_names:
+            known = ", ".join(sorted(channel_names))
+            return JSONResponse({"error": f"no channel named {name!r}; this bot serves {known}"}, status_code=404)
+        db = db_of()
+        if db is None:
+            return JSONResponse({"error": "whatsagent is starting"}, status_code=503)
+        try:
+            user = user_for(request.path_params["user"])
+            limit = min(MAX_DELIVERIES, max(1, int(request.query_params.get("limit", "100"))))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        conversation = conversation_key(name, user.key)
+        rows = await db.read(lambda conn: deliveries(conn, conversation, limit))
+        return JSONResponse({"conversation": conversation, "messages": rows})
+
+    async def erase(request: Request) -> Response:
+        refused = authorized(request, token, "operator")
+        if refused is not None:
+            return refused
+        db = db_of()
+        if db is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        user = request.path_params["user"].lstrip("+")
+        return JSONResponse({"erased": await erase_user(db, user, media_of())})
+
     base = "/operator/conversations/{id}"
     return [
+        Route("/memories/{agent}/{user}", user_memories, methods=["GET", "DELETE"], name="memories"),
+        Route("/messages/template", template, methods=["POST"], name="send_template"),
+        Route(
+            "/conversations/{channel}/{user}/deliveries",
+            delivery_status,
+            methods=["GET"],
+            name="conversation_deliveries",
+        ),
+        Route("/users/{user}", erase, methods=["DELETE"], name="erase_user"),
         Route("/operator/conversations", list_view, methods=["GET"], name="operator_conversations"),
         Route(base, one, methods=["GET"], name="operator_conversation"),
         Route(base + "/memories", memories, methods=["GET", "DELETE"], name="operator_memories"),

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select
-
+from whatsagent import inbox, outbox
 from whatsagent.messages import InboundMessage, inbound_adapter
 from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
-from whatsagent.store.schema import inbox, outbox
+from whatsagent.store.database import Connection
 
 QUOTE_CHARS = 200
 
@@ -24,20 +23,10 @@ def quoted_texts(conversation: str, ids: list[str]) -> Callable[[Connection], di
 
     def op(conn: Connection) -> dict[str, str]:
         found: dict[str, str] = {}
-        rows = conn.execute(
-            select(inbox.c.provider_id, inbox.c.payload).where(
-                inbox.c.conversation == conversation, inbox.c.provider_id.in_(ids)
-            )
-        )
-        for provider_id, payload in rows:
+        for provider_id, payload in inbox.by_provider_id(conn, conversation, ids):
             message: InboundMessage = inbound_adapter.validate_json(payload)
             found[provider_id] = _short(message.describe())
-        rows = conn.execute(
-            select(outbox.c.provider_message_id, outbox.c.message).where(
-                outbox.c.conversation == conversation, outbox.c.provider_message_id.in_(ids)
-            )
-        )
-        for provider_id, raw in rows:
+        for provider_id, raw in outbox.by_provider_id(conn, conversation, ids):
             said = _text_of(outbound_adapter.validate_json(raw))
             if said:
                 found[provider_id] = _short(said)

@@ -17,9 +17,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from whatsagent.conversations import wake_job
 from whatsagent.errors import ConfigurationError
 from whatsagent.fence import Holder
-from whatsagent.inbox import wake_job
 from whatsagent.lanes import open_conversations
 from whatsagent.queue import EmbeddedQueue, Handler, JobSpec, Wanted, WorkQueue
 from whatsagent.store.database import Database

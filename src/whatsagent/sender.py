@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from whatsagent import metrics, outbox
+from whatsagent import inbox, metrics, outbox
 from whatsagent import window as windows
 from whatsagent.breaker import CircuitBreaker
 from whatsagent.channels.base import Channel
@@ -32,7 +32,7 @@ from whatsagent.errors import InvalidMessage, SendError, StoreUnavailable
 from whatsagent.fence import Lease, fenced
 from whatsagent.messages import User
 from whatsagent.messages.outbound import OutboundMessage, TemplateOut
-from whatsagent.outbox import OutboxRow, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
+from whatsagent.outbox import OutboxRow, OutboxState, mark_attempted, mark_confirmed, mark_failed, mark_sent, reported
 from whatsagent.pacing import Pacing
 from whatsagent.privacy import masked
 from whatsagent.store.database import Database
@@ -191,7 +191,7 @@ class Sender:
     ) -> tuple[Outcome, OutboxRow]:
         """Send one message outside a turn (a tool's message, a proactive template): stored in the
         outbox first, then paced, retried and window-checked like an answer. `key` makes it idempotent."""
-        from whatsagent.inbox import conversation_key
+        from whatsagent.conversations import conversation_key
 
         conversation = conversation or conversation_key(channel.name, to.key)
         key = key or f"send:{uuid.uuid4().hex}"
@@ -200,8 +200,9 @@ class Sender:
             found = await self.db.read(lambda conn: outbox.by_key(conn, key))
             assert found is not None
             existing, status = found
-            if status != "pending":
-                return Outcome(status) if status in ("sent", "failed", "parked") else Outcome.FAILED, existing
+            if status != OutboxState.PENDING:
+                settled = status in (OutboxState.SENT, OutboxState.FAILED, OutboxState.PARKED)
+                return Outcome(status.value) if settled else Outcome.FAILED, existing
             row = existing
         return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline), row
 
@@ -291,7 +292,7 @@ class Sender:
         self, channel: Channel, row: OutboxRow, conversation: str, exc: SendError, attempts: int
     ) -> Outcome:
         reason = channel.explain(row.message, exc)
-        answered = await self.db.read(lambda conn: outbox.answered_message(conn, row.turn_id))
+        answered = await self.db.read(lambda conn: inbox.answered_message(conn, row.turn_id))
         log.error(
             "send %s for %s (answering %s) failed for good after %d attempts: %s",
             row.idempotency_key,

@@ -16,12 +16,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
-from sqlalchemy import Connection, bindparam, delete, insert
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from whatsagent.agents.context import DelegatingResponder
 from whatsagent.store.database import Database, Prepared
@@ -157,6 +157,21 @@ def _store(turn_id: int, rows: list[dict[str, Any]]) -> Callable[[Connection], N
 
 def spans_of(raw: str | None) -> list[dict[str, Any]]:
     return json.loads(raw) if raw else []
+
+
+def spans_by_turn(conn: Connection, turn_ids: Collection[int]) -> dict[int, list[dict[str, Any]]]:
+    """The stored spans of these turns (a turn without details is missing)."""
+    if not turn_ids:
+        return {}
+    rows = conn.execute(select(turn_traces.c.turn_id, turn_traces.c.spans).where(turn_traces.c.turn_id.in_(turn_ids)))
+    return {turn_id: spans_of(raw) for turn_id, raw in rows}
+
+
+def erase(conn: Connection, turn_ids: Collection[int]) -> int:
+    """Delete the details of these turns (`whatsagent.lifecycle`)."""
+    if not turn_ids:
+        return 0
+    return int(conn.execute(delete(turn_traces).where(turn_traces.c.turn_id.in_(turn_ids))).rowcount)
 
 
 class TracedResponder(DelegatingResponder):

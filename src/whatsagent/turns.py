@@ -1,9 +1,13 @@
 """Running one turn: context, the agent, the answer stored, then sent part by part.
 
 A turn is a small state machine persisted in `turns` (`TurnState`): ``running`` → ``answered`` →
-``sent`` (or ``failed``). The answer and its outbox rows are committed together before anything is sent,
-so a crash after the model ran does not pay for it again, and a replay sends only what was not yet
-accepted. Every write and send of a turn is fenced by its lane's lease (`whatsagent.fence`).
+``sent`` (or ``failed``); turns that no agent answers are born ``human`` (a person had the conversation),
+``operator`` (an operator's reply) or ``sent`` (a proactive template). Every statement on the `turns`
+table is here; `whatsagent.lanes` claims turns through them.
+
+The answer and its outbox rows are committed together before anything is sent, so a crash after the
+model ran does not pay for it again, and a replay sends only what was not yet accepted. Every write and
+send of a turn is fenced by its lane's lease (`whatsagent.fence`).
 
 Attempts are counted when a turn is claimed, before it runs: a turn that kills its process (a medium
 that exhausts memory, a crash in the agent) is set aside once it was started `max_attempts` times — the
@@ -21,16 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import enum
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
+from whatsagent import conversations, inbox, metrics, outbox
 from whatsagent import history as history_store
-from whatsagent import metrics, outbox
 from whatsagent.agents.context import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
 from whatsagent.agents.memory import MemoryBook, capture_job, user_ref
 from whatsagent.agents.memory import load as load_memories
@@ -38,20 +44,62 @@ from whatsagent.channels.base import Channel
 from whatsagent.chat_commands import CommandName, Commands
 from whatsagent.fence import Lease, fenced
 from whatsagent.interrupts import Interrupts, OnNewMessage
-from whatsagent.lanes import Turn, TurnState, take_new_messages, waits
 from whatsagent.media.limits import MB
 from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
-from whatsagent.messages import Reaction
+from whatsagent.messages import InboundMessage, Reaction, User, inbound_adapter
 from whatsagent.messages.outbound import OutboundMessage
 from whatsagent.queue import WorkQueue
 from whatsagent.quotes import quoted_texts
 from whatsagent.render import prepare_media, render
 from whatsagent.sender import Sender
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import conversations, turns
+from whatsagent.store.schema import turns
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 log = logging.getLogger(__name__)
+
+
+class TurnState(enum.StrEnum):
+    """The state of a turn (`turns.status`)."""
+
+    RUNNING = "running"
+    """Claimed; the agent is answering (or will, when a crashed run is resumed)."""
+    ANSWERED = "answered"
+    """The answer is stored in the outbox; sends may remain."""
+    SENT = "sent"
+    """Every part was accepted (or parked for a closed window); a proactive template's turn starts here."""
+    FAILED = "failed"
+    """Some part could not be sent."""
+    HELD = "human"
+    """Its messages went to a person who had the conversation (`whatsagent.handoff`): never answered by the agent."""
+    OPERATOR = "operator"
+    """It carries an operator's reply into the history (no message of the user's is in it)."""
+
+
+OPEN_STATES = (TurnState.RUNNING, TurnState.ANSWERED)
+"""A turn in one of these is resumed before the conversation's next one starts."""
+
+
+@dataclass
+class Turn:
+    """One agent run over a batch of a conversation's messages.
+
+    `attempts` counts the runs started, this one included.
+    """
+
+    id: int
+    conversation: str
+    session: int
+    status: TurnState
+    attempts: int
+    channel: str
+    user: User
+    messages: list[InboundMessage]
+    history: list[ModelMessage] = field(default_factory=list)
+    """Earlier turns of the session (only for a turn still to be answered)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +265,7 @@ class TurnRunner:
         """Returns once a message that calls for an answer waits in the conversation's inbox."""
         event = self.interrupts.watch(conversation)
         try:
-            while not await self.db.read(lambda conn: waits(conn, conversation)):
+            while not await self.db.read(lambda conn: inbox.waits(conn, conversation)):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), self.policy.interrupt_poll)
                 event.clear()
@@ -322,19 +370,181 @@ class TurnRunner:
                 first.set_result(None)
 
 
+# -- the turns table: every statement on it -------------------------------------------------------------
+
+_OPEN_TURN = Prepared(
+    select(turns.c.id, turns.c.session, turns.c.status, turns.c.attempts)
+    .where(turns.c.conversation == bindparam("key"), or_(*(turns.c.status == state.value for state in OPEN_STATES)))
+    .order_by(turns.c.id)
+    .limit(1)
+)
+_COUNT_ATTEMPT = Prepared(
+    update(turns).where(turns.c.id == bindparam("turn")).values(attempts=bindparam("n"), updated_at=bindparam("now"))
+)
+_INSERT = Prepared(
+    insert(turns)
+    .values(
+        conversation=bindparam("key"),
+        session=bindparam("session"),
+        status=bindparam("status"),
+        first_seq=bindparam("first"),
+        last_seq=bindparam("last"),
+        attempts=bindparam("attempts"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(turns.c.id)
+)
+_EXTEND = Prepared(
+    update(turns)
+    .where(turns.c.id == bindparam("turn"), turns.c.status == TurnState.RUNNING.value)
+    .values(last_seq=bindparam("last"), updated_at=bindparam("now"))
+)
 _ANSWERED = Prepared(
     update(turns)
     .where(turns.c.id == bindparam("turn"), turns.c.status == TurnState.RUNNING.value)
     .values(status=TurnState.ANSWERED.value, error=bindparam("error"), updated_at=bindparam("now"))
 )
-_NEW_SESSION = Prepared(
-    update(conversations)
-    .where(conversations.c.key == bindparam("conversation"))
-    .values(session=conversations.c.session + 1)
-)
 _FINISH = Prepared(
     update(turns).where(turns.c.id == bindparam("turn")).values(status=bindparam("state"), updated_at=bindparam("now"))
 )
+# Spelled as the partial index's predicate (a constant, not parameters), so that PostgreSQL uses it even in
+# a prepared statement's generic plan: the sweep then reads only unfinished rows.
+_UNFINISHED = select(turns.c.conversation).where(text("status IN ('running', 'answered')"))
+assert {*OPEN_STATES} == {"running", "answered"}, "the sweep's predicate spells the open states"
+_FAILED_SINCE = Prepared(
+    select(func.count())
+    .select_from(turns)
+    .where(
+        turns.c.conversation == bindparam("key"),
+        turns.c.status == TurnState.FAILED.value,
+        turns.c.updated_at > bindparam("since"),
+    )
+)
+
+
+def open_turn(conn: Connection, conversation: str) -> tuple[int, int, TurnState, int] | None:
+    """The conversation's turn left open (by a crash, or still running): id, session, state, attempts."""
+    found = _OPEN_TURN.first(conn, key=conversation)
+    if found is None:
+        return None
+    turn_id, session, status, attempts = found
+    return turn_id, session, TurnState(status), attempts
+
+
+def count_attempt(conn: Connection, turn_id: int, attempts: int, now: float) -> None:
+    _COUNT_ATTEMPT.all(conn, turn=turn_id, n=attempts, now=now)
+
+
+def insert_turn(
+    conn: Connection,
+    conversation: str,
+    session: int,
+    state: TurnState,
+    *,
+    first_seq: int = 0,
+    last_seq: int = 0,
+    attempts: int = 0,
+    now: float,
+) -> int:
+    """A new turn of the conversation's `session`; its id."""
+    (turn_id,) = _INSERT.first(
+        conn,
+        key=conversation,
+        session=session,
+        status=state.value,
+        first=first_seq,
+        last=last_seq,
+        attempts=attempts,
+        now=now,
+    )
+    return int(turn_id)
+
+
+def extend(conn: Connection, turn_id: int, last_seq: int, now: float) -> None:
+    """A running turn took messages up to `last_seq` too."""
+    _EXTEND.all(conn, turn=turn_id, last=last_seq, now=now)
+
+
+def unfinished_conversations(conn: Connection) -> set[str]:
+    """Conversations with a turn still running or sending."""
+    return {r[0] for r in conn.execute(_UNFINISHED)}
+
+
+def count_open(conn: Connection) -> int:
+    """How many turns are running or sending, in every conversation."""
+    return int(
+        conn.execute(select(func.count()).select_from(turns).where(turns.c.status.in_(OPEN_STATES))).scalar_one()
+    )
+
+
+def failed_since(conn: Connection, conversation: str, since: float) -> int:
+    """How many of the conversation's turns failed after `since`."""
+    return int(_FAILED_SINCE.first(conn, key=conversation, since=since)[0])
+
+
+def of_conversation(conn: Connection, conversation: str, limit: int) -> list[dict[str, Any]]:
+    """The conversation's latest turns, newest first."""
+    rows = conn.execute(
+        select(
+            turns.c.id,
+            turns.c.status,
+            turns.c.attempts,
+            turns.c.error,
+            turns.c.first_seq,
+            turns.c.last_seq,
+            turns.c.created_at,
+            turns.c.updated_at,
+        )
+        .where(turns.c.conversation == conversation)
+        .order_by(turns.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def errors(conn: Connection, turn_ids: Collection[int]) -> dict[int, str]:
+    """Why each of these turns was set aside (a poison turn), for those that were."""
+    if not turn_ids:
+        return {}
+    found = conn.execute(select(turns.c.id, turns.c.error).where(turns.c.id.in_(turn_ids), turns.c.error.is_not(None)))
+    return {turn_id: error for turn_id, error in found}
+
+
+def ids_of(conn: Connection, conversations_: Collection[str]) -> list[int]:
+    """The ids of every turn of these conversations."""
+    return list(conn.execute(select(turns.c.id).where(turns.c.conversation.in_(conversations_))).scalars())
+
+
+def expire(conn: Connection, cutoff: float) -> int:
+    """Delete finished turns last changed before `cutoff`; how many."""
+    return int(
+        conn.execute(delete(turns).where(turns.c.status.not_in(OPEN_STATES), turns.c.updated_at < cutoff)).rowcount
+    )
+
+
+def erase(conn: Connection, conversations_: Collection[str]) -> int:
+    return int(conn.execute(delete(turns).where(turns.c.conversation.in_(conversations_))).rowcount)
+
+
+def take_new_messages(turn: Turn) -> Callable[[Connection], Turn]:
+    """A running turn started again (the user wrote while it thought): it takes every message waiting
+    since, and is to be answered with all of them."""
+
+    def op(conn: Connection) -> Turn:
+        taken = inbox.take(conn, turn.conversation, turn.id)
+        if taken:
+            extend(conn, turn.id, max(taken), time.time())
+        return dataclasses.replace(turn, messages=in_written_order(inbox.payloads_of_turn(conn, turn.id)))
+
+    return op
+
+
+def in_written_order(payloads: list[str]) -> list[InboundMessage]:
+    """A turn's messages by the provider's timestamp, then arrival (payloads come in arrival order and the
+    sort is stable)."""
+    messages = [inbound_adapter.validate_json(payload) for payload in payloads]
+    return sorted(messages, key=lambda m: m.timestamp)
 
 
 def _record_answer(
@@ -347,10 +557,10 @@ def _record_answer(
 ) -> Callable[[Connection], list[outbox.OutboxRow]]:
     def op(conn: Connection) -> list[outbox.OutboxRow]:
         now = time.time()
+        # `error`: why a poison turn was set aside (its answer is the apology).
         _ANSWERED.all(conn, turn=turn.id, error=error, now=now)
         if new_session:
-            # `/new`: later turns open in the next session; this one's rows and history stay stored.
-            _NEW_SESSION.all(conn, conversation=turn.conversation)
+            conversations.new_session(conn, turn.conversation)
         if messages_json is not None:
             history_store.append(conn, turn.conversation, turn.session, turn.id, messages_json, now)
         outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)

@@ -21,12 +21,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, exists, select, update
-
+from whatsagent import conversations, outbox
 from whatsagent.messages import User
 from whatsagent.messages.outbound import TemplateOut
-from whatsagent.store.database import Prepared
-from whatsagent.store.schema import conversations, outbox
+from whatsagent.store.database import Connection
 
 WINDOW_SECONDS = 24 * 3600.0
 
@@ -93,39 +91,20 @@ class WindowState:
         return f"{self.last_inbound_at:.3f}"
 
 
-_STATE = Prepared(
-    select(
-        conversations.c.channel,
-        conversations.c.wa_id,
-        conversations.c.user_id,
-        conversations.c.user_name,
-        conversations.c.last_inbound_at,
-        conversations.c.window_closed_at,
-        exists().where(outbox.c.conversation == conversations.c.key, outbox.c.status == "parked"),
-    ).where(conversations.c.key == bindparam("key"))
-)
-_CLOSED = Prepared(
-    update(conversations)
-    .where(conversations.c.key == bindparam("key"))
-    .values(window_closed_at=conversations.c.last_inbound_at)
-)
-
-
 def state(conversation: str) -> Callable[[Connection], WindowState | None]:
     def op(conn: Connection) -> WindowState | None:
-        found = _STATE.first(conn, key=conversation)
+        found = conversations.window(conn, conversation)
         if found is None:
             return None
-        channel, wa_id, user_id, name, last_inbound_at, closed_at, parked = found
-        user = User(wa_id=wa_id, user_id=user_id, name=name)
-        return WindowState(channel, user, last_inbound_at, closed_at, bool(parked))
+        parked = outbox.has_parked(conn, conversation)
+        return WindowState(found.channel, found.user, found.last_inbound_at, found.closed_at, parked)
 
     return op
 
 
 def mark_closed(conn: Connection, conversation: str) -> None:
     """The provider refused a free-form message: the window of the user's latest message is over."""
-    _CLOSED.all(conn, key=conversation)
+    conversations.mark_window_closed(conn, conversation)
 
 
 def fallback_key(conversation: str, epoch: str) -> str:

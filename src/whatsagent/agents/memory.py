@@ -6,7 +6,7 @@ Three ways in and out:
   facts;
 - agentic memory: tools the agent calls itself (`remember`, `update_memory`, `forget_memory`);
 - the user: ``/memories`` shows what is remembered, ``/forget`` erases it (`whatsagent.chat_commands`), and
-  the operator's API (``GET``/``DELETE /memories/{agent}/{user}``, behind a bearer token) does the same.
+  the operator API (``GET``/``DELETE /memories/{agent}/{user}``, `whatsagent.operator_api`) does the same.
 
 Memories are scoped to (agent, user): one user never sees another's. `user_ref` is the user's WhatsApp
 id, or a keyed hash of it when the operator sets ``WHATSAGENT_USER_HASH_SECRET`` (`user_ref`), so the
@@ -28,15 +28,15 @@ from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from whatsagent import history
 from whatsagent.agents.context import TurnContext
 from whatsagent.queue import JobSpec
 from whatsagent.store.database import Database, Prepared
-from whatsagent.store.schema import history, memories
+from whatsagent.store.schema import memories
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
     from pydantic_ai.toolsets import FunctionToolset
-    from starlette.routing import BaseRoute
 
 log = logging.getLogger(__name__)
 
@@ -300,9 +300,6 @@ def capture_job(*, channel: str, turn_id: int, agent: str, user: str) -> JobSpec
     )
 
 
-_TURN_HISTORY = Prepared(select(history.c.messages).where(history.c.turn_id == bindparam("turn")))
-
-
 def transcript(messages_json: str) -> str:
     """A turn's exchange as plain lines (``User: ...`` / ``Assistant: ...``); media as their references."""
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse, TextPart, UserPromptPart
@@ -346,10 +343,10 @@ class MemoryCapture:
         config: UserMemory | None = agent.memory if agent is not None else None
         if agent is None or config is None or not config.capture or agent.offline:
             return
-        raw = await self.db.read(lambda conn: _TURN_HISTORY.first(conn, turn=args["turn"]))
+        raw = await self.db.read(lambda conn: history.of_turn(conn, args["turn"]))
         if raw is None:
             return  # the turn stored no history (a command, an error reply): nothing to learn
-        exchange = transcript(raw[0])
+        exchange = transcript(raw)
         if not exchange:
             return
         known = await self.db.read(lambda conn: load(conn, args["agent"], args["user"]))
@@ -378,45 +375,6 @@ class MemoryCapture:
         )
 
 
-# -- the operator's API ------------------------------------------------------------------------------
-
-
-def memory_routes(
-    db_of: Callable[[], Database | None], token: str | None, agents: Collection[str] | None = None
-) -> list[BaseRoute]:
-    """``GET /memories/{agent}/{user}`` (the facts, as JSON) and ``DELETE`` (erase them), for the operator.
-    Off (404) unless a token is set (``AgentOS(api_token=...)`` or ``WHATSAGENT_API_TOKEN``); requests
-    carry it as ``Authorization: Bearer <token>``. `agent` is the agent's name (``Agent(name=...)``); one
-    this bot does not serve answers 404 with the names it does."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def handle(request: Request) -> Response:
-        if not token:
-            return JSONResponse({"error": "the memory API is off: set WHATSAGENT_API_TOKEN"}, status_code=404)
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-        db = db_of()
-        if db is None:
-            return JSONResponse({"error": "starting"}, status_code=503)
-        agent = request.path_params["agent"]
-        if agents is not None and agent not in agents:
-            known = ", ".join(sorted(agents))
-            return JSONResponse({"error": f"no agent named {agent!r}; this bot serves {known}"}, status_code=404)
-        user = user_ref(request.path_params["user"])
-        if request.method == "DELETE":
-            erased = await db.write(forget(agent, user))
-            return JSONResponse({"erased": erased})
-        facts = await db.read(lambda conn: load(conn, agent, user))
-        return JSONResponse(
-            {
-                "agent": agent,
-                "memories": [
-                    {"id": m.id, "fact": m.fact, "source": m.source, "created_at": m.created_at} for m in facts
-                ],
-            }
-        )
-
-    return [Route("/memories/{agent}/{user}", handle, methods=["GET", "DELETE"], name="memories")]
+def erase_user(conn: Connection, refs: Collection[str]) -> int:
+    """Delete every fact remembered about a user (by every agent), known by any of `refs` (`whatsagent.lifecycle`)."""
+    return int(conn.execute(delete(memories).where(memories.c.user_ref.in_(refs))).rowcount)

@@ -12,12 +12,12 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from whatsagent.queue.base import Handler, JobSpec, RetryPolicy, Wanted, WorkQueue
 from whatsagent.store.database import Database, Prepared
@@ -314,3 +314,16 @@ def _reschedule(job: _Job) -> Callable[[Connection], None]:
             )
 
     return op
+
+
+def erase_jobs(conn: Connection, locks: Collection[str]) -> int:
+    """Delete the jobs locked on these conversations (`whatsagent.lifecycle` erasing a user)."""
+    return int(conn.execute(delete(jobs).where(or_(jobs.c.lock.in_(locks), jobs.c.queueing_lock.in_(locks)))).rowcount)
+
+
+def queued_jobs(conn: Connection) -> int | None:
+    """How many jobs this queue holds (queued or running: done ones are deleted); None where the store is
+    not SQLite (PostgreSQL queues with procrastinate)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -159,3 +160,39 @@ def _as_store_error(exc: DBAPIError) -> BaseException:
         failure.__cause__ = exc
         return failure
     return exc
+
+
+# -- procrastinate's queue tables, for retention and erasure (`whatsagent.lifecycle`) ------------------------
+
+
+def expire_queue_jobs(conn: Connection, cutoff: float) -> int | None:
+    """Delete finished work-queue jobs (successful ones are deleted at once; failed ones stay to be looked
+    at) with no event since `cutoff`; their events go with them. None on SQLite (no such queue)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return int(
+        conn.execute(
+            text(
+                "DELETE FROM procrastinate_jobs j WHERE j.status IN ('failed', 'succeeded', 'cancelled', "
+                "'aborted') AND NOT EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = j.id "
+                "AND e.at >= to_timestamp(:cutoff))"
+            ),
+            {"cutoff": cutoff},
+        ).rowcount
+    )
+
+
+def erase_queue_jobs(conn: Connection, conversations: list[str], users: list[str]) -> int | None:
+    """Delete the jobs (not running) naming these conversations (wake-ups) or users (memory capture).
+    None on SQLite (no such queue)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return int(
+        conn.execute(
+            text(
+                "DELETE FROM procrastinate_jobs WHERE status <> 'doing' AND (lock = ANY(:keys) "
+                "OR queueing_lock = ANY(:keys) OR args->>'conversation' = ANY(:keys) OR args->>'user' = ANY(:refs))"
+            ),
+            {"keys": conversations, "refs": users},
+        ).rowcount
+    )

@@ -6,6 +6,13 @@ user) → `turns` (one agent run each, a small state machine) → `history` (app
 facts about each user, one row per fact. `jobs` is the embedded work queue. `lanes` says who owns each
 conversation's lane (a fencing token every turn write checks), `lane_holders` the processes that may
 own one, `lane_workers` which holder vouches for which work-queue worker (`whatsagent.fence`).
+
+Each table's statements live in one module, its owner: `inbox` and `statuses` in `whatsagent.inbox`,
+`conversations` in `whatsagent.conversations`, `turns` in `whatsagent.turns`, `history` in
+`whatsagent.history`, `outbox` in `whatsagent.outbox`, `memories` in `whatsagent.agents.memory`, `jobs` in
+`whatsagent.queue.embedded`, the lane tables in `whatsagent.fence`, `user_identities` in
+`whatsagent.identity`, `operator_actions` in `whatsagent.handoff`, `turn_traces` in `whatsagent.tracing`.
+Every other module calls them. A status column's comment lists exactly the states its owner writes.
 """
 
 from __future__ import annotations
@@ -85,7 +92,7 @@ conversations = Table(
         String(16),
         nullable=False,
         server_default=text("'bot'"),
-        comment="bot, human (taken over by an operator) or waiting (for a human)",
+        comment="bot, human (taken over by an operator) or waiting (for a human) (see conversations.ConversationMode)",
     ),
     Column("mode_reason", Text, nullable=True, comment="why it left bot mode"),
     Column("mode_changed_at", Float, nullable=True),
@@ -98,7 +105,12 @@ turns = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("conversation", String(400), nullable=False),
     Column("session", Integer, nullable=False),
-    Column("status", String(16), nullable=False, comment="running, answered, sent, failed (see turns.TurnState)"),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        comment="running, answered, sent, failed, human, operator (see turns.TurnState)",
+    ),
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -132,9 +144,19 @@ outbox = Table(
     Column("conversation", String(400), nullable=False),
     Column("position", Integer, nullable=False),
     Column("message", Text, nullable=False, comment="the neutral outbound message as JSON"),
-    Column("status", String(16), nullable=False, comment="pending, sent, failed, parked"),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        comment="pending, sent, failed, parked, discarded (see outbox.OutboxState)",
+    ),
     Column("provider_message_id", String(255), nullable=True),
-    Column("delivery", String(16), nullable=True, comment="sent, delivered, read, failed (from webhooks)"),
+    Column(
+        "delivery",
+        String(16),
+        nullable=True,
+        comment="sent, delivered, read, played, failed (from status webhooks; see outbox.Delivery)",
+    ),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
@@ -222,7 +244,12 @@ operator_actions = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("conversation", String(400), nullable=False),
     Column("operator", String(255), nullable=False, comment="who (as the operator named themselves)"),
-    Column("action", String(32), nullable=False, comment="takeover, reply, hand_back, retry, discard..."),
+    Column(
+        "action",
+        String(32),
+        nullable=False,
+        comment="takeover, hand_back, reply, retry, discard, edit_memory, erase_memory or ask_for_person",
+    ),
     Column("detail", Text, nullable=True),
     Column("created_at", Float, nullable=False),
 )

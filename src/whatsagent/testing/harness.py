@@ -184,26 +184,19 @@ async def wait_idle(bot: AgentOS | Database, timeout: float = 60.0) -> None:
 
 
 def _busy(conn: Any) -> str | None:
-    from sqlalchemy import func, select
+    from whatsagent import inbox, outbox, turns
+    from whatsagent.queue.embedded import queued_jobs
 
-    from whatsagent.lanes import OPEN_STATES
-    from whatsagent.store.schema import inbox, jobs, outbox, turns
-
-    pending = conn.execute(
-        select(func.count()).select_from(inbox).where(inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
-    ).scalar_one()
+    pending = inbox.count_waiting(conn)
     if pending:
         return f"{pending} message(s) wait for a turn"
-    running = conn.execute(select(func.count()).select_from(turns).where(turns.c.status.in_(OPEN_STATES))).scalar_one()
+    running = turns.count_open(conn)
     if running:
         return f"{running} turn(s) running"
-    unsent = conn.execute(
-        select(func.count()).select_from(outbox).where(outbox.c.status.in_(("pending", "sending")))
-    ).scalar_one()
+    unsent = outbox.count_pending(conn)
     if unsent:
         return f"{unsent} outbound message(s) not sent yet"
-    if conn.dialect.name == "sqlite":  # SQLite's own queue (PostgreSQL queues with procrastinate)
-        queued = conn.execute(select(func.count()).select_from(jobs)).scalar_one()  # done jobs are deleted
-        if queued:
-            return f"{queued} job(s) queued or running (wake-ups, window fallbacks, memory captures)"
+    queued = queued_jobs(conn)  # done jobs are deleted
+    if queued:
+        return f"{queued} job(s) queued or running (wake-ups, window fallbacks, memory captures)"
     return None

@@ -71,6 +71,18 @@ def current_revision(conn: Connection) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def revision_of(url: str) -> str | None:
+    """The revision the database at `url` is at (None: no whatsagent schema yet)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn)
+    finally:
+        engine.dispose()
+
+
 def upgrade_connection(conn: Connection, revision: str = "head") -> bool:
     """Migrate the database behind `conn` to `revision`; True when anything was applied.
 
