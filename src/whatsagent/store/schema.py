@@ -84,7 +84,7 @@ conversations = Table(
         "window_closed_at",
         Float,
         nullable=True,
-        comment="the last_inbound_at whose 24-hour window the provider reported closed (131047, 63016)",
+        comment="the last_inbound_at whose 24-hour window the channel reported closed (a window_closed refusal)",
     ),
     Column("created_at", Float, nullable=False),
     Column(

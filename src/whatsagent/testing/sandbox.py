@@ -127,7 +127,8 @@ class Sandbox:
 
     @property
     def faults(self) -> Faults:
-        """The emulator's fault injection (`wa.faults.fail_next(2, http_status=429, code=130429)`)."""
+        """The emulator's fault injection (`wa.faults.fail_next(2, http_status=429)`: the next two sends are
+        refused as rate limited)."""
         return self.emulator.faults
 
     @property
@@ -284,7 +285,7 @@ class Chat:
         return self._act(lambda u: u.react(target, emoji))
 
     def close_window(self) -> None:
-        """End the 24-hour customer service window: free-form sends now fail (131047 / 63016); templates
+        """End the 24-hour customer service window: free-form sends now fail as WhatsApp fails them; templates
         still go through. The user's next message opens it again."""
         self.wa.emulator.close_window(self.user)
 

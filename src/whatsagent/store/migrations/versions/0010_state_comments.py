@@ -7,7 +7,8 @@ Create Date: 2026-12-02
 `turns.status` gains ``human`` (messages held for a person) and ``operator`` (an operator's reply), both
 written since revision 0009; `outbox.status` gains ``discarded`` (an operator gave a row up) and
 `outbox.delivery` ``played`` (a voice message the user played). `operator_actions.action` lists every
-action recorded. SQLite stores no column comments: nothing changes there.
+action recorded; `conversations.window_closed_at` no longer names provider codes (the channel says a
+refusal means the window closed). SQLite stores no column comments: nothing changes there.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ COMMENTS = (
         False,
         "bot, human (taken over by an operator) or waiting (for a human)",
         "bot, human (taken over by an operator) or waiting (for a human) (see conversations.ConversationMode)",
+    ),
+    (
+        "conversations",
+        "window_closed_at",
+        sa.Float(),
+        True,
+        "the last_inbound_at whose 24-hour window the provider reported closed (131047, 63016)",
+        "the last_inbound_at whose 24-hour window the channel reported closed (a window_closed refusal)",
     ),
     (
         "operator_actions",
