@@ -115,8 +115,8 @@ class Ids:
 def _preview(raw: str, outbound: bool) -> str:
     try:
         if outbound:
-            message: Any = outbound_adapter.validate_json(raw)
-            return str(getattr(message, "body", None) or getattr(message, "caption", None) or f"[{message.kind}]")
+            message = outbound_adapter.validate_json(raw)
+            return message.said or f"[{message.kind}]"
         from whatsagent.messages import Text, inbound_adapter
 
         parsed = inbound_adapter.validate_json(raw)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from whatsagent import inbox, outbox
 from whatsagent.messages import InboundMessage, inbound_adapter
-from whatsagent.messages.outbound import OutboundMessage, outbound_adapter
+from whatsagent.messages.outbound import outbound_adapter
 from whatsagent.store.database import Connection
 
 QUOTE_CHARS = 200
@@ -27,20 +27,12 @@ def quoted_texts(conversation: str, ids: list[str]) -> Callable[[Connection], di
             message: InboundMessage = inbound_adapter.validate_json(payload)
             found[provider_id] = _short(message.describe())
         for provider_id, raw in outbox.by_provider_id(conn, conversation, ids):
-            said = _text_of(outbound_adapter.validate_json(raw))
+            said = outbound_adapter.validate_json(raw).said
             if said:
                 found[provider_id] = _short(said)
         return found
 
     return op
-
-
-def _text_of(message: OutboundMessage) -> str | None:
-    for name in ("body", "caption", "name"):
-        value = getattr(message, name, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _short(text: str) -> str:

@@ -47,7 +47,7 @@ from whatsagent.interrupts import Interrupts, OnNewMessage
 from whatsagent.media.limits import MB
 from whatsagent.media.references import externalize
 from whatsagent.media.store import MediaStore
-from whatsagent.messages import InboundMessage, Reaction, User, inbound_adapter
+from whatsagent.messages import Audio, Document, Image, InboundMessage, Reaction, Sticker, User, Video, inbound_adapter
 from whatsagent.messages.outbound import OutboundMessage
 from whatsagent.queue import WorkQueue
 from whatsagent.quotes import quoted_texts
@@ -303,10 +303,10 @@ class TurnRunner:
             ctx.quoted = await self.db.read(quoted_texts(turn.conversation, referred))
         return ctx
 
-    async def _fetch(self, channel: Channel, message: Any) -> InboundMedia:
+    async def _fetch(self, channel: Channel, message: Image | Audio | Video | Document | Sticker) -> InboundMedia:
         media = message.media
         kind = message.kind
-        voice = bool(getattr(message, "voice", False))
+        voice = isinstance(message, Audio) and message.voice
 
         def missing(error: str) -> InboundMedia:
             return InboundMedia(message.id, kind, None, media.mime_type, media.size, media.filename, voice, error)

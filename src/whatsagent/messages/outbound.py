@@ -21,11 +21,20 @@ class _Out(BaseModel):
     reply_to: str | None = None
     """Provider id of a message to quote (Cloud API `context.message_id`)."""
 
+    @property
+    def said(self) -> str | None:
+        """What the user reads of this message as words (its text, caption or place name), if anything."""
+        return None
+
 
 class TextOut(_Out):
     kind: Literal["text"] = "text"
     body: str
     preview_url: bool = False
+
+    @property
+    def said(self) -> str | None:
+        return self.body
 
 
 class MediaOut(_Out):
@@ -42,6 +51,10 @@ class MediaOut(_Out):
     filename: str | None = None
     voice: bool = False
 
+    @property
+    def said(self) -> str | None:
+        return self.caption or None
+
 
 class ReactionOut(_Out):
     kind: Literal["reaction"] = "reaction"
@@ -55,6 +68,10 @@ class LocationOut(_Out):
     longitude: float
     name: str | None = None
     address: str | None = None
+
+    @property
+    def said(self) -> str | None:
+        return self.name or None
 
 
 class _Part(BaseModel):
@@ -140,6 +157,10 @@ class ButtonsOut(_Out):
     header: str | None = None
     footer: str | None = None
 
+    @property
+    def said(self) -> str | None:
+        return self.body
+
 
 class ListRow(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -162,6 +183,10 @@ class ListOut(_Out):
     header: str | None = None
     footer: str | None = None
 
+    @property
+    def said(self) -> str | None:
+        return self.body
+
 
 class CtaUrlOut(_Out):
     kind: Literal["cta_url"] = "cta_url"
@@ -170,6 +195,10 @@ class CtaUrlOut(_Out):
     url: str
     header: str | None = None
     footer: str | None = None
+
+    @property
+    def said(self) -> str | None:
+        return self.body
 
 
 class FlowOut(_Out):
@@ -192,12 +221,20 @@ class FlowOut(_Out):
     header: str | None = None
     footer: str | None = None
 
+    @property
+    def said(self) -> str | None:
+        return self.body
+
 
 class LocationRequestOut(_Out):
     """A message with a "Send location" button: the user's answer is a `Location`."""
 
     kind: Literal["location_request"] = "location_request"
     body: str
+
+    @property
+    def said(self) -> str | None:
+        return self.body
 
 
 TemplateParameterKind = Literal[

@@ -20,7 +20,7 @@ from whatsagent.channels.base import Channel
 from whatsagent.media.convert import prepare_outbound
 from whatsagent.media.limits import CAPTION_MAX, MediaRejected
 from whatsagent.media.store import MediaNotFound, MediaStore
-from whatsagent.messages.outbound import ButtonsOut, CtaUrlOut, ListOut, MediaOut, OutboundMessage, TextOut
+from whatsagent.messages.outbound import MediaOut, OutboundMessage, TextOut
 from whatsagent.render.markdown import italic_verbatim, to_whatsapp
 from whatsagent.render.splitting import split_message
 
@@ -66,20 +66,12 @@ def italic(text: str) -> str:
     return italic_verbatim(text)
 
 
-def _said(message: OutboundMessage) -> str | None:
-    if isinstance(message, TextOut | ButtonsOut | ListOut | CtaUrlOut):
-        return message.body
-    if isinstance(message, MediaOut):
-        return message.caption
-    return None
-
-
 def _norm(text: str) -> str:
     return " ".join(text.replace("*", "").replace("_", "").split()).casefold()
 
 
 def _repeats(text: str, messages: Sequence[OutboundMessage]) -> bool:
-    said = [_norm(s) for m in messages if (s := _said(m))]
+    said = [_norm(s) for m in messages if (s := m.said)]
     mine = _norm(text)
     return bool(mine) and any(mine == s or mine in s for s in said)
 
