@@ -257,7 +257,7 @@ class AgentOS:
             # A web process runs no turns, but a takeover claims the lane like one: it needs a holder.
             self._operator_holder = holder_for(self.db, self.database_url)
             await self._operator_holder.start()
-        if self.db.dialect == "postgresql" and self.api_token:
+        if self.db.shared and self.api_token:
             # Consoles on any process see what every process does (turns run by workers, webhooks by webs).
             self._relay = PostgresRelay(self.database_url, self.bus)
             await self._relay.start()

@@ -363,4 +363,4 @@ class PostgresHolder(Holder):
 
 def holder_for(db: Database, url: str, policy: HolderPolicy | None = None) -> Holder:
     """The holder for this store: a PostgreSQL session, or this process on SQLite."""
-    return PostgresHolder(url, policy) if db.dialect == "postgresql" else ProcessHolder(db)
+    return PostgresHolder(url, policy) if db.shared else ProcessHolder(db)

@@ -72,7 +72,7 @@ def work_queue(
 ) -> WorkQueue:
     """The embedded queue on SQLite; procrastinate on PostgreSQL (jobs run only if the role runs jobs;
     `holder` is what proves this worker alive to the others, see `whatsagent.fence`)."""
-    if db.dialect == "sqlite":
+    if not db.shared:
         return EmbeddedQueue(db, concurrency=concurrency)
     from whatsagent.queue.procrastinate import ProcrastinateQueue
 

@@ -103,6 +103,13 @@ class Database(abc.ABC):
 
     dialect: str
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes, on this machine or others, use this store too (PostgreSQL: web and
+        worker processes; SQLite is owned by one process, its flock says so). What runs where follows:
+        the work queue, how a process proves itself alive to the others, the console's event relay."""
+        return self.dialect == "postgresql"
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 
