@@ -3,16 +3,16 @@
     whatsagent doctor myapp:os [--webhook-url https://bot.example.com/whatsapp/webhook]
 
 Checks, in order: the settings (every channel's, every agent's model key and tools, the database path),
-each Cloud API channel's access token and phone number id against the Graph API (or the emulator, when
-``WHATSAPP_API_BASE_URL`` points at it), the database and its migrations, media conversion (PyAV and
-Pillow encode a voice note and a picture), and, given a webhook URL, that it answers Meta's verification
-with the verify token. Nothing is changed: the database is not migrated, nothing is sent.
+each channel's credentials as its provider sees them (Cloud API: the access token and phone number id
+against the Graph API, or the emulator when ``WHATSAPP_API_BASE_URL`` points at it), the database and
+its migrations, media conversion (PyAV and Pillow encode a voice note and a picture), and, given a
+webhook URL, that it answers as the channel's webhook must (Cloud API: Meta's verification with the
+verify token). Nothing is changed: the database is not migrated, nothing is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -23,6 +23,7 @@ from whatsagent.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from whatsagent.app import AgentOS
+    from whatsagent.channels.base import Channel
 
 Outcome = Literal["ok", "fail", "skip"]
 
@@ -63,33 +64,9 @@ def _settings(agent_os: AgentOS) -> Check:
     return Check("settings", "ok", f"channels {channels}; agents {agents}")
 
 
-async def _access_token(channel: object, http: aiohttp.ClientSession) -> Check:
-    from whatsagent.channels.cloudapi import CloudAPI
-
-    name = f"access token ({getattr(channel, 'name', '?')})"
-    if not isinstance(channel, CloudAPI):
-        return Check(name, "skip", "only Cloud API tokens are checked")
-    if not channel.access_token or not channel.phone_number_id:
-        return Check(name, "fail", "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID are needed")
-    url = f"{channel.api_base_url}/{channel.api_version}/{channel.phone_number_id}"
-    headers = {"Authorization": f"Bearer {channel.access_token}"}
-    try:
-        async with http.get(url, headers=headers) as response:
-            body = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return Check(name, "fail", f"cannot reach {channel.api_base_url}: {exc!r}")
-    if response.status == 200 and isinstance(body, dict):
-        number = body.get("display_phone_number") or body.get("verified_name") or channel.phone_number_id
-        return Check(name, "ok", f"accepted by {channel.api_base_url} for {number}")
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    code = error.get("code")
-    if code == 190 or response.status == 401:
-        return Check(name, "fail", f"the access token is refused (code {code}): create a new one")
-    return Check(
-        name,
-        "fail",
-        f"HTTP {response.status} for phone number id {channel.phone_number_id}: {error.get('message', body)}",
-    )
+async def _access_token(channel: Channel, http: aiohttp.ClientSession) -> Check:
+    outcome, detail = await channel.check_credentials(http)
+    return Check(f"access token ({channel.name})", outcome, detail)
 
 
 def _database(url: str) -> Check:
@@ -127,24 +104,9 @@ async def _media() -> Check:
     )
 
 
-async def _webhook(channel: object, url: str | None, http: aiohttp.ClientSession) -> Check:
-    from whatsagent.channels.cloudapi import CloudAPI
-
-    name = f"webhook verification ({getattr(channel, 'name', '?')})"
-    if not isinstance(channel, CloudAPI):
-        return Check(name, "skip", "Twilio webhooks have no verification handshake")
-    if not url:
-        return Check(name, "skip", "pass --webhook-url (the URL Meta calls) to check it")
-    challenge = str(secrets.randbelow(10**9))
-    params = {"hub.mode": "subscribe", "hub.verify_token": channel.verify_token or "", "hub.challenge": challenge}
-    try:
-        async with http.get(url, params=params) as response:
-            text = await response.text()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return Check(name, "fail", f"{url} cannot be reached: {exc!r}")
-    if response.status == 200 and text == challenge:
-        return Check(name, "ok", f"{url} answers Meta's verification with the verify token")
-    return Check(name, "fail", f"{url} answered HTTP {response.status} {text[:100]!r}, not the challenge")
+async def _webhook(channel: Channel, url: str | None, http: aiohttp.ClientSession) -> Check:
+    outcome, detail = await channel.check_webhook(http, url)
+    return Check(f"webhook verification ({channel.name})", outcome, detail)
 
 
 def _wav_tone() -> bytes:

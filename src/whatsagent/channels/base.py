@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from whatsagent.errors import SendError
 from whatsagent.messages import Event, Media, User
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from whatsagent.media.store import MediaStore
+
+Finding = tuple[Literal["ok", "fail", "skip"], str]
+"""What a channel's self-check (`whatsagent doctor`) found: its outcome and a line saying what to do."""
 
 Accept = Callable[[Sequence[Event]], Awaitable[None]]
 """The inbox's entry point a webhook calls; it returns once the events are durable and raises
@@ -104,3 +107,12 @@ class Channel(abc.ABC):
     async def download(self, media: Media, *, max_bytes: int) -> tuple[bytes, str]:
         """Fetch an inbound medium's bytes and MIME type, refusing more than `max_bytes`; raise
         `SendError` when it cannot be fetched."""
+
+    @abc.abstractmethod
+    async def check_credentials(self, http: aiohttp.ClientSession) -> Finding:
+        """Whether the provider accepts this channel's credentials (`whatsagent doctor`); sends nothing."""
+
+    @abc.abstractmethod
+    async def check_webhook(self, http: aiohttp.ClientSession, url: str | None) -> Finding:
+        """Whether `url`, the webhook the provider calls, answers as this channel's webhook must
+        (`whatsagent doctor --webhook-url`); changes nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -13,11 +14,11 @@ from starlette.routing import BaseRoute, Route
 from yarl import URL
 
 from whatsagent.channels.accept import hand_over
-from whatsagent.channels.base import Accept, Channel
+from whatsagent.channels.base import Accept, Channel, Finding
 from whatsagent.channels.body import BodyRefused, read_body, refused_answer
 from whatsagent.channels.cloudapi import signature
 from whatsagent.channels.cloudapi.client import GraphAPI
-from whatsagent.channels.cloudapi.errors import template_failure
+from whatsagent.channels.cloudapi.errors import TOKEN_REFUSED, template_failure
 from whatsagent.channels.cloudapi.parse import PartlyMalformed, parse_webhook
 from whatsagent.channels.cloudapi.webhook import (
     MAX_WEBHOOK_BYTES,
@@ -283,3 +284,42 @@ class CloudAPI(Channel):
     async def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
         """Upload a medium for sending; return its media id."""
         return await self._require_api().upload(data, mime_type, filename)
+
+    async def check_credentials(self, http: aiohttp.ClientSession) -> Finding:
+        """The access token and phone number id, read back from the Graph API (`GET /{phone number id}`)."""
+        if not self.access_token or not self.phone_number_id:
+            return "fail", "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID are needed"
+        url = f"{self.api_base_url}/{self.api_version}/{self.phone_number_id}"
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        try:
+            async with http.get(url, headers=headers) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return "fail", f"cannot reach {self.api_base_url}: {exc!r}"
+        if response.status == 200 and isinstance(body, dict):
+            number = body.get("display_phone_number") or body.get("verified_name") or self.phone_number_id
+            return "ok", f"accepted by {self.api_base_url} for {number}"
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code = error.get("code")
+        if code in TOKEN_REFUSED or response.status == 401:
+            return "fail", f"the access token is refused (code {code}): create a new one"
+        return (
+            "fail",
+            f"HTTP {response.status} for phone number id {self.phone_number_id}: {error.get('message', body)}",
+        )
+
+    async def check_webhook(self, http: aiohttp.ClientSession, url: str | None) -> Finding:
+        """Meta's subscription handshake: `url` must echo `hub.challenge` when given the verify token
+        (https://developers.facebook.com/docs/graph-api/webhooks/getting-started)."""
+        if not url:
+            return "skip", "pass --webhook-url (the URL Meta calls) to check it"
+        challenge = str(secrets.randbelow(10**9))
+        params = {"hub.mode": "subscribe", "hub.verify_token": self.verify_token or "", "hub.challenge": challenge}
+        try:
+            async with http.get(url, params=params) as response:
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return "fail", f"{url} cannot be reached: {exc!r}"
+        if response.status == 200 and text == challenge:
+            return "ok", f"{url} answers Meta's verification with the verify token"
+        return "fail", f"{url} answered HTTP {response.status} {text[:100]!r}, not the challenge"

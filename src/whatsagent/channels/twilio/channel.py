@@ -19,7 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from whatsagent.channels.accept import hand_over
-from whatsagent.channels.base import Accept, Channel
+from whatsagent.channels.base import Accept, Channel, Finding
 from whatsagent.channels.body import BodyRefused, read_body, refused_answer
 from whatsagent.channels.env import env as _env
 from whatsagent.channels.twilio import signature
@@ -439,6 +439,13 @@ class Twilio(Channel):
         if raw.lower() in _FALSE:
             return False
         return raw
+
+    async def check_credentials(self, http: aiohttp.ClientSession) -> Finding:
+        # Reading the account back would need Twilio's API, which `doctor` does not call yet.
+        return "skip", "only Cloud API tokens are checked"
+
+    async def check_webhook(self, http: aiohttp.ClientSession, url: str | None) -> Finding:
+        return "skip", "Twilio webhooks have no verification handshake"
 
 
 def _checked_media_url(message: MediaOut) -> str:
