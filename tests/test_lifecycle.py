@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text, update
 from typer.testing import CliRunner
 
 from fakes import media_files
@@ -132,6 +132,14 @@ async def test_retention_deletes_what_is_older_than_its_days_and_the_bot_keeps_a
                     )
                 )
             )
+        # An answer an operator gave up on is as finished as one sent: it goes with the rest.
+        await bot.os.db.write(
+            lambda conn: conn.execute(
+                update(outbox)
+                .where(outbox.c.id == select(func.max(outbox.c.id)).scalar_subquery())
+                .values(status="discarded")
+            )
+        )
         policy = RetentionPolicy(days=30)
         kept = await apply_retention(bot.os.db, policy, bot.os.media_store, now=time.time() + 29 * 86_400)
         assert set(kept.values()) == {0}, "nothing is 30 days old yet"

@@ -534,8 +534,8 @@ def by_provider_id(conn: Connection, conversation: str, ids: list[str]) -> list[
 
 
 def expire(conn: Connection, cutoff: float) -> int:
-    """Delete rows sent or failed before `cutoff`; how many."""
-    finished = (OutboxState.SENT.value, OutboxState.FAILED.value)
+    """Delete finished rows (sent, failed, discarded) last changed before `cutoff`; how many."""
+    finished = (OutboxState.SENT.value, OutboxState.FAILED.value, OutboxState.DISCARDED.value)
     return int(conn.execute(delete(outbox).where(outbox.c.status.in_(finished), outbox.c.updated_at < cutoff)).rowcount)
 
 
