@@ -5,7 +5,7 @@ user's data be erased. Both work the same on SQLite and PostgreSQL.
 
 - `RetentionPolicy(days=30)` on `AgentOS(retention=...)`: every `every` seconds, processes that run
   jobs delete what is older than `days`: inbox payloads already answered, delivery statuses, history
-  (what later turns are given as context), finished turns, outbox rows sent or failed, and media files
+  (what later turns are given as context), finished turns, outbox rows sent, failed or discarded, and media files
   not stored or reused since. Nothing still waiting for an answer or a send is touched.
 - `erase_user(db, user, media_store)`: every row about a user (their conversations on every channel,
   inbox, turns, history, outbox, statuses, memories, queued jobs) and the media those rows name. The
