@@ -17,18 +17,23 @@ WHATSAGENT_DATABASE_URL, BENCH_MERGE_WINDOW (a huge window = ingest only: nothin
 from __future__ import annotations
 
 import os
-
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from typing import TYPE_CHECKING
 
 from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.pacing import Pacing
 
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage, ModelResponse
+    from pydantic_ai.models.function import AgentInfo
+
 # Answers name the last message they saw ("ok m3"), so benchmarks/provider.py knows what each answers.
+# pydantic-ai is imported where an agent needs it, as in a user's app (not at start-up for a model string).
 
 
 async def instant(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    from pydantic_ai.messages import ModelResponse, TextPart, UserPromptPart
+
     prompt = next((p.content for p in reversed(messages[-1].parts) if isinstance(p, UserPromptPart)), "")
     return ModelResponse(parts=[TextPart("ok " + str(prompt).rsplit("\n", 1)[-1])])
 
@@ -57,6 +62,8 @@ def _agent(kind: str) -> object:
             "gpt-4o-mini", provider=OpenAIProvider(base_url=os.environ["BENCH_OPENAI_URL"], api_key="bench")
         )
         return Agent(name="bench", model=model, instructions="Answer briefly.", history_turns=5)
+    from pydantic_ai.models.function import FunctionModel
+
     return Agent(name="bench", model=FunctionModel(instant), instructions="Answer briefly.", history_turns=5)
 
 

@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from whatsagent import fence
@@ -50,6 +49,7 @@ from whatsagent.store.schema import conversations, inbox, operator_actions, turn
 
 if TYPE_CHECKING:
     import aiohttp
+    from pydantic_ai.messages import ModelMessage
 
     from whatsagent.agents.context import Reply, Responder, TurnContext
     from whatsagent.channels.base import Channel
@@ -134,6 +134,8 @@ def hold(conn: Connection, conversation: str, session: int, first_seq: int, last
     (turn_id,) = _HOLD_TURN.first(conn, key=conversation, session=session, first=first_seq, last=last_seq, now=now)
     payloads = _HOLD_ASSIGN.all(conn, key=conversation, last=last_seq, turn=turn_id)
     said = "\n".join(_said(inbound_adapter.validate_json(p)) for (p,) in payloads)
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
     messages: list[ModelMessage] = [
         ModelRequest(parts=[UserPromptPart(said)]),
         ModelResponse(parts=[TextPart(HELD_NOTE)]),
@@ -345,6 +347,8 @@ class Desk:
         def op(conn: Connection) -> None:
             now = time.time()
             (turn_id,) = _OPERATOR_TURN.first(conn, key=conversation, session=session, now=now)
+            from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
             messages: list[ModelMessage] = [
                 ModelRequest(parts=[UserPromptPart(OPERATOR_NOTE)]),
                 ModelResponse(parts=[TextPart(text)]),

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 from sqlalchemy import Connection, bindparam, insert, select
 
 from whatsagent import history as history_store
@@ -36,6 +35,7 @@ from whatsagent.store.schema import conversations, turns
 from whatsagent.store.schema import outbox as outbox_table
 
 if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import BaseRoute
@@ -168,6 +168,8 @@ def _open_conversation(channel: Channel, to: User, conversation: str, said: str)
         (turn_id,) = _TURN.first(conn, key=conversation, session=session, now=now)
         # The history starts with what the business said; the marker request keeps it a valid exchange
         # for every model provider (some refuse a conversation that opens with the assistant).
+        from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
         messages: list[ModelMessage] = [
             ModelRequest(parts=[UserPromptPart("[The business wrote to the user first]")]),
             ModelResponse(parts=[TextPart(said)]),

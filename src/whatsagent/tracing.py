@@ -166,12 +166,16 @@ class TracedResponder:
         self.db = db
         self.name = inner.name
         self.history_turns = inner.history_turns
-        self._provider = _setup(export)
+        self._export = export
+        self._provider: TracerProvider | None = None
+        self._set_up = False  # on the first turn: pydantic-ai is not loaded before the server is ready
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def respond(self, ctx: TurnContext) -> Reply:
+        if not self._set_up:
+            self._provider, self._set_up = _setup(self._export), True
         if self._provider is None or not ctx.turn_id:
             return await self.inner.respond(ctx)
         from opentelemetry import trace

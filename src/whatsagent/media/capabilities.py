@@ -17,9 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
-
-from pydantic_ai.messages import BinaryContent
+from typing import TYPE_CHECKING, Any, Literal
 
 from whatsagent.media import bounds
 from whatsagent.media.convert import OutputTooLarge, fit_image, to_mp3, to_mp4, to_wav
@@ -27,6 +25,9 @@ from whatsagent.media.limits import MB, MediaKind, format_size
 from whatsagent.media.office import office_text
 from whatsagent.media.sniff import DOCX, PPTX, resolve_mime
 from whatsagent.media.transcribe import Transcriber
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import BinaryContent
 
 logger = logging.getLogger(__name__)
 
@@ -435,6 +436,8 @@ async def to_model_input(
                 return _with_text(description, filename, text)
         converted = await _convert_for(caps, model_kind, data, mime)
         if converted is not None:
+            from pydantic_ai.messages import BinaryContent  # pydantic-ai loads after ready, not at start-up
+
             return BinaryContent(data=converted[0], media_type=converted[1], identifier=identifier)
         if model_kind == "audio" and transcriber is not None:
             try:
