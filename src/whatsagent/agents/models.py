@@ -233,19 +233,9 @@ def warm_up(models: Iterable[ResolvedModel]) -> None:
     kept; for a model string, a throwaway one is built, which imports its SDK). Meant for a thread
     started once the server is ready; whatever fails here is left for the first turn to report.
 
-    It holds the interpreter's import lock throughout: another thread importing a module not loaded yet
-    waits for the warm-up to end, so two threads never load pydantic-ai's modules at once (which can
-    fail with a deadlock error on their circular imports). Modules already loaded are not affected."""
-    import _imp
-
-    _imp.acquire_lock()
-    try:
-        _warm_up(models)
-    finally:
-        _imp.release_lock()
-
-
-def _warm_up(models: Iterable[ResolvedModel]) -> None:
+    Turns wait for it (`AgentOS`): two threads loading pydantic-ai's modules at once can trip Python's
+    import deadlock detection on their circular imports. (It is not run holding the interpreter's import
+    lock, which would hang, undetected, a thread caught halfway through an import of its own.)"""
     for module in WARM_MODULES:
         try:
             importlib.import_module(module)
