@@ -32,6 +32,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -68,12 +69,15 @@ def _completion(text: str) -> bytes:
 
 
 def _last_line(messages: list[dict[str, Any]]) -> str:
+    """The latest message the turn's prompt holds: the highest ``m<k>`` in it. (Not its last line: two
+    messages of one user posted at once, on two connections, may be stored in either order.)"""
     for message in reversed(messages):
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content).rsplit("\n", 1)[-1]
+            seen = [int(k) for k in re.findall(r"^m(\d+)$", str(content), re.MULTILINE)]
+            return f"m{max(seen)}" if seen else str(content).rsplit("\n", 1)[-1]
     return ""
 
 
@@ -308,6 +312,10 @@ async def run_load(
             figures["web_cpu_ms_per_msg"] = (cpu_seconds(servers[-1].pid) - web_cpu0) * 1000 / figures["messages"]
         figures["peak_rss_mb"] = sum(peak_rss_mb(s.pid) for s in servers)
         return figures
+    except TimeoutError:
+        for server in servers:
+            print(f"--- the end of {server.log}:{server.tail(60)}")
+        raise
     finally:
         for server in servers:
             server.terminate()
