@@ -19,6 +19,7 @@ SUITES = {
     "provider": "benchmarks.provider",
     "provider-path": "benchmarks.provider_path",
     "agno": "benchmarks.side_by_side",
+    "startup": "benchmarks.startup",
 }
 
 

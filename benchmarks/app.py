@@ -11,24 +11,37 @@ BENCH_AGENT picks the agent:
   whatsagent's shared provider client: the "before" of the provider path.
 
 Other settings from the environment (the benchmark driver sets them): WHATSAPP_* for the Graph API,
-WHATSAGENT_DATABASE_URL, BENCH_MERGE_WINDOW (a huge window = ingest only: nothing is answered).
+WHATSAGENT_DATABASE_URL, BENCH_MERGE_WINDOW (a huge window = ingest only: nothing is answered);
+BENCH_PROFILE=FILE profiles the event-loop thread with cProfile, written to FILE when the server exits.
 """
 
 from __future__ import annotations
 
 import os
-
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from typing import TYPE_CHECKING
 
 from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.pacing import Pacing
 
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage, ModelResponse
+    from pydantic_ai.models.function import AgentInfo
+
+_PROFILE = os.environ.get("BENCH_PROFILE")
+if _PROFILE:
+    import cProfile
+
+    _profile = cProfile.Profile()
+    _profile.enable()
+
 # Answers name the last message they saw ("ok m3"), so benchmarks/provider.py knows what each answers.
+# pydantic-ai is imported where an agent needs it, as in a user's app (not at start-up for a model string).
 
 
 async def instant(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    from pydantic_ai.messages import ModelResponse, TextPart, UserPromptPart
+
     prompt = next((p.content for p in reversed(messages[-1].parts) if isinstance(p, UserPromptPart)), "")
     return ModelResponse(parts=[TextPart("ok " + str(prompt).rsplit("\n", 1)[-1])])
 
@@ -57,6 +70,8 @@ def _agent(kind: str) -> object:
             "gpt-4o-mini", provider=OpenAIProvider(base_url=os.environ["BENCH_OPENAI_URL"], api_key="bench")
         )
         return Agent(name="bench", model=model, instructions="Answer briefly.", history_turns=5)
+    from pydantic_ai.models.function import FunctionModel
+
     return Agent(name="bench", model=FunctionModel(instant), instructions="Answer briefly.", history_turns=5)
 
 
@@ -68,4 +83,15 @@ os = AgentOS(
     # Meta's top tier, so the figures measure whatsagent rather than the default 80 messages/s pacing.
     pacing=Pacing(rate=1000),
     admission_lag=float(os.environ["BENCH_ADMISSION_LAG"]) if os.environ.get("BENCH_ADMISSION_LAG") else None,
+    turn_details=os.environ.get("BENCH_TURN_DETAILS", "1") != "0",
 )
+
+if _PROFILE:
+    # Written when the OS stops (uvicorn re-raises SIGTERM after shutdown, so atexit never runs).
+    _stop = os.stop
+
+    async def _stop_and_dump() -> None:
+        await _stop()
+        _profile.dump_stats(_PROFILE)
+
+    os.stop = _stop_and_dump  # type: ignore[method-assign]

@@ -17,7 +17,10 @@ peak RSS, and for comparison the same load on other agents, in the same run):
     python -m benchmarks provider [--scenario fast|slow|startup|all] [--agents openai,openai-unshared,pydantic]
 
 An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admitting new turns only while the
-event loop lags less than N ms (`AgentOS(admission_lag=...)`).
+event loop lags less than N ms (`AgentOS(admission_lag=...)`); and in ``+nodetails``: without turn details
+(`AgentOS(turn_details=False)`, no OpenTelemetry spans recorded per turn); ``+pg``: on PostgreSQL (a fresh
+database on ``WHATSAGENT_BENCH_POSTGRES_URL``); ``+split``: on PostgreSQL as two processes on this machine,
+``--role web`` (acknowledging webhooks) and ``--role worker`` (turns and sends).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -65,12 +69,15 @@ def _completion(text: str) -> bytes:
 
 
 def _last_line(messages: list[dict[str, Any]]) -> str:
+    """The latest message the turn's prompt holds: the highest ``m<k>`` in it. (Not its last line: two
+    messages of one user posted at once, on two connections, may be stored in either order.)"""
     for message in reversed(messages):
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content).rsplit("\n", 1)[-1]
+            seen = [int(k) for k in re.findall(r"^m(\d+)$", str(content), re.MULTILINE)]
+            return f"m{max(seen)}" if seen else str(content).rsplit("\n", 1)[-1]
     return ""
 
 
@@ -142,10 +149,26 @@ class Fakes:
 # --- the driver --------------------------------------------------------------------------------------
 
 
-def bot(fakes: Fakes, db: Path, agent: str, merge_window: float, extra: dict[str, str] | None = None) -> ServerProcess:
+def bot(
+    fakes: Fakes,
+    db: Path,
+    agent: str,
+    merge_window: float,
+    extra: dict[str, str] | None = None,
+    role: str | None = None,
+) -> ServerProcess:
     """`agent` is a BENCH_AGENT, optionally with ``+admitN``: admission of turns at N ms of loop lag."""
-    agent, _, admit = agent.partition("+admit")
-    extra = {**(extra or {}), **({"BENCH_ADMISSION_LAG": str(int(admit) / 1000)} if admit else {})}
+    agent, *options = agent.split("+")
+    extra = dict(extra or {})
+    for option in options:
+        if option.startswith("admit"):
+            extra["BENCH_ADMISSION_LAG"] = str(int(option.removeprefix("admit")) / 1000)
+        elif option == "nodetails":
+            extra["BENCH_TURN_DETAILS"] = "0"
+        elif option in ("pg", "split"):
+            pass  # the database and the processes: see run_load
+        else:
+            raise SystemExit(f"unknown agent option +{option}: +admitN or +nodetails")
     env = {
         "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
@@ -160,7 +183,8 @@ def bot(fakes: Fakes, db: Path, agent: str, merge_window: float, extra: dict[str
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         **extra,
     }
-    return ServerProcess("benchmarks.app:os", env=env, cwd=ROOT, log=db.with_suffix(".log"))
+    log = db.with_suffix(f".{role}.log" if role else ".log")
+    return ServerProcess("benchmarks.app:os", env=env, cwd=ROOT, log=log, role=role)
 
 
 def pct(values: list[float], q: int) -> float:
@@ -257,21 +281,49 @@ async def run_load(
     extra: dict[str, str] | None = None,
 ) -> dict[str, float]:
     fakes = Fakes(model_delay)
-    server = bot(fakes, workdir / f"{agent}-{model_delay}.db", agent, merge_window, extra)
+    options = set(agent.split("+")[1:])
+    plain = "+".join(o for o in agent.split("+") if o not in ("pg", "split"))
+    database = None
+    if options & {"pg", "split"}:
+        # PostgreSQL (procrastinate's queue); with +split, a web and a worker process on this machine.
+        from benchmarks.scale_out import DEFAULT_URL, _fresh_database
+
+        name = f"whatsagent_provider_{os.getpid()}_{abs(hash(agent)) % 10**6}"
+        server_url = os.environ.get("WHATSAGENT_BENCH_POSTGRES_URL", DEFAULT_URL)
+        database = (server_url, name)
+        extra = {**(extra or {}), "WHATSAGENT_DATABASE_URL": _fresh_database(server_url, name)}
+    db = workdir / f"{agent}-{model_delay}.db"
+    if "split" in options:
+        servers = [bot(fakes, db, plain, merge_window, extra, role=r) for r in ("worker", "web")]
+    else:
+        servers = [bot(fakes, db, plain, merge_window, extra)]
     try:
-        await server.start()
-        url = f"{server.url}/whatsapp/webhook"
+        for server in servers:  # the worker first: it migrates the database
+            await server.start()
+        url = f"{servers[-1].url}/whatsapp/webhook"
         # Warm-up: the agent, the connection pools and the database, off the clock.
         await drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=30)
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = sum(cpu_seconds(s.pid) for s in servers)
+        web_cpu0 = cpu_seconds(servers[-1].pid)
         figures = await drive(url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run")
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu0
         figures["bot_cpu_ms_per_msg"] = cpu * 1000 / figures["messages"]
-        figures["peak_rss_mb"] = peak_rss_mb(server.pid)
+        if len(servers) > 1:
+            figures["web_cpu_ms_per_msg"] = (cpu_seconds(servers[-1].pid) - web_cpu0) * 1000 / figures["messages"]
+        figures["peak_rss_mb"] = sum(peak_rss_mb(s.pid) for s in servers)
         return figures
+    except TimeoutError:
+        for server in servers:
+            print(f"--- the end of {server.log}:{server.tail(60)}")
+        raise
     finally:
-        server.terminate()
+        for server in servers:
+            server.terminate()
         fakes.close()
+        if database is not None:
+            from benchmarks.scale_out import _drop_database
+
+            _drop_database(*database)
 
 
 async def startup(agent: str, workdir: Path, runs: int = 3) -> dict[str, float]:
@@ -316,7 +368,9 @@ def main() -> None:
     parser.add_argument("--agents", default="openai,openai-unshared,pydantic", help="comma-separated BENCH_AGENTs")
     parser.add_argument("--messages", type=int, default=2000, help="messages in the fast scenario")
     parser.add_argument("--merge-window", type=float, default=0.3, help="AgentOS merge_window (default: 0.3)")
+    parser.add_argument("--profile", type=Path, help="cProfile the bot's event-loop thread into this file")
     args = parser.parse_args()
+    extra = {"BENCH_PROFILE": str(args.profile.resolve())} if args.profile else None
     agents = [a for a in args.agents.split(",") if a]
     with tempfile.TemporaryDirectory(prefix="whatsagent-bench-") as tmp:
         workdir = Path(tmp)
@@ -336,6 +390,7 @@ def main() -> None:
                         per_user=args.messages // 200,
                         connections=32,
                         merge_window=args.merge_window,
+                        extra=extra,
                     )
                 )
                 for a in agents
@@ -352,6 +407,7 @@ def main() -> None:
                         per_user=5,
                         connections=200,
                         merge_window=args.merge_window,
+                        extra=extra,
                     )
                 )
                 for a in agents

@@ -9,7 +9,9 @@ milliseconds per call of this process (the fake's CPU is not counted):
 - openai SDK: ``client.chat.completions.create`` (httpx underneath);
 - openai SDK + aiohttp: the same over the SDK's aiohttp transport (``httpx-aiohttp``), when installed;
 - pydantic-ai FunctionModel: a whatsagent.Agent's turn on a zero-latency in-process model (no HTTP);
-- pydantic-ai OpenAIChatModel: a whatsagent.Agent's turn, ``Agent(model=..., base_url=...)``.
+- pydantic-ai OpenAIChatModel: a whatsagent.Agent's turn, ``Agent(model=..., base_url=...)``;
+- + turn details: the same turn recording its spans (`AgentOS(turn_details=True)`, the default), without
+  storing them.
 
     python -m benchmarks provider-path [--calls 2000] [--concurrency 32] [--profile LAYER]
 
@@ -104,6 +106,22 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     found["pydantic-ai FunctionModel"] = lambda: fn_agent.respond(ctx)
     oa_agent = Agent(name="bench", model="gpt-4o-mini", base_url=base, api_key="bench", instructions="Answer briefly.")
     found["pydantic-ai OpenAIChatModel"] = lambda: oa_agent.respond(ctx)
+
+    async def with_details() -> Any:
+        # Turn details instrument every pydantic-ai agent of the process once set up: so this layer is last.
+        from dataclasses import replace
+
+        from whatsagent.tracing import TracedResponder
+
+        traced = TracedResponder(oa_agent, lambda: None)
+        turns = iter(range(1, 10**9))
+
+        async def call() -> Any:
+            return await traced.respond(replace(ctx, turn_id=next(turns)))
+
+        return call
+
+    found["+ turn details (OpenTelemetry)"] = await with_details()
     return found
 
 

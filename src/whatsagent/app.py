@@ -165,6 +165,8 @@ class AgentOS:
         self._store_failing = False
         self.retention = retention
         self._retention_task: asyncio.Task[None] | None = None
+        self._warm_up_task: asyncio.Task[None] | None = None
+        self._warmed = asyncio.Event()
         self._warned: set[str] = set()
         self._never_started_logged = False
         self.handoff = handoff or Handoff()
@@ -216,6 +218,7 @@ class AgentOS:
 
     async def start(self) -> None:
         install_private_logs()
+        self._warmed = asyncio.Event()  # of this start's event loop
         self.validate()
         protect_sqlite(self.database_url)
         self.db = open_database(self.database_url)
@@ -296,8 +299,8 @@ class AgentOS:
             )
             wake = lanes.wake if self.admission_lag is None else LagGate(self.admission_lag).wrap(lanes.wake)
             handlers = {
-                WAKE_TASK: wake,
-                MEMORY_TASK: MemoryCapture(self.db, self.responders).run,
+                WAKE_TASK: self._after_warm_up(wake),
+                MEMORY_TASK: self._after_warm_up(MemoryCapture(self.db, self.responders).run),
                 WINDOW_TASK: sender.on_window_closed,
             }
             recover = lanes.recover
@@ -305,12 +308,33 @@ class AgentOS:
         if self.retention is not None and self.role.runs_jobs:
             self._retention_task = asyncio.create_task(retention_loop(self.db, self.retention, self.media_store))
         self._ready = True
+        if self.role.runs_jobs:
+            self._warm_up_task = asyncio.create_task(self._warm_up(), name="warm-up")
         log.info(
             "whatsagent (%s) serving %s on %s",
             self.role.value,
             ", ".join(f"{c.name} at {c.prefix}/webhook" for c in self.channels),
             redacted(self.database_url),
         )
+
+    async def _warm_up(self) -> None:
+        """Load pydantic-ai and the models' SDKs in a thread, once the server is ready: loaded by the
+        first turn instead, on the event loop, they would hold up every webhook for a second or more."""
+        try:
+            await asyncio.to_thread(_warm_up, list(self.responders.values()))
+        finally:
+            self._warmed.set()
+
+    def _after_warm_up(self, handler: Handler) -> Handler:
+        """`handler`, run once the warm-up is over (at once after that): turns wait for it rather than
+        import the same modules on the event loop."""
+
+        async def run(args: dict[str, Any]) -> None:
+            if not self._warmed.is_set():
+                await self._warmed.wait()
+            await handler(args)
+
+        return run
 
     async def stop(self) -> None:
         self._ready = False
@@ -517,6 +541,19 @@ class AgentOS:
 
         config = uvicorn.Config(self.get_app(), host=host, port=port, **server_options(**uvicorn_options))
         await uvicorn.Server(config).serve()
+
+
+def _warm_up(responders: Sequence[Any]) -> None:
+    """Load what the responders' first turns need (`whatsagent.agents.models.warm_up`)."""
+    from whatsagent.agents.models import ResolvedModel, warm_up
+
+    models = []
+    for responder in responders:
+        for agent in (responder, *getattr(responder, "members", ())):
+            resolved = getattr(agent, "resolved", None)
+            if isinstance(resolved, ResolvedModel):
+                models.append(resolved)
+    warm_up(models)
 
 
 async def _nothing_to_recover() -> None:

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from whatsagent.agents.agent import Agent
 from whatsagent.agents.context import Reply, TurnContext
-from whatsagent.agents.models import DEFAULTS_BY_KEY, ResolvedModel
-from whatsagent.agents.offline import MODEL_NAME, offline_model
+from whatsagent.agents.models import DEFAULTS_BY_KEY, OFFLINE_NAME, ResolvedModel, offline
 from whatsagent.errors import ConfigurationError
 from whatsagent.handoff import Handoff
 from whatsagent.media.capabilities import capabilities_for
@@ -112,7 +111,7 @@ class DemoAgent(Agent):
         super().__init__(name="Demo (offline)", model=None)
         # Offline whatever the environment holds: Agent(model=None) would pick a model from a key.
         self._resolved = ResolvedModel(
-            offline_model(), "function", MODEL_NAME, capabilities_for("function"), offline=True
+            None, "function", OFFLINE_NAME, capabilities_for("function"), offline=True, build=offline
         )
 
     async def respond(self, ctx: TurnContext) -> Reply:
@@ -208,14 +207,45 @@ def demo_agent(environ: dict[str, str] | None = None) -> tuple[Agent, str | None
     model = model_from_environment(environ)
     if model is None:
         return DemoAgent(), None
-    try:
-        from pydantic_ai.models import infer_model
-
-        infer_model(model)  # fails now, not at the first message, when the provider's SDK is missing
-    except Exception as exc:
-        log.warning("cannot use %s (%s); the demo runs the offline bot instead", model, exc)
+    problem = _unusable(model)
+    if problem is not None:
+        log.warning("cannot use %s (%s); the demo runs the offline bot instead", model, problem)
         return DemoAgent(), None
     return assistant(model), model
+
+
+# The SDK each provider's model needs: found (not imported: that waits for the first turn) at start-up.
+_SDKS = {  # provider: (its SDK's module, whatsagent's extra installing it)
+    "openai": ("openai", "openai"),
+    "openai-chat": ("openai", "openai"),
+    "openai-responses": ("openai", "openai"),
+    "anthropic": ("anthropic", "anthropic"),
+    "google": ("google.genai", "google"),
+    "google-gla": ("google.genai", "google"),
+    "groq": ("groq", "groq"),
+    "mistral": ("mistralai", "mistral"),
+}
+
+
+def _unusable(model: str) -> str | None:
+    """Why `model` cannot run here (its provider's SDK is not installed, an unknown provider), or None:
+    said now, not at the first message."""
+    import importlib.util
+
+    sdk = _SDKS.get(model.partition(":")[0])
+    if sdk is None:
+        try:
+            from pydantic_ai.models import infer_model
+
+            infer_model(model)  # another provider: pydantic-ai knows whether it can build it
+        except Exception as exc:
+            return str(exc)
+        return None
+    try:
+        found = importlib.util.find_spec(sdk[0]) is not None
+    except ImportError:  # a parent package missing (google)
+        found = False
+    return None if found else f"its SDK is not installed: pip install 'whatsagent[{sdk[1]}]'"
 
 
 # -- serving -----------------------------------------------------------------------------------------

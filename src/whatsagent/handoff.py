@@ -37,7 +37,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from whatsagent import conversations, fence
@@ -53,6 +52,7 @@ from whatsagent.turns import TurnState, insert_turn
 
 if TYPE_CHECKING:
     import aiohttp
+    from pydantic_ai.messages import ModelMessage
 
     from whatsagent.agents.context import Reply, Responder, TurnContext
     from whatsagent.channels.base import Channel
@@ -287,6 +287,8 @@ class Desk:
         def op(conn: Connection) -> None:
             now = time.time()
             turn_id = insert_turn(conn, conversation, session, TurnState.OPERATOR, now=now)
+            from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
             messages: list[ModelMessage] = [
                 ModelRequest(parts=[UserPromptPart(OPERATOR_NOTE)]),
                 ModelResponse(parts=[TextPart(text)]),

@@ -7,12 +7,15 @@ Every statement on the `history` table is here. Media bytes never go in here (on
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from whatsagent.store.database import Prepared
 from whatsagent.store.schema import history
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 _LAST_TURNS = Prepared(
     select(history.c.messages)
@@ -42,6 +45,8 @@ def load(conn: Connection, conversation: str, session: int, turns: int) -> list[
     """The last `turns` turns of a conversation's current session, oldest first."""
     if turns <= 0:
         return []
+    from pydantic_ai.messages import ModelMessagesTypeAdapter  # not at start-up: pydantic-ai loads after ready
+
     rows = _LAST_TURNS.all(conn, conversation=conversation, session=session, turns=turns)
     messages: list[ModelMessage] = []
     for (raw,) in reversed(rows):
@@ -50,6 +55,8 @@ def load(conn: Connection, conversation: str, session: int, turns: int) -> list[
 
 
 def dump(messages: list[ModelMessage]) -> str:
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
     return ModelMessagesTypeAdapter.dump_json(messages).decode()
 
 

@@ -21,9 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
-
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
+from typing import TYPE_CHECKING, Any
 
 from whatsagent import conversations, fence, history, inbox, metrics, turns
 from whatsagent.conversations import ConversationMode, wake_job
@@ -33,6 +31,9 @@ from whatsagent.privacy import masked
 from whatsagent.queue import WorkQueue
 from whatsagent.store.database import Connection, Database
 from whatsagent.turns import Turn, TurnState
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ def hold(conn: Connection, conversation: str, session: int, first_seq: int, last
     )
     payloads = inbox.assign(conn, conversation, last_seq, turn_id)
     said = "\n".join(_said(inbound_adapter.validate_json(p)) for p in payloads)
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart  # loaded after ready
+
     messages: list[ModelMessage] = [
         ModelRequest(parts=[UserPromptPart(said)]),
         ModelResponse(parts=[TextPart(HELD_NOTE)]),

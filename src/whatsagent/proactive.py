@@ -19,10 +19,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
 
 from whatsagent import conversations, identity, outbox
 from whatsagent import history as history_store
@@ -33,6 +32,9 @@ from whatsagent.messages.outbound import TemplateOut
 from whatsagent.sender import Outcome, Sender
 from whatsagent.store.database import Connection
 from whatsagent.turns import TurnState, insert_turn
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 API_SEND_DEADLINE = 30.0
 """An API call waits this long for retryable errors to clear before answering that it failed."""
@@ -116,6 +118,8 @@ def _open_conversation(channel: Channel, to: User, conversation: str, said: str)
         turn_id = insert_turn(conn, conversation, session, TurnState.SENT, now=now)
         # The history starts with what the business said; the marker request keeps it a valid exchange
         # for every model provider (some refuse a conversation that opens with the assistant).
+        from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
         messages: list[ModelMessage] = [
             ModelRequest(parts=[UserPromptPart("[The business wrote to the user first]")]),
             ModelResponse(parts=[TextPart(said)]),

@@ -180,9 +180,13 @@ class TracedResponder(DelegatingResponder):
     def __init__(self, inner: Responder, db: Callable[[], Database | None], export: TraceExport | None = None) -> None:
         super().__init__(inner)
         self.db = db
-        self._provider = _setup(export)
+        self._export = export
+        self._provider: TracerProvider | None = None
+        self._set_up = False  # on the first turn: pydantic-ai is not loaded before the server is ready
 
     async def respond(self, ctx: TurnContext) -> Reply:
+        if not self._set_up:
+            self._provider, self._set_up = _setup(self._export), True
         if self._provider is None or not ctx.turn_id:
             return await self.inner.respond(ctx)
         from opentelemetry import trace

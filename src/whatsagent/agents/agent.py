@@ -14,12 +14,10 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic_ai.exceptions import UnexpectedModelBehavior
-from pydantic_ai.messages import UserContent
 
 from whatsagent.agents.context import MEDIA_TYPES, DelegatingResponder, Reply, Responder, TurnContext
 from whatsagent.agents.prompt import build_prompt, files_from, reasoning_of
@@ -28,6 +26,8 @@ from whatsagent.messages import Edit, InboundMessage, Revoke, Text, Unsupported
 
 if TYPE_CHECKING:
     import pydantic_ai
+    from pydantic_ai.exceptions import UnexpectedModelBehavior
+    from pydantic_ai.messages import UserContent
     from pydantic_ai.models import Model
 
     from whatsagent.agents.memory import UserMemory
@@ -257,6 +257,8 @@ class Agent:
         return "\n".join(lines) or None
 
     async def respond(self, ctx: TurnContext) -> Reply:
+        from pydantic_ai.exceptions import UnexpectedModelBehavior  # loaded after ready, not at start-up
+
         resolved = self.resolved
         prompt = await build_prompt(
             ctx, resolved.provider, resolved.name, resolved.capabilities, transcriber=self.voice_transcriber
@@ -403,13 +405,10 @@ def as_responder(agent: Any, *, history_turns: int = 5, unsupported_reply: str |
 def _responder(agent: Any, history_turns: int) -> Responder:
     if isinstance(agent, Agent):
         return agent
-    try:
-        import pydantic_ai
-
-        if isinstance(agent, pydantic_ai.Agent):
-            return _PydanticAgent(agent, history_turns)
-    except ImportError:  # pragma: no cover - pydantic-ai is a dependency
-        pass
+    # A user's own pydantic_ai.Agent means pydantic-ai is loaded; if it is not, nothing here loads it.
+    pydantic_ai = sys.modules.get("pydantic_ai")
+    if pydantic_ai is not None and isinstance(agent, pydantic_ai.Agent):
+        return _PydanticAgent(agent, history_turns)
     if inspect.iscoroutinefunction(agent) or inspect.iscoroutinefunction(type(agent).__call__):
         return _Callable(agent, history_turns)
     raise TypeError(

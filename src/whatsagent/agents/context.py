@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic_ai.messages import ModelMessage
-
 from whatsagent.media.limits import MediaKind
 from whatsagent.messages import (
     Audio,
@@ -30,6 +28,8 @@ from whatsagent.messages import (
 from whatsagent.messages.outbound import OutboundMessage
 
 if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
+
     from whatsagent.agents.memory import Memory, MemoryBook, UserMemory
     from whatsagent.agents.models import ResolvedModel
     from whatsagent.media.store import MediaStore

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from pydantic_ai import ModelRetry, RunContext
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from whatsagent import history
@@ -35,6 +34,7 @@ from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import memories
 
 if TYPE_CHECKING:
+    from pydantic_ai import RunContext
     from pydantic_ai.models import Model
     from pydantic_ai.toolsets import FunctionToolset
 
@@ -222,6 +222,10 @@ class MemoryBook:
 
 def memory_toolset() -> FunctionToolset[TurnContext]:
     """Tools an agent calls to manage what it remembers about the current user."""
+    # pydantic-ai reads the tools' signatures in this module's globals: RunContext is bound there now
+    # (the first turn), with pydantic-ai itself, rather than at start-up.
+    global RunContext
+    from pydantic_ai import ModelRetry, RunContext
     from pydantic_ai.toolsets import FunctionToolset
 
     toolset: FunctionToolset[TurnContext] = FunctionToolset(

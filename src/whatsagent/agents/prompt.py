@@ -12,15 +12,6 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pydantic_ai.messages import (
-    BinaryContent,
-    FilePart,
-    ModelMessage,
-    ModelResponse,
-    ThinkingPart,
-    UserContent,
-)
-
 from whatsagent.agents.context import MEDIA_TYPES, TurnContext, describe
 from whatsagent.media.capabilities import Capabilities
 from whatsagent.media.limits import kind_for
@@ -28,6 +19,8 @@ from whatsagent.media.model_input import to_model_input
 from whatsagent.messages.outbound import MediaOut, OutboundMessage
 
 if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage, UserContent
+
     from whatsagent.media.transcribe import Transcriber
 
 log = logging.getLogger(__name__)
@@ -71,7 +64,7 @@ async def build_prompt(
             transcriber=transcriber,
             capabilities=capabilities,
         )
-        if isinstance(content, BinaryContent):
+        if not isinstance(content, str):  # a BinaryContent
             # The description goes along, so the model knows the caption and what the file is.
             parts.append(f"{text} [media key {medium.key}]")
         parts.append(content)
@@ -100,6 +93,8 @@ def download_note(error: str | None) -> str:
 
 def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:
     """The model's reasoning (thinking parts) of a run, as one text."""
+    from pydantic_ai.messages import ModelResponse, ThinkingPart  # pydantic-ai loads after ready
+
     thoughts = [
         part.content.strip()
         for m in messages
@@ -112,6 +107,8 @@ def reasoning_of(messages: Sequence[ModelMessage]) -> str | None:
 
 async def files_from(messages: Sequence[ModelMessage], ctx: TurnContext) -> list[OutboundMessage]:
     """Files the model answered with (an image model's pictures), stored and ready to send."""
+    from pydantic_ai.messages import FilePart, ModelResponse
+
     found: list[OutboundMessage] = []
     for m in messages:
         if not isinstance(m, ModelResponse):

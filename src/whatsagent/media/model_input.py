@@ -8,8 +8,7 @@ what cannot be sent becomes text.
 from __future__ import annotations
 
 import logging
-
-from pydantic_ai.messages import BinaryContent
+from typing import TYPE_CHECKING
 
 from whatsagent.media import bounds
 from whatsagent.media.capabilities import ANY, TEXT_DOCUMENT_MAX_CHARS, Capabilities, ModelInputKind, capabilities_for
@@ -18,6 +17,9 @@ from whatsagent.media.limits import MediaKind, format_size
 from whatsagent.media.office import office_text
 from whatsagent.media.sniff import DOCX, PPTX, resolve_mime
 from whatsagent.media.transcribe import Transcriber
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import BinaryContent
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ async def to_model_input(
                 return _with_text(description, filename, text)
         converted = await _convert_for(caps, model_kind, data, mime)
         if converted is not None:
+            from pydantic_ai.messages import BinaryContent  # pydantic-ai loads after ready, not at start-up
+
             return BinaryContent(data=converted[0], media_type=converted[1], identifier=identifier)
         if model_kind == "audio" and transcriber is not None:
             try:

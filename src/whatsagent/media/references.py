@@ -11,20 +11,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
-
-from pydantic_ai.messages import (
-    BinaryContent,
-    FilePart,
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    TextPart,
-    ToolReturnPart,
-    UserPromptPart,
-)
+from typing import TYPE_CHECKING, Any
 
 from whatsagent.media.store import MediaNotFound, MediaStore
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 _REFERENCE = re.compile(r"^\[(?P<mime>[\w.+-]+/[\w.+-]+) in media store: (?P<key>[0-9a-f]{64})\]$")
 
@@ -43,6 +35,16 @@ def parse_reference(text: str) -> tuple[str, str] | None:
 async def externalize(messages: Sequence[ModelMessage], store: MediaStore) -> list[ModelMessage]:
     """`messages` with every `BinaryContent` put in `store` and replaced by its reference: in user
     prompts, in tool returns (a file or a list holding files), and files a model answered with."""
+    # pydantic-ai loads after ready (the first turn), not at start-up.
+    from pydantic_ai.messages import (
+        BinaryContent,
+        FilePart,
+        ModelRequest,
+        ModelResponse,
+        TextPart,
+        ToolReturnPart,
+        UserPromptPart,
+    )
 
     async def swap(item: Any) -> Any:
         if isinstance(item, BinaryContent):
@@ -81,6 +83,7 @@ async def externalize(messages: Sequence[ModelMessage], store: MediaStore) -> li
 async def restore(messages: Sequence[ModelMessage], store: MediaStore) -> list[ModelMessage]:
     """`messages` with the references in user prompts turned back into files from `store`. A
     reference whose medium was deleted stays text."""
+    from pydantic_ai.messages import BinaryContent, ModelRequest, UserPromptPart
 
     async def load(item: Any) -> Any:
         if isinstance(item, str) and (found := parse_reference(item)):
@@ -107,6 +110,8 @@ async def restore(messages: Sequence[ModelMessage], store: MediaStore) -> list[M
 
 
 def _holds_files(content: Any) -> bool:
+    from pydantic_ai.messages import BinaryContent
+
     if isinstance(content, BinaryContent):
         return True
     return isinstance(content, list | tuple) and any(isinstance(item, BinaryContent) for item in content)

@@ -1,0 +1,65 @@
+"""Start-up loads only what serving needs: pydantic-ai and the model SDKs load after the server is ready."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from whatsagent import Agent, AgentOS
+from whatsagent.agents.models import resolve_model
+from whatsagent.channels.cloudapi import CloudAPI
+
+CHANNEL = {"access_token": "t", "phone_number_id": "1", "app_secret": "s", "verify_token": "v"}
+
+APP = """
+import sys
+from whatsagent import Agent, AgentOS
+from whatsagent.channels import CloudAPI
+from whatsagent.demo import DemoAgent
+
+async def callable_agent(ctx):
+    return "hi"
+
+channel = dict(access_token="t", phone_number_id="1", app_secret="s", verify_token="v")
+agents = [
+    Agent(model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="k"),
+    Agent(model="openai:gpt-4o-mini", api_key="k"),
+    Agent(model="anthropic:claude-sonnet-4-5", api_key="k"),
+    Agent(),  # the offline model
+    DemoAgent(),
+    callable_agent,
+]
+for agent in agents:
+    agent_os = AgentOS(channels=[CloudAPI(agent=agent, **channel)], database="sqlite:///{db}")
+    agent_os.validate()
+    agent_os.get_app()
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"pydantic_ai", "openai", "anthropic", "httpx2"}}))
+"""
+
+
+def test_an_app_is_built_and_validated_without_loading_pydantic_ai_or_a_model_sdk(tmp_path):
+    code = APP.format(db=tmp_path / "bot.db")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_no_keys())
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_model_built_from_arguments_is_built_once_on_first_use():
+    resolved = resolve_model("llama3.2", base_url="http://localhost:11434/v1")
+    assert resolved.deferred and resolved.provider == "openai-compatible"
+    assert resolved.model is resolved.model, "built once, then kept"
+
+
+async def test_once_ready_the_warm_up_builds_the_agents_models(tmp_path):
+    agent = Agent(model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="k")
+    agent_os = AgentOS(channels=[CloudAPI(agent=agent, **CHANNEL)], database=f"sqlite:///{tmp_path}/bot.db")
+    async with agent_os.lifespan():
+        await agent_os._warmed.wait()  # turns wait for this too
+        assert agent.resolved._model is not None, "the model was built by the warm-up"
+        assert "pydantic_ai.models.openai" in sys.modules
+
+
+def _no_keys() -> dict[str, str]:
+    import os
+
+    keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY")
+    return {k: v for k, v in os.environ.items() if k not in keys and not k.startswith("WHATSAGENT_")}
