@@ -22,7 +22,8 @@ event loop lags less than N ms (`AgentOS(admission_lag=...)`); and in ``+nodetai
 database on ``WHATSAGENT_BENCH_POSTGRES_URL``); ``+split``: on PostgreSQL as two processes on this machine,
 ``--role web`` (acknowledging webhooks) and ``--role worker`` (turns and sends); ``+thread``: turns on an
 event loop of their own in a second thread (`AgentOS(turn_thread=True)`), ``+oneloop``: everything on the
-server's one event loop (`turn_thread=False`).
+server's one event loop (`turn_thread=False`); ``+switchN``: CPython's switch interval at N µs
+(`sys.setswitchinterval`, 5,000 by default).
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ def bot(
             extra["BENCH_ADMISSION_LAG"] = str(int(option.removeprefix("admit")) / 1000)
         elif option == "nodetails":
             extra["BENCH_TURN_DETAILS"] = "0"
+        elif option.startswith("switch"):
+            extra["BENCH_SWITCH_INTERVAL"] = str(int(option.removeprefix("switch")) / 1e6)
         elif option in ("thread", "oneloop"):
             extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
         elif option in ("pg", "split"):

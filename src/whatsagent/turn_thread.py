@@ -17,6 +17,12 @@ does crosses over here, thread-safely:
 - the console's events published by the webhook path (`whatsagent.events.Bus` hands them to its loop);
 - the queue depth of ``/ready`` and ``/metrics``.
 
+Both threads share the GIL. A thread that waits on I/O (the web loop in `select`, a socket) gives the
+interpreter up and waits for it again when it wakes: up to the switch interval while the other thread
+computes, once per step of an acknowledgement (CPython's "convoy effect"). So while the turn thread
+runs, the switch interval is lowered from 5 ms to `SWITCH_INTERVAL` (process-wide; restored at stop):
+measured, this is what takes acknowledgements from waiting on the turn loop to waiting 0.5 ms per step.
+
 The SQLite store is safe from both loops as it is: its writer thread settles each write's future on the
 loop that made it, and reads run in its own thread pool.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -37,6 +44,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread computes before the interpreter is handed to a waiting one, while turns run on their
+own thread (CPython's default is 0.005; see the module docstring)."""
+
 
 class TurnThread:
     """An event loop running in a daemon thread, and the ways to hand it work from another loop."""
@@ -45,8 +56,11 @@ class TurnThread:
         self.name = name
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._switch_interval: float | None = None
 
     def start(self) -> None:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         loop = self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -80,12 +94,17 @@ class TurnThread:
         """Stop the loop (whatever was started on it has been stopped) and wait for the thread to end."""
         if self.loop is None or self._thread is None:
             return
+        # What is left (a typing indicator's task, the warm-up) ends as `asyncio.run` would end it.
+        await self.run(_cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         await asyncio.to_thread(self._thread.join, 30)
         if self._thread.is_alive():
             log.warning("the turn thread did not end within 30 s of shutdown")
         self._thread = None
         self.loop = None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
 
 class CrossingQueue(WorkQueue):
@@ -144,6 +163,14 @@ def on_turn_loop(app: ASGIApp, turns: Callable[[], TurnThread | None]) -> ASGIAp
         await thread.run(_awaited(app(scope, receive_there, send_there)))
 
     return forwarded
+
+
+async def _cancel_the_rest() -> None:
+    me = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not me]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
