@@ -13,7 +13,6 @@ import pytest
 import test_answering
 import test_handoff
 import test_resilience
-from test_webhook import signed, text_webhook
 from whatsagent import AgentOS
 from whatsagent.agents.context import TurnContext
 from whatsagent.channels import CloudAPI
@@ -37,25 +36,23 @@ async def test_a_webhook_is_acknowledged_while_a_turn_blocks_the_turn_loop(tmp_p
 
     async with BotHarness(agent, tmp_path, turn_thread=True) as bot, aiohttp.ClientSession() as http:
         assert bot.os is not None and bot.os._turns is not None
-        first = text_webhook("wamid.BLOCK1", "first")
-        async with http.post(f"{bot.url}/whatsapp/webhook", data=first, headers=signed(first)) as r:
-            assert r.status == 200
+        ana = bot.user("15551234567")
+        assert (await ana.send_text("first")).ok
         await asyncio.to_thread(thinking.wait)
         try:
             # The turn loop runs nothing else now; the web loop still takes in and acknowledges webhooks.
-            second = text_webhook("wamid.BLOCK2", "second")
-            async with http.post(f"{bot.url}/whatsapp/webhook", data=second, headers=signed(second)) as r:
-                assert r.status == 200
+            assert (await ana.send_text("second")).ok  # the emulator's webhook got its 200
             async with http.get(f"{bot.url}/health") as r:
                 assert r.status == 200
             assert not release.is_set()
         finally:
             release.set()
-        replies = await bot.user("15551234567").wait_for_replies(2)
+        replies = await ana.wait_for_replies(2)
         await bot.idle()
+        await bot.emulator.settle()
         assert [r.text for r in replies] == ["echo: first", "echo: second"]
         assert seen == ["first", "second"]
-        assert len(bot.user("15551234567").replies) == 2
+        assert len(ana.replies) == 2
 
 
 @pytest.mark.parametrize("turn_thread", [False, True])
