@@ -18,6 +18,7 @@ BENCH_PROFILE=FILE profiles the event-loop thread with cProfile, written to FILE
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from whatsagent import Agent, AgentOS, TurnContext
@@ -27,6 +28,11 @@ from whatsagent.pacing import Pacing
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage, ModelResponse
     from pydantic_ai.models.function import AgentInfo
+
+if os.environ.get("BENCH_SWITCH_INTERVAL"):
+    # How often CPython hands the GIL between threads (5 ms by default): with turns on a thread of their
+    # own, the web loop waits up to this long for the interpreter at each step of an acknowledgement.
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 
 _PROFILE = os.environ.get("BENCH_PROFILE")
 if _PROFILE:

@@ -20,7 +20,10 @@ An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admittin
 event loop lags less than N ms (`AgentOS(admission_lag=...)`); and in ``+nodetails``: without turn details
 (`AgentOS(turn_details=False)`, no OpenTelemetry spans recorded per turn); ``+pg``: on PostgreSQL (a fresh
 database on ``WHATSAGENT_BENCH_POSTGRES_URL``); ``+split``: on PostgreSQL as two processes on this machine,
-``--role web`` (acknowledging webhooks) and ``--role worker`` (turns and sends).
+``--role web`` (acknowledging webhooks) and ``--role worker`` (turns and sends); ``+thread``: turns on an
+event loop of their own in a second thread (`AgentOS(turn_thread=True)`), ``+oneloop``: everything on the
+server's one event loop (`turn_thread=False`); ``+switchN``: CPython's switch interval at N µs
+(`sys.setswitchinterval`, 5,000 by default).
 """
 
 from __future__ import annotations
@@ -165,10 +168,14 @@ def bot(
             extra["BENCH_ADMISSION_LAG"] = str(int(option.removeprefix("admit")) / 1000)
         elif option == "nodetails":
             extra["BENCH_TURN_DETAILS"] = "0"
+        elif option.startswith("switch"):
+            extra["BENCH_SWITCH_INTERVAL"] = str(int(option.removeprefix("switch")) / 1e6)
+        elif option in ("thread", "oneloop"):
+            extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
         elif option in ("pg", "split"):
             pass  # the database and the processes: see run_load
         else:
-            raise SystemExit(f"unknown agent option +{option}: +admitN or +nodetails")
+            raise SystemExit(f"unknown agent option +{option}: +admitN, +nodetails, +thread, +oneloop, +pg or +split")
     env = {
         "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,

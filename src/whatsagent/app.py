@@ -32,6 +32,7 @@ import aiohttp
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from whatsagent import metrics
 from whatsagent.admission import LagGate
@@ -62,6 +63,7 @@ from whatsagent.sender import Sender, SendPolicy
 from whatsagent.serving import server_options
 from whatsagent.store.database import Database, open_database
 from whatsagent.tracing import TracedResponder, TraceExport
+from whatsagent.turn_thread import CrossingQueue, TurnThread, notifier, on_turn_loop
 from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
 
@@ -96,6 +98,9 @@ class AgentOS:
     `console`: serve the console at ``/console`` (default: whenever an operator token is set).
     `turn_details`: record each turn's model and tool calls with timing (pydantic-ai's OpenTelemetry
     instrumentation, `whatsagent.tracing`); `trace_export`: also send them over OTLP (off by default).
+    `turn_thread`: run turns (work queue, lanes, sender, the operator API) on an event loop of their own in
+    a second thread, so webhook acknowledgements and ``/health`` never wait behind agent work
+    (`whatsagent.turn_thread`; SQLite only). Default: ``WHATSAGENT_TURN_THREAD=1`` turns it on for SQLite.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class AgentOS:
         console: bool | None = None,
         turn_details: bool = True,
         trace_export: TraceExport | None = None,
+        turn_thread: bool | None = None,
     ) -> None:
         if not channels:
             raise ConfigurationError("AgentOS needs at least one channel, e.g. channels=[CloudAPI(agent=assistant)]")
@@ -179,6 +185,12 @@ class AgentOS:
         self.desk: Desk | None = None
         self._operator_holder: Holder | None = None
         self._relay: PostgresRelay | None = None
+        if turn_thread is None:
+            turn_thread = os.environ.get("WHATSAGENT_TURN_THREAD", "").lower() in ("1", "true", "yes", "on") and (
+                self.database_url.startswith("sqlite")
+            )
+        self.turn_thread = turn_thread
+        self._turns: TurnThread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -217,6 +229,26 @@ class AgentOS:
             raise ConfigurationError("\n".join(errors))
 
     async def start(self) -> None:
+        if not self.turn_thread:
+            await self._start()
+            return
+        if not self.database_url.startswith("sqlite"):
+            raise ConfigurationError(
+                "turn_thread=True runs on SQLite only (the embedded work queue); on PostgreSQL scale out "
+                "with --role web and --role worker processes instead"
+            )
+        turns = self._turns = TurnThread()
+        turns.start()
+        try:
+            await turns.run(self._start())
+        except BaseException:
+            self._turns = None
+            self.bus.home = None
+            await turns.stop()
+            raise
+
+    async def _start(self) -> None:
+        """Everything but the web server, on the loop turns run on (this one, or the turn thread's)."""
         install_private_logs()
         self._warmed = asyncio.Event()  # of this start's event loop
         self.validate()
@@ -234,12 +266,19 @@ class AgentOS:
             policy=self.worker_policy,
             holder=self.holder,
         )
+        # The inbox runs on the web loop: with a turn thread, what it hands turns crosses to their loop.
+        inbox_queue: WorkQueue = self.queue
+        on_stored: Callable[[list[str]], None] = self.interrupts.notify
+        if self._turns is not None:
+            inbox_queue = CrossingQueue(self.queue, self._turns)
+            on_stored = notifier(self._turns, self.interrupts.notify)
+            self.bus.home = asyncio.get_running_loop()
         self.inbox = Inbox(
             self.db,
-            self.queue,
+            inbox_queue,
             merge_window=self.merge_window,
             clock=self.window.clock,
-            on_stored=self.interrupts.notify,
+            on_stored=on_stored,
         )
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.http_connections, ttl_dns_cache=300),
@@ -338,11 +377,23 @@ class AgentOS:
 
     async def stop(self) -> None:
         self._ready = False
+        if self.inbox is not None:
+            await self.inbox.drain()  # on the web loop, where webhooks made them
+        turns = self._turns
+        if turns is None:
+            await self._stop()
+            return
+        try:
+            await turns.run(self._stop())
+        finally:
+            self._turns = None
+            self.bus.home = None
+            await turns.stop()
+
+    async def _stop(self) -> None:
         if self._retention_task is not None:
             self._retention_task.cancel()
             self._retention_task = None
-        if self.inbox is not None:
-            await self.inbox.drain()
         if self.queue is not None:
             await self.queue.stop(self.shutdown_grace)
         if self.holder is not None:
@@ -446,24 +497,27 @@ class AgentOS:
             for channel in self.channels:
                 app.routes.extend(channel.routes(self.accept))
 
-        app.routes.extend(
-            operator_routes(
-                db_of=lambda: self.db,
-                desk_of=lambda: self.desk,
-                sender_of=lambda: self.sender,
-                media_of=lambda: self.media_store,
-                bus=self.bus,
-                token=self.api_token,
-                channels=self.channels,
-                agents_by_channel={c.name: self.responders[c.name].name for c in self.channels},
-            )
+        # The operator API claims lanes and sends as turns do: with a turn thread, it runs on their loop.
+        operator = operator_routes(
+            db_of=lambda: self.db,
+            desk_of=lambda: self.desk,
+            sender_of=lambda: self.sender,
+            media_of=lambda: self.media_store,
+            bus=self.bus,
+            token=self.api_token,
+            channels=self.channels,
+            agents_by_channel={c.name: self.responders[c.name].name for c in self.channels},
         )
+        for route in operator:
+            if isinstance(route, Route):
+                route.app = on_turn_loop(route.app, lambda: self._turns)
+        app.routes.extend(operator)
         app.routes.extend(console_routes(self.api_token, self.console, demo_token=self.console_fills_token))
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics_endpoint() -> Response:
             if self.queue is not None:
-                metrics.queue_depth.set(await self.queue.depth())
+                metrics.queue_depth.set(await self._queue_depth())
             return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
         @app.get("/health", include_in_schema=False)
@@ -485,7 +539,12 @@ class AgentOS:
             if not self._ready or self.queue is None:
                 return JSONResponse({"status": "starting"}, status_code=503)
             sending = self.sender.sending_status() if self.sender is not None else {}
-            return JSONResponse({"status": "ready", "queue_depth": await self.queue.depth(), "sending": sending})
+            return JSONResponse({"status": "ready", "queue_depth": await self._queue_depth(), "sending": sending})
+
+    async def _queue_depth(self) -> int:
+        assert self.queue is not None
+        turns = self._turns
+        return await (turns.run(self.queue.depth()) if turns is not None else self.queue.depth())
 
     def serve(self, host: str = "127.0.0.1", port: int = 8000, *, reload: bool = False, **uvicorn_options: Any) -> None:
         """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a

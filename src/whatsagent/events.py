@@ -32,8 +32,19 @@ class Bus:
         self._subscribers: set[asyncio.Queue[str]] = set()
         self.relay: Callable[[str], None] | None = None
         """Also called with what this process publishes (the PostgreSQL relay)."""
+        self.home: asyncio.AbstractEventLoop | None = None
+        """The loop its viewers and relay live on, when others publish from another thread (the web loop
+        of `AgentOS(turn_thread=True)`): their events are handed over to it. None: one loop."""
 
     def publish(self, conversation: str) -> None:
+        home = self.home
+        if home is not None and _running_loop() is not home:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody is watching any more
+                home.call_soon_threadsafe(self._publish, conversation)
+            return
+        self._publish(conversation)
+
+    def _publish(self, conversation: str) -> None:
         if self.relay is not None:
             self.relay(conversation)
         self.deliver(conversation)
@@ -61,6 +72,13 @@ class Bus:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 CHANNEL = "whatsagent_events"
