@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from whatsagent import Agent, AgentOS, TurnContext
 from whatsagent.channels import CloudAPI
 from whatsagent.pacing import Pacing
+from whatsagent.turns import TurnPolicy
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -90,6 +91,7 @@ os = AgentOS(
     pacing=Pacing(rate=1000),
     admission_lag=float(os.environ["BENCH_ADMISSION_LAG"]) if os.environ.get("BENCH_ADMISSION_LAG") else None,
     turn_details=os.environ.get("BENCH_TURN_DETAILS", "1") != "0",
+    turn_policy=TurnPolicy(on_new_message=os.environ.get("BENCH_ON_NEW_MESSAGE", "merge")),  # type: ignore[arg-type]
 )
 
 if _PROFILE:

@@ -87,9 +87,11 @@ def _last_line(messages: list[dict[str, Any]]) -> str:
 async def _serve_fakes(model_delay: float, conn: Any) -> None:
     replies: list[tuple[str, str, float]] = []
     counter = iter(range(10**9))
+    calls = {"chat": 0}
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
+        calls["chat"] += 1
         if model_delay:
             await asyncio.sleep(model_delay)
         return web.Response(body=_completion("ok " + _last_line(body["messages"])), content_type="application/json")
@@ -111,14 +113,19 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
     async def collected(request: web.Request) -> web.Response:
         return web.json_response(replies)
 
+    async def model_calls(request: web.Request) -> web.Response:
+        return web.json_response(calls)
+
     async def reset(request: web.Request) -> web.Response:
         replies.clear()
+        calls["chat"] = 0
         return web.json_response({})
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/{version}/{pnid}/messages", messages)
     app.router.add_get("/bench/replies", collected)
+    app.router.add_get("/bench/model_calls", model_calls)
     app.router.add_post("/bench/reset", reset)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -172,10 +179,15 @@ def bot(
             extra["BENCH_SWITCH_INTERVAL"] = str(int(option.removeprefix("switch")) / 1e6)
         elif option in ("thread", "oneloop"):
             extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
+        elif option in ("merge", "interrupt", "queue"):
+            extra["BENCH_ON_NEW_MESSAGE"] = option  # TurnPolicy(on_new_message=...)
         elif option in ("pg", "split"):
             pass  # the database and the processes: see run_load
         else:
-            raise SystemExit(f"unknown agent option +{option}: +admitN, +nodetails, +thread, +oneloop, +pg or +split")
+            raise SystemExit(
+                f"unknown agent option +{option}: +admitN, +nodetails, +thread, +oneloop, +merge, +interrupt, "
+                "+queue, +pg or +split"
+            )
     env = {
         "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
@@ -263,9 +275,12 @@ async def drive(
         reply_latency = [answered[key] - posted[key] for key in posted if key in answered]
         finished = max(r[2] for r in replies) - started
         n = len(posted)
+        async with http.get(f"{fakes.url}/bench/model_calls") as r:
+            model_calls = (await r.json())["chat"]
         return {
             "messages": n,
             "turns": len(replies),
+            "model_calls": model_calls,
             "error_replies": sum(1 for r in replies if not r[1].startswith("ok m")),
             "answered_msgs_per_s": n / finished,
             "acks_per_s": n / acked,
