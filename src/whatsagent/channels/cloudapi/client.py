@@ -44,19 +44,26 @@ class GraphAPI:
 
     async def post_message(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a JSON body to the number's ``/messages`` (a send, a read receipt); the JSON answer."""
+        return await self._post(
+            self.messages_url, orjson.dumps(body), self.json_headers, "could not reach the Graph API", "answered 200"
+        )
+
+    async def _post(
+        self, url: str, data: Any, headers: dict[str, str], unreachable: str, answered: str
+    ) -> dict[str, Any]:
+        """POST to the Graph API; its JSON answer. A refusal raises the channel's `SendError` (flags set
+        from Meta's code); no answer, or one that is not JSON, is retryable."""
         try:
-            async with self.http.post(
-                self.messages_url, data=orjson.dumps(body), headers=self.json_headers, timeout=SEND_TIMEOUT
-            ) as r:
+            async with self.http.post(url, data=data, headers=headers, timeout=SEND_TIMEOUT) as r:
                 raw = await r.read()
                 if r.status != 200:
                     raise graph_error(r.status, raw, r.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(f"could not reach the Graph API: {exc or type(exc).__name__}", retryable=True) from exc
+            raise SendError(f"{unreachable}: {exc or type(exc).__name__}", retryable=True) from exc
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise SendError("the Graph API answered 200 with a body that is not JSON", retryable=True) from exc
+            raise SendError(f"the Graph API {answered} with a body that is not JSON", retryable=True) from exc
         return answer if isinstance(answer, dict) else {}
 
     async def download(
@@ -102,23 +109,14 @@ class GraphAPI:
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", mime_type)
         form.add_field("file", data, content_type=mime_type, filename=filename or "file")
-        try:
-            async with self.http.post(
-                f"{self.base}/{self.phone_number_id}/media",
-                data=form,
-                headers=self.authorization,
-                timeout=SEND_TIMEOUT,
-            ) as r:
-                raw = await r.read()
-                if r.status != 200:
-                    raise graph_error(r.status, raw, r.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(f"could not upload the medium: {exc or type(exc).__name__}", retryable=True) from exc
-        try:
-            answer = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise SendError("the Graph API answered the upload with a body that is not JSON", retryable=True) from exc
-        media_id = answer.get("id") if isinstance(answer, dict) else None
+        answer = await self._post(
+            f"{self.base}/{self.phone_number_id}/media",
+            form,
+            self.authorization,
+            "could not upload the medium",
+            "answered the upload",
+        )
+        media_id = answer.get("id")
         if not media_id:
             raise SendError("the Graph API accepted the upload but returned no media id")
         return str(media_id)
