@@ -51,7 +51,7 @@ from whatsagent.window import WINDOW_SECONDS as DAY
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import Response
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import BaseRoute
 
     from whatsagent.channels.base import Channel
@@ -65,7 +65,7 @@ TRANSCRIPT_LIMIT = 500
 MAX_DELIVERIES = 1000
 
 
-def authorized(request: Request, token: str | None, what: str) -> Response | None:
+def authorized(request: Request, token: str | None, what: str) -> JSONResponse | None:
     """None when the request carries the operator token; else the response refusing it (404 while no
     token is set: the API is off; 401 for a missing or wrong one, compared in constant time)."""
     from starlette.responses import JSONResponse
@@ -462,13 +462,19 @@ def operator_routes(
 
     # -- the older endpoints: bearer token only -------------------------------------------------------
 
-    async def user_memories(request: Request) -> Response:
-        refused = authorized(request, token, "memory")
+    async def started(request: Request, what: str) -> JSONResponse | Database:
+        """The store, once the operator token is checked and whatsagent has started (the older endpoints:
+        bearer token only, no Origin check)."""
+        refused = authorized(request, token, what)
         if refused is not None:
             return refused
         db = db_of()
-        if db is None:
-            return JSONResponse({"error": "starting"}, status_code=503)
+        return JSONResponse({"error": "whatsagent is starting"}, status_code=503) if db is None else db
+
+    async def user_memories(request: Request) -> Response:
+        db = await started(request, "memory")
+        if isinstance(db, JSONResponse):
+            return db
         agent = request.path_params["agent"]
         if agent not in agent_names:
             known = ", ".join(sorted(agent_names))
@@ -547,12 +553,9 @@ def operator_routes(
         return JSONResponse({"conversation": conversation, "messages": rows})
 
     async def erase(request: Request) -> Response:
-        refused = authorized(request, token, "operator")
-        if refused is not None:
-            return refused
-        db = db_of()
-        if db is None:
-            return JSONResponse({"error": "starting"}, status_code=503)
+        db = await started(request, "operator")
+        if isinstance(db, JSONResponse):
+            return db
         user = request.path_params["user"].lstrip("+")
         return JSONResponse({"erased": await erase_user(db, user, media_of())})
 
