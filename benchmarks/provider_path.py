@@ -153,7 +153,11 @@ async def run(args: argparse.Namespace) -> None:
             profile.enable()
             await measure(call, args.calls, args.concurrency)
             profile.disable()
-            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
+            stats = pstats.Stats(profile)
+            if args.by_package:
+                by_package(stats, args.calls)
+            else:
+                stats.sort_stats(args.sort).print_stats(args.top)
             return
         print(f"CPU ms per call, {args.calls} calls, {args.concurrency} in flight (load {os.getloadavg()[0]:.2f})")
         for name, call in found.items():
@@ -167,6 +171,24 @@ async def run(args: argparse.Namespace) -> None:
         fakes.close()
 
 
+def by_package(stats: pstats.Stats, calls: int) -> None:
+    """Own time (tottime) per call, summed by the package its code lives in."""
+    totals: dict[str, float] = {}
+    for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if "site-packages/" in filename:
+            package = filename.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif "/src/whatsagent/" in filename:
+            package = "whatsagent"
+        elif filename.startswith("~") or filename.startswith("<"):
+            package = "builtins"
+        else:
+            package = "stdlib:" + filename.rsplit("/", 1)[-1]
+        totals[package] = totals.get(package, 0.0) + tottime
+    whole = sum(totals.values())
+    for package, total in sorted(totals.items(), key=lambda kv: -kv[1])[:30]:
+        print(f"  {package:>40}: {total * 1000 / calls:6.3f} ms/call ({100 * total / whole:4.1f} %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -174,6 +196,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--top", type=int, default=60)
+    parser.add_argument("--by-package", action="store_true", help="with --profile: own time summed by package")
     asyncio.run(run(parser.parse_args()))
 
 
