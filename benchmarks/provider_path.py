@@ -106,6 +106,16 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     found["pydantic-ai FunctionModel"] = lambda: fn_agent.respond(ctx)
     oa_agent = Agent(name="bench", model="gpt-4o-mini", base_url=base, api_key="bench", instructions="Answer briefly.")
     found["pydantic-ai OpenAIChatModel"] = lambda: oa_agent.respond(ctx)
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from whatsagent.model_http import shared_http_client
+
+    sdk_model = OpenAIChatModel(
+        "gpt-4o-mini", provider=OpenAIProvider(base_url=base, api_key="bench", http_client=shared_http_client())
+    )
+    sdk_agent = Agent(name="bench", model=sdk_model, instructions="Answer briefly.")
+    found["  … the SDK's own create"] = lambda: sdk_agent.respond(ctx)
 
     async def with_details() -> Any:
         # Turn details instrument every pydantic-ai agent of the process once set up: so this layer is last.
