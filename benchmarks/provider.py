@@ -181,6 +181,8 @@ def bot(
             extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
         elif option in ("merge", "interrupt", "queue"):
             extra["BENCH_ON_NEW_MESSAGE"] = option  # TurnPolicy(on_new_message=...)
+        elif option.startswith("gc"):  # +gcoff: Python's collector as it is; +gc20000_50_100: those thresholds
+            extra["WHATSAGENT_GC_THRESHOLDS"] = option.removeprefix("gc").replace("_", ",")
         elif option in ("pg", "split"):
             pass  # the database and the processes: see run_load
         else:
@@ -330,6 +332,9 @@ async def run_load(
         figures = await drive(url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run")
         cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu0
         figures["bot_cpu_ms_per_msg"] = cpu * 1000 / figures["messages"]
+        # How many turns the messages made depends on how closely each user's messages arrived (they merge):
+        # CPU per turn compares the cost of the work itself across runs that merged differently.
+        figures["bot_cpu_ms_per_turn"] = cpu * 1000 / max(1, figures["turns"])
         if len(servers) > 1:
             figures["web_cpu_ms_per_msg"] = (cpu_seconds(servers[-1].pid) - web_cpu0) * 1000 / figures["messages"]
         figures["peak_rss_mb"] = sum(peak_rss_mb(s.pid) for s in servers)
@@ -380,6 +385,7 @@ def show(title: str, results: dict[str, dict[str, float]], baseline: str | None)
             print(
                 f"  {name} / {baseline}: msgs/s x{r['answered_msgs_per_s'] / base['answered_msgs_per_s']:.2f}, "
                 f"CPU/msg x{r['bot_cpu_ms_per_msg'] / base['bot_cpu_ms_per_msg']:.2f}, "
+                f"CPU/turn x{r['bot_cpu_ms_per_turn'] / base['bot_cpu_ms_per_turn']:.2f}, "
                 f"ack p99 x{r['ack_p99_ms'] / base['ack_p99_ms']:.2f}"
             )
 

@@ -1,0 +1,79 @@
+"""A running server collects garbage less often and never walks what start-up loaded, and still frees
+cyclic garbage; stopping it puts Python's collector back as it was."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from whatsagent import AgentOS
+from whatsagent.channels import CloudAPI
+from whatsagent.errors import ConfigurationError
+from whatsagent.heap import THRESHOLDS
+
+CHANNEL = {"access_token": "t", "phone_number_id": "1", "app_secret": "s", "verify_token": "v"}
+
+
+async def echo(ctx):  # an agent costing nothing
+    return "ok"
+
+
+def _os(tmp_path, **options) -> AgentOS:
+    return AgentOS(channels=[CloudAPI(agent=echo, **CHANNEL)], database=f"sqlite:///{tmp_path}/bot.db", **options)
+
+
+async def test_once_warm_the_server_freezes_start_up_objects_and_collects_less_often(tmp_path, monkeypatch):
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS", raising=False)
+    before = gc.get_threshold()
+    agent_os = _os(tmp_path)
+    async with agent_os.lifespan():
+        await agent_os._warmed.wait()
+        assert gc.get_threshold() == THRESHOLDS
+        assert gc.get_freeze_count() > 10_000, "the loaded modules and the app are frozen"
+        assert gc.get_threshold() != before
+
+        class Node:
+            pass
+
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        alive = weakref.ref(cycle)
+        del cycle
+        kept = [[] for _ in range(THRESHOLDS[0] * 2)]  # enough new containers for a young collection
+        assert alive() is None, "garbage in a cycle is still collected, without anyone calling gc.collect"
+        del kept
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0, "stopping the server unfreezes"
+
+
+async def test_the_collector_can_be_left_alone_or_given_other_thresholds(tmp_path, monkeypatch):
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS", raising=False)
+    before = gc.get_threshold()
+    agent_os = _os(tmp_path / "a", gc_thresholds=None)
+    async with agent_os.lifespan():
+        await agent_os._warmed.wait()
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+    monkeypatch.setenv("WHATSAGENT_GC_THRESHOLDS", "off")
+    assert _os(tmp_path / "b").gc_thresholds is None
+
+    monkeypatch.setenv("WHATSAGENT_GC_THRESHOLDS", "30000,40,60")
+    agent_os = _os(tmp_path / "c")
+    async with agent_os.lifespan():
+        await agent_os._warmed.wait()
+        assert gc.get_threshold() == (30000, 40, 60)
+    assert gc.get_threshold() == before
+
+    assert _os(tmp_path / "d", gc_thresholds=(9000, 9, 9)).gc_thresholds == (9000, 9, 9)  # the argument wins
+
+
+@pytest.mark.parametrize("value", ["lots", "1,2", "0,10,10", "-5,10,10"])
+def test_unusable_thresholds_are_refused_with_what_to_write(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("WHATSAGENT_GC_THRESHOLDS", value)
+    with pytest.raises(ConfigurationError, match=r"WHATSAGENT_GC_THRESHOLDS=.*e\.g\. 20000,50,100, or off"):
+        _os(tmp_path)
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS")
+    with pytest.raises(ConfigurationError, match=r"gc_thresholds=\(0, 1, 1\).*e\.g\. \(20000, 50, 100\)"):
+        _os(tmp_path, gc_thresholds=(0, 1, 1))
