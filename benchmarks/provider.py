@@ -15,6 +15,7 @@ peak RSS, and for comparison the same load on other agents, in the same run):
 - ``startup``: seconds from spawning ``whatsagent serve`` to ``/ready`` answering 200.
 
     python -m benchmarks provider [--scenario fast|slow|startup|all] [--agents openai,openai-unshared,pydantic]
+    python -m benchmarks provider --baseline /tmp/base --agents openai+base,openai   # another checkout vs this
 
 An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admitting new turns only while the
 event loop lags less than N ms (`AgentOS(admission_lag=...)`); and in ``+nodetails``: without turn details
@@ -183,6 +184,10 @@ def bot(
             extra["BENCH_ON_NEW_MESSAGE"] = option  # TurnPolicy(on_new_message=...)
         elif option.startswith("gc"):  # +gcoff: Python's collector as it is; +gc20000_50_100: those thresholds
             extra["WHATSAGENT_GC_THRESHOLDS"] = option.removeprefix("gc").replace("_", ",")
+        elif option == "base":  # whatsagent from the --baseline checkout (its src/), the benchmark from this one
+            if not os.environ.get("BENCH_BASELINE"):
+                raise SystemExit("+base needs --baseline DIR (another checkout: git worktree add /tmp/base HEAD~5)")
+            extra["PYTHONPATH"] = os.pathsep.join([os.path.join(os.environ["BENCH_BASELINE"], "src"), str(ROOT)])
         elif option in ("pg", "split"):
             pass  # the database and the processes: see run_load
         else:
@@ -397,7 +402,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="messages in the fast scenario")
     parser.add_argument("--merge-window", type=float, default=0.3, help="AgentOS merge_window (default: 0.3)")
     parser.add_argument("--profile", type=Path, help="cProfile the bot's event-loop thread into this file")
+    parser.add_argument("--baseline", type=Path, help="another checkout, run by agents with +base (e.g. openai+base)")
     args = parser.parse_args()
+    if args.baseline is not None:
+        os.environ["BENCH_BASELINE"] = str(args.baseline.resolve())
     extra = {"BENCH_PROFILE": str(args.profile.resolve())} if args.profile else None
     agents = [a for a in args.agents.split(",") if a]
     with tempfile.TemporaryDirectory(prefix="whatsagent-bench-") as tmp:
