@@ -183,3 +183,27 @@ async def test_resilience_kill_9_then_restart_answers_exactly_once(on_turn_threa
 
 async def test_resilience_sigterm_parks_and_resumes(on_turn_thread, tmp_path):
     await test_resilience.test_sigterm_parks_running_turns_exits_within_the_grace_period_and_they_resume(tmp_path)
+
+
+def test_turns_run_on_the_same_kind_of_loop_as_the_server():
+    """Under uvicorn with uvloop (``uvicorn[standard]``), the turn loop is uvloop's too."""
+    import uvloop
+
+    from whatsagent.turn_thread import TurnThread
+
+    async def kinds() -> tuple[type, type]:
+        turns = TurnThread()
+        turns.start()
+        try:
+            return type(asyncio.get_running_loop()), type(await turns.run(_running_loop()))
+        finally:
+            await turns.stop()
+
+    server_kind, turn_kind = uvloop.run(kinds())
+    assert server_kind is uvloop.Loop and turn_kind is uvloop.Loop
+    server_kind, turn_kind = asyncio.run(kinds())
+    assert turn_kind is server_kind and not issubclass(turn_kind, uvloop.Loop)
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()

@@ -49,6 +49,19 @@ SWITCH_INTERVAL = 0.0005
 own thread (CPython's default is 0.005; see the module docstring)."""
 
 
+def _loop_like_this_one() -> asyncio.AbstractEventLoop:
+    """A new loop of the kind running here: uvloop's when uvicorn picked it (it runs callbacks in about half
+    the CPU of asyncio's own loop, and turns are the busiest work a loop of ours has)."""
+    try:
+        kind = type(asyncio.get_running_loop())
+    except RuntimeError:
+        return asyncio.new_event_loop()
+    try:
+        return kind()
+    except TypeError:  # a loop class wanting arguments: the default kind
+        return asyncio.new_event_loop()
+
+
 class TurnThread:
     """An event loop running in a daemon thread, and the ways to hand it work from another loop."""
 
@@ -61,7 +74,7 @@ class TurnThread:
     def start(self) -> None:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
-        loop = self.loop = asyncio.new_event_loop()
+        loop = self.loop = _loop_like_this_one()
         started = threading.Event()
 
         def run() -> None:
