@@ -2,7 +2,8 @@
 
 The bot (`whatsagent serve benchmarks.app:os`) runs in its own process, so its CPU and memory are
 measured alone. A second process serves a fake Graph API and a fake OpenAI ``/v1/chat/completions`` on
-loopback (answering at once, or after ``--model-delay`` seconds); this process posts signed webhooks.
+loopback (answering at once, or after ``--model-delay`` seconds); this process posts signed webhooks. The
+fakes also answer Gemini's ``/v1beta/models/{model}:generateContent`` and Anthropic's ``/v1/messages``.
 
 Every reply is ``ok <the last message the model saw>``, so the fake Graph API knows which messages each
 reply answers: a message's reply latency is from the start of its webhook post to the arrival of the
@@ -72,6 +73,57 @@ def _completion(text: str) -> bytes:
     ).encode()
 
 
+def _gemini_content(text: str) -> bytes:
+    """A minimal Gemini ``generateContent`` answer."""
+    return json.dumps(
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 3, "totalTokenCount": 23},
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "bench",
+        }
+    ).encode()
+
+
+def _anthropic_message(text: str) -> bytes:
+    """A minimal Anthropic Messages API answer."""
+    return json.dumps(
+        {
+            "id": "msg_bench",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 20, "output_tokens": 3},
+        }
+    ).encode()
+
+
+def _anthropic_events(text: str) -> bytes:
+    """The same answer as a Messages API stream (pydantic-ai streams a request whose ``max_tokens`` is left
+    to the model's maximum, as the SDK requires)."""
+    events = [
+        {
+            "type": "message_start",
+            "message": {**json.loads(_anthropic_message("")), "content": [], "stop_reason": None},
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    ]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+
 def _last_line(messages: list[dict[str, Any]]) -> str:
     """The latest message the turn's prompt holds: the highest ``m<k>`` in it. (Not its last line: two
     messages of one user posted at once, on two connections, may be stored in either order.)"""
@@ -96,6 +148,24 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
         if model_delay:
             await asyncio.sleep(model_delay)
         return web.Response(body=_completion("ok " + _last_line(body["messages"])), content_type="application/json")
+
+    async def gemini(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls["chat"] += 1
+        if model_delay:
+            await asyncio.sleep(model_delay)
+        contents = [{"role": c.get("role"), "content": c.get("parts", [])} for c in body.get("contents", [])]
+        return web.Response(body=_gemini_content("ok " + _last_line(contents)), content_type="application/json")
+
+    async def anthropic(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls["chat"] += 1
+        if model_delay:
+            await asyncio.sleep(model_delay)
+        text = "ok " + _last_line(body["messages"])
+        if body.get("stream"):
+            return web.Response(body=_anthropic_events(text), content_type="text/event-stream")
+        return web.Response(body=_anthropic_message(text), content_type="application/json")
 
     async def messages(request: web.Request) -> web.Response:
         body = await request.json()
@@ -124,6 +194,8 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1beta/models/{model}:generateContent", gemini)  # Google Gemini
+    app.router.add_post("/v1/messages", anthropic)  # Anthropic
     app.router.add_post("/{version}/{pnid}/messages", messages)
     app.router.add_get("/bench/replies", collected)
     app.router.add_get("/bench/model_calls", model_calls)
@@ -142,7 +214,8 @@ def _fakes_main(model_delay: float, conn: Any) -> None:
 
 
 class Fakes:
-    """The fake Graph API and fake OpenAI, in a child process (its CPU is not the bot's nor the driver's)."""
+    """The fake Graph API and fake OpenAI (Gemini and Anthropic too), in a child process (its CPU is not the
+    bot's nor the driver's)."""
 
     def __init__(self, model_delay: float) -> None:
         ctx = multiprocessing.get_context("spawn")

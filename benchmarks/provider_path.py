@@ -10,6 +10,8 @@ milliseconds per call of this process (the fake's CPU is not counted):
 - openai SDK + aiohttp: the same over the SDK's aiohttp transport (``httpx-aiohttp``), when installed;
 - pydantic-ai FunctionModel: a whatsagent.Agent's turn on a zero-latency in-process model (no HTTP);
 - pydantic-ai OpenAIChatModel: a whatsagent.Agent's turn, ``Agent(model=..., base_url=...)``;
+- google-genai SDK, pydantic-ai GoogleModel, anthropic SDK, pydantic-ai AnthropicModel: the same for
+  Gemini's ``generateContent`` and Anthropic's ``/v1/messages`` (skipped when the SDK is not installed);
 - + turn details: the same turn recording its spans (`AgentOS(turn_details=True)`, the default), without
   storing them.
 
@@ -116,6 +118,7 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     )
     sdk_agent = Agent(name="bench", model=sdk_model, instructions="Answer briefly.")
     found["  … the SDK's own create"] = lambda: sdk_agent.respond(ctx)
+    await other_providers(found, base.removesuffix("/v1"), ctx)
 
     async def with_details() -> Any:
         # Turn details instrument every pydantic-ai agent of the process once set up: so this layer is last.
@@ -133,6 +136,60 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
 
     found["+ turn details (OpenTelemetry)"] = await with_details()
     return found
+
+
+async def other_providers(found: dict[str, Callable[[], Awaitable[Any]]], root: str, ctx: Any) -> None:
+    """Google (Gemini) and Anthropic: each SDK's bare call, and a whatsagent.Agent's turn on pydantic-ai's
+    model built as ``Agent(model="google:...", api_key=...)`` builds it (`whatsagent.model_http.provider`,
+    the shared HTTP client), pointed at the fakes. A layer whose SDK is not installed is skipped."""
+    from pydantic_ai.models import infer_model
+
+    from whatsagent import Agent, model_http
+
+    def turn(model: str) -> Callable[[], Awaitable[Any]]:
+        provider = model.partition(":")[0]
+        built = infer_model(model, provider_factory=lambda _: model_http.provider(provider, base_url=root, api_key="b"))
+        agent = Agent(name="bench", model=built, instructions="Answer briefly.")
+        return lambda: agent.respond(ctx)
+
+    try:
+        from google import genai
+        from google.genai import types
+    except ImportError as exc:
+        print(f"(google-genai SDK and pydantic-ai GoogleModel skipped: {exc})")
+    else:
+        google = genai.Client(api_key="b", http_options=types.HttpOptions(base_url=root))  # aiohttp, if installed
+        CLOSE.append(google.aio.aclose)
+        config = types.GenerateContentConfig(system_instruction="Answer briefly.")
+        found["google-genai SDK"] = lambda: google.aio.models.generate_content(
+            model="gemini-2.5-flash", contents="m1", config=config
+        )
+        found["pydantic-ai GoogleModel"] = turn("google:gemini-2.5-flash")
+    try:
+        import anthropic
+    except ImportError as exc:
+        print(f"(anthropic SDK and pydantic-ai AnthropicModel skipped: {exc})")
+    else:
+        claude = anthropic.AsyncAnthropic(base_url=root, api_key="b")
+        CLOSE.append(claude.close)
+        found["anthropic SDK"] = lambda: claude.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=1024,
+            system="Answer briefly.",
+            messages=[{"role": "user", "content": "m1"}],
+        )
+
+        async def streamed() -> Any:  # what pydantic-ai sends when max_tokens is left to the model (below)
+            async with claude.messages.stream(
+                model="claude-sonnet-4-5",
+                max_tokens=64000,
+                system="Answer briefly.",
+                messages=[{"role": "user", "content": "m1"}],
+            ) as stream:
+                return await stream.get_final_message()
+
+        found["  … streamed"] = streamed
+        found["pydantic-ai AnthropicModel"] = turn("anthropic:claude-sonnet-4-5")
 
 
 async def measure(call: Callable[[], Awaitable[Any]], calls: int, concurrency: int) -> float:
