@@ -176,3 +176,12 @@ async def test_a_refused_chat_completion_is_reported_once_and_a_failing_one_is_r
         async with stream_agent.run_stream("stream it") as streamed:
             assert await streamed.get_output() == "streamed"
         assert fake.requests_to("/v1/chat/completions")[-1].json["stream"] is True
+
+
+def test_a_memory_model_named_by_a_string_goes_through_the_shared_client(monkeypatch):
+    from whatsagent.agents.memory import MemoryCapture, UserMemory
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    agent = Agent(model="test", memory=UserMemory(model="openai-chat:gpt-4o-mini"))
+    extractor = MemoryCapture(None, {})._extractor(agent)  # type: ignore[arg-type]
+    assert extractor.model.client._client is shared_http_client()

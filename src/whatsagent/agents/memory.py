@@ -336,7 +336,10 @@ class MemoryCapture:
         found = self._extractors.get(id(agent))
         if found is None:
             config: UserMemory = agent.memory
-            model = config.model if config.model is not None else agent.resolved.model
+            from whatsagent.model_http import build_model
+
+            # A model string gets its provider over the process's shared HTTP client, as agents' models do.
+            model = build_model(config.model) if config.model is not None else agent.resolved.model
             found = self._extractors[id(agent)] = pydantic_ai.Agent(
                 model, output_type=MemoryChanges, instructions=config.instructions, name=f"{agent.name} memory"
             )
