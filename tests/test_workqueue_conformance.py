@@ -295,3 +295,49 @@ async def test_a_sweep_defers_only_the_wanted_jobs_whose_lock_has_none_waiting_o
     await eventually(lambda: "busy again" in ran, what=f"the swept job ran: {ran}")
     assert sorted(ran) == ["busy again", "lost", "running", "unlocked"]
     assert await queue.sweep([]) == 0
+
+
+async def test_a_job_the_application_recovers_keeps_its_place_in_its_lock_and_its_queueing_lock(subject: Subject):
+    ran: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(args: dict[str, Any]) -> None:
+        ran.append(args["name"])
+        if args["name"] == "first":
+            await asyncio.wait_for(release.wait(), 20)
+
+    queue = await subject.start({"t": handler})
+    await queue.defer("t", {"name": "first"}, lock="conv")
+    await eventually(lambda: ran == ["first"], what=f"the first job started: {ran}")
+    wake = JobSpec("t", {"name": "wake"}, lock="conv", queueing_lock="conv", recovered=True)
+    assert await queue.defer_many([wake]) == 1
+    assert await queue.defer_many([wake]) == 0, "one waits at most with its queueing lock"
+    await queue.defer("t", {"name": "last"}, lock="conv")
+    release.set()
+    await eventually(lambda: len(ran) == 3, what=f"every job ran: {ran}")
+    assert ran == ["first", "wake", "last"]
+
+
+async def test_the_embedded_queue_writes_no_row_for_a_job_the_application_recovers(tmp_path: Path):
+    from whatsagent.queue.embedded import queued_jobs
+
+    db = SQLiteDatabase(tmp_path / "queue.db")
+    await db.start()
+    queue = EmbeddedQueue(db, retry=RETRY)
+    ran: list[int] = []
+
+    async def handler(args: dict[str, Any]) -> None:
+        ran.append(args["i"])
+
+    try:
+        await queue.start({"t": handler})
+        later = [JobSpec("t", {"i": i}, lock=f"c{i}", schedule_in=600, recovered=True) for i in range(3)]
+        assert await queue.defer_many([*later, JobSpec("t", {"i": 9}, lock="c9", schedule_in=600)]) == 4
+        assert await db.read(queued_jobs) == 1, "only the job the application does not recover is stored"
+        assert await queue.depth() == 4
+        assert await queue.defer_many([JobSpec("t", {"i": 5}, lock="c5", recovered=True)]) == 1
+        await eventually(lambda: ran == [5], what=f"the in-memory job ran: {ran}")
+        assert await db.read(queued_jobs) == 1
+    finally:
+        await queue.stop(0.5)
+        await db.close()

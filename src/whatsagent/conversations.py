@@ -52,6 +52,9 @@ def wake_job(conversation: str, *, schedule_in: float = 0.0) -> JobSpec:
         lock=conversation,
         queueing_lock=conversation,
         schedule_in=schedule_in,
+        # Its work is in the inbox and the turns table: a worker's start-up recovery wakes every
+        # conversation left with some (`Lanes.recover`), so the job itself need not be stored.
+        recovered=True,
     )
 
 

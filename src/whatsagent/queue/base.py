@@ -11,7 +11,8 @@ Semantics, as procrastinate's:
   is a no-op (one pending wake-up per conversation; messages that arrive meanwhile join it).
 - a job whose handler raises is retried with exponential backoff, keeping its place in its lock's line;
   after `max_attempts` it is dropped and logged.
-- jobs are durable: a job deferred and not finished when the process dies runs again after a restart.
+- jobs are durable: a job deferred and not finished when the process dies runs again after a restart
+  (a job deferred with `recovered=True` because the application's start-up recovery defers it again).
 - `sweep`: of the jobs the application says should exist (a wake-up per conversation with work), those
   whose lock has no job waiting or running are deferred. Given `wanted` at `start`, a queue whose jobs
   can go missing between processes sweeps by itself while it runs (procrastinate: a web process that
@@ -37,6 +38,11 @@ class JobSpec:
     lock: str | None = None
     queueing_lock: str | None = None
     schedule_in: float = 0.0
+    recovered: bool = False
+    """The application finds this job again by itself after a restart (`recover` at a worker's start: a
+    conversation's wake-up is found from its waiting messages and open turn), so a queue that owns its
+    process's jobs (the embedded one) may keep it in memory only, without a row to write and delete.
+    Queues shared between processes (procrastinate) store it like any other."""
 
 
 Wanted = Callable[[], Awaitable[Sequence[JobSpec]]]

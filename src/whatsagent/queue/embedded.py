@@ -100,7 +100,9 @@ class EmbeddedQueue(WorkQueue):
                 lock=spec.lock or f"job:new:{next(_ids)}",
                 queueing_lock=spec.queueing_lock,
                 scheduled_at=now + spec.schedule_in,
-                stored=loop.create_future(),
+                # A job the application recovers by itself after a restart needs no row (SQLite is this
+                # process's alone): it is queued in memory, with no write to wait for nor delete after.
+                stored=None if spec.recovered else loop.create_future(),
             )
             if job.queueing_lock is not None:
                 self._queued[job.queueing_lock] = job
@@ -109,6 +111,10 @@ class EmbeddedQueue(WorkQueue):
             return 0
         for job in added:
             self._enqueue(job)
+        count = len(added)
+        added = [job for job in added if job.stored is not None]
+        if not added:
+            return count
         try:
             ids = await self.db.write(_insert_jobs(added))
         except BaseException as exc:
@@ -122,7 +128,7 @@ class EmbeddedQueue(WorkQueue):
             job.row_id = row_id
             assert job.stored is not None
             job.stored.set_result(None)
-        return len(added)
+        return count
 
     async def sweep(self, wanted: Sequence[JobSpec]) -> int:
         missing = [spec for spec in wanted if spec.lock is None or not self._busy(spec.lock)]
