@@ -465,13 +465,15 @@ class AgentOS:
             return responder
         return TracedResponder(responder, lambda: self.db, self.trace_export)
 
-    def _published(self, run_turn: Callable[[Any, Any], Awaitable[None]]) -> Callable[[Any, Any], Awaitable[None]]:
+    def _published(
+        self, run_turn: Callable[[Any, Any, Any], Awaitable[Any]]
+    ) -> Callable[[Any, Any, Any], Awaitable[Any]]:
         """`run_turn`, telling the console when a turn starts and ends."""
 
-        async def run(turn: Any, lease: Any) -> None:
+        async def run(turn: Any, lease: Any, then: Any) -> Any:
             self.bus.publish(turn.conversation)
             try:
-                await run_turn(turn, lease)
+                return await run_turn(turn, lease, then)
             finally:
                 self.bus.publish(turn.conversation)
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from whatsagent import conversations, fence, history, inbox, metrics, turns
 from whatsagent.conversations import ConversationMode, wake_job
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A lane hands its conversation back to the queue after this many turns in a row, so that one very
 # chatty user cannot hold a worker forever.
@@ -135,9 +136,12 @@ def _next_turn(
     lease: Lease | None,
     history_turns: Callable[[str], int],
     one_per_turn: bool,
+    *,
+    guarded: bool = False,
 ) -> Callable[[Connection], tuple[Lease | None, Turn | None]]:
-    """One transaction: claim the lane (first time) or check the lease (later), then claim the next turn;
-    when nothing waits, let go of the lane in the same transaction."""
+    """One transaction: claim the lane (first time) or check the lease (later; `guarded`: the transaction
+    checked it already, finishing the previous turn), then claim the next turn; when nothing waits, let go
+    of the lane in the same transaction."""
     claim_turn = claim(conversation, history_turns, one_per_turn=one_per_turn)
 
     def op(conn: Connection) -> tuple[Lease | None, Turn | None]:
@@ -146,7 +150,7 @@ def _next_turn(
             held = fence.acquire(conn, conversation, holder)
             if held is None:
                 return None, None  # a live holder owns the lane: it takes what waits
-        else:
+        elif not guarded:
             fence.guard(conn, held)
         turn = claim_turn(conn)
         if turn is None:
@@ -156,6 +160,13 @@ def _next_turn(
     return op
 
 
+class RunTurn(Protocol):
+    """Runs a turn under the lane's lease; `then` runs in the transaction that records it finished, after
+    that transaction checked the lease, and its result is returned (`TurnRunner.run`)."""
+
+    def __call__(self, turn: Turn, lease: Lease, then: Callable[[Connection], T], /) -> Awaitable[T]: ...
+
+
 class Lanes:
     """The handler of conversation wake-up jobs."""
 
@@ -163,7 +174,7 @@ class Lanes:
         self,
         db: Database,
         queue: WorkQueue,
-        run_turn: Callable[[Turn, Lease], Any],
+        run_turn: RunTurn,
         history_turns: Callable[[str], int],
         holder: Holder,
         *,
@@ -190,17 +201,25 @@ class Lanes:
     async def _run(self, conversation: str) -> None:
         lease: Lease | None = None
         try:
-            for _ in range(MAX_TURNS_PER_WAKE):
-                lease, turn = await self.db.write(
-                    _next_turn(conversation, self.holder.id, lease, self.history_turns, self.one_per_turn)
-                )
-                if lease is None:
-                    log.debug("lane %s is owned by a live holder: leaving it to its owner", conversation)
-                    return
+            lease, turn = await self.db.write(
+                _next_turn(conversation, self.holder.id, None, self.history_turns, self.one_per_turn)
+            )
+            if lease is None:
+                log.debug("lane %s is owned by a live holder: leaving it to its owner", conversation)
+                return
+            held: Lease = lease
+            for _ in range(MAX_TURNS_PER_WAKE - 1):
                 if turn is None:
                     return  # let go: nothing waits
-                await self.run_turn(turn, lease)
-            await self.db.write(lambda conn: fence.release(conn, lease))  # type: ignore[arg-type]
+                # The transaction that records the turn finished (under the lease) claims the next one, or
+                # lets go of the lane when nothing waits.
+                next_turn = _next_turn(
+                    conversation, self.holder.id, held, self.history_turns, self.one_per_turn, guarded=True
+                )
+                _, turn = await self.run_turn(turn, held, next_turn)
+            if turn is None:
+                return
+            await self.run_turn(turn, held, lambda conn: fence.release(conn, held))
             lease = None
             await self.queue.defer_many([wake_job(conversation)])
         except FenceLost as exc:

@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TurnState(enum.StrEnum):
@@ -148,8 +149,12 @@ class TurnRunner:
         self.queue = queue
         self.interrupts = interrupts or Interrupts()
 
-    async def run(self, turn: Turn, lease: Lease | None = None) -> None:
-        """Answer `turn` (or finish sending it), every write and send fenced by `lease`."""
+    async def run(
+        self, turn: Turn, lease: Lease | None = None, then: Callable[[Connection], T] | None = None
+    ) -> T | None:
+        """Answer `turn` (or finish sending it), every write and send fenced by `lease`. `then` runs in the
+        transaction that records the turn finished (the lane claiming its next turn: one commit, not two);
+        its result is returned."""
         channel = self.channels.get(turn.channel)
         if channel is None:
             raise LookupError(f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve")
@@ -166,7 +171,7 @@ class TurnRunner:
         for row in rows:
             # Parts go strictly in order: each waits until the previous one was accepted.
             ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation, lease=lease) and ok
-        await self.db.write(fenced(lease, _finish(turn.id, TurnState.SENT if ok else TurnState.FAILED)))
+        return await self.db.write(fenced(lease, _finish(turn.id, TurnState.SENT if ok else TurnState.FAILED, then)))
 
     async def _set_aside(
         self, turn: Turn, channel: Channel, lease: Lease | None, reason: str
@@ -569,8 +574,11 @@ def _record_answer(
     return op
 
 
-def _finish(turn_id: int, status: TurnState) -> Callable[[Connection], None]:
-    def op(conn: Connection) -> None:
+def _finish(
+    turn_id: int, status: TurnState, then: Callable[[Connection], T] | None = None
+) -> Callable[[Connection], T | None]:
+    def op(conn: Connection) -> T | None:
         _FINISH.all(conn, turn=turn_id, state=status.value, now=time.time())
+        return then(conn) if then is not None else None
 
     return op

@@ -1,0 +1,72 @@
+"""What one answered message costs the store: the commits on its path, counted (load-independent).
+
+Each commit is a round trip to the SQLite writer thread (or to PostgreSQL), so the hot path keeps them
+few: the webhook's store, the lane's claim of the turn, the answer, the send's start (fenced), the send
+recorded, and the turn finished in the same transaction that lets go of the lane or claims the next turn.
+A conversation's wake-up is not a row of its own (start-up recovery finds its work in the inbox).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whatsagent.store.database import Database
+from whatsagent.testing import BotHarness
+
+
+def _count_writes(db: Database, monkeypatch: Any) -> list[object]:
+    writes: list[object] = []
+    write = db.write
+
+    async def counted(fn: Any) -> Any:
+        writes.append(fn)
+        return await write(fn)
+
+    monkeypatch.setattr(db, "write", counted)
+    return writes
+
+
+async def test_an_answered_message_costs_six_commits(tmp_path, echo, monkeypatch):
+    async with BotHarness(echo, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        await ana.send_text("warm up")
+        await ana.wait_for_replies(1)
+        await bot.idle()
+        assert bot.os is not None and bot.os.db is not None
+        writes = _count_writes(bot.os.db, monkeypatch)
+        await ana.send_text("hello")
+        await ana.wait_for_replies(2)
+        await bot.idle()
+        assert [r.text for r in ana.replies] == ["echo: warm up", "echo: hello"]
+        assert len(writes) == 6, writes
+
+
+async def test_a_lane_claims_its_next_turn_as_it_finishes_the_last(tmp_path, monkeypatch):
+    import asyncio
+
+    from whatsagent import TurnContext
+
+    first_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def agent(ctx: TurnContext) -> str:
+        if ctx.text == "one":
+            first_started.set()
+            await release.wait()
+        return f"got {ctx.text}"
+
+    async with BotHarness(agent, tmp_path) as bot:
+        ana = bot.user("15551234567", name="Ana")
+        assert bot.os is not None and bot.os.db is not None
+        writes = _count_writes(bot.os.db, monkeypatch)
+        await ana.send_text("one")
+        await asyncio.wait_for(first_started.wait(), 30)
+        await ana.send_text("two")  # waits in the inbox while the first turn thinks
+        release.set()
+        await ana.wait_for_replies(2)
+        await bot.idle()
+        assert [r.text for r in ana.replies] == ["got one", "got two"]
+        # Two webhooks; the lane's claim; per turn its answer, send start, send recorded and finish (the
+        # first turn's finish claims the second turn, the second's lets go of the lane); and the wake-up the
+        # second webhook queued behind the running lane, which finds nothing left.
+        assert len(writes) == 2 + 1 + 2 * 4 + 1, " ".join(getattr(w, "__qualname__", "?") for w in writes)
