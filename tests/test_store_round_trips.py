@@ -3,6 +3,8 @@
 Each commit is a round trip to the SQLite writer thread (or to PostgreSQL), so the hot path keeps them
 few: the webhook's store, the lane's claim of the turn, the answer, the send's start (fenced), the send
 recorded, and the turn finished in the same transaction that lets go of the lane or claims the next turn.
+The sender's check of the 24-hour window before the answer's first part reads what the answer's own
+transaction saw, instead of a read of its own (a hop to a reader thread).
 A conversation's wake-up is not a row of its own (start-up recovery finds its work in the inbox).
 """
 
@@ -14,16 +16,16 @@ from whatsagent.store.database import Database
 from whatsagent.testing import BotHarness
 
 
-def _count_writes(db: Database, monkeypatch: Any) -> list[object]:
-    writes: list[object] = []
-    write = db.write
+def _count_writes(db: Database, monkeypatch: Any, method: str = "write") -> list[object]:
+    calls: list[object] = []
+    original = getattr(db, method)
 
     async def counted(fn: Any) -> Any:
-        writes.append(fn)
-        return await write(fn)
+        calls.append(fn)
+        return await original(fn)
 
-    monkeypatch.setattr(db, "write", counted)
-    return writes
+    monkeypatch.setattr(db, method, counted)
+    return calls
 
 
 async def test_an_answered_message_costs_six_commits(tmp_path, echo, monkeypatch):
@@ -34,10 +36,13 @@ async def test_an_answered_message_costs_six_commits(tmp_path, echo, monkeypatch
         await bot.idle()
         assert bot.os is not None and bot.os.db is not None
         writes = _count_writes(bot.os.db, monkeypatch)
+        reads = _count_writes(bot.os.db, monkeypatch, "read")
         await ana.send_text("hello")
         await ana.wait_for_replies(2)
-        await bot.idle()
         assert [r.text for r in ana.replies] == ["echo: warm up", "echo: hello"]
+        # The sender's look at the 24-hour window comes with the answer's transaction: no read of its own.
+        assert reads == [], reads
+        await bot.idle()
         assert len(writes) == 6, writes
 
 

@@ -41,6 +41,15 @@ from whatsagent.window import WindowPolicy, WindowState
 log = logging.getLogger(__name__)
 
 
+class Unread(enum.Enum):
+    """The window of a conversation is not known yet: `deliver` reads it."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     """How long and how often to retry a send."""
@@ -143,14 +152,16 @@ class Sender:
         conversation: str = "",
         deadline: float | None = None,
         lease: Lease | None = None,
+        window: WindowState | Unread | None = UNREAD,
     ) -> bool:
         """Send `row`; True once the provider accepted it (or it was parked for a closed window, to go
         out when the user writes again), False when it failed for good. With a `lease`, nothing goes out
-        unless the lease still owns the conversation's lane (`FenceLost` otherwise)."""
-        return await self.deliver_row(channel, to, row, conversation=conversation, deadline=deadline, lease=lease) in (
-            Outcome.SENT,
-            Outcome.PARKED,
+        unless the lease still owns the conversation's lane (`FenceLost` otherwise). `window`: the
+        conversation's window as read by the transaction that stored `row`, if the caller has it."""
+        outcome = await self.deliver_row(
+            channel, to, row, conversation=conversation, deadline=deadline, lease=lease, window=window
         )
+        return outcome in (Outcome.SENT, Outcome.PARKED)
 
     async def deliver_row(
         self,
@@ -161,10 +172,11 @@ class Sender:
         conversation: str = "",
         deadline: float | None = None,
         lease: Lease | None = None,
+        window: WindowState | Unread | None = UNREAD,
     ) -> Outcome:
         free_form = not isinstance(row.message, TemplateOut)
         if free_form and conversation:
-            state = await self.db.read(windows.state(conversation))
+            state = await self.db.read(windows.state(conversation)) if window is UNREAD else window
             if state is not None:
                 if not self.window.is_open(state):
                     await self._park(channel, to, row, conversation, state, lease=lease)

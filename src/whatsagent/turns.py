@@ -37,6 +37,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select,
 
 from whatsagent import conversations, inbox, metrics, outbox
 from whatsagent import history as history_store
+from whatsagent import window as windows
 from whatsagent.agents.context import MEDIA_TYPES, InboundMedia, Reply, Responder, TurnContext
 from whatsagent.agents.memory import MemoryBook, capture_job, user_ref
 from whatsagent.agents.memory import load as load_memories
@@ -52,7 +53,7 @@ from whatsagent.messages.outbound import OutboundMessage
 from whatsagent.queue import WorkQueue
 from whatsagent.quotes import quoted_texts
 from whatsagent.render import prepare_media, render
-from whatsagent.sender import Sender
+from whatsagent.sender import UNREAD, Sender, Unread
 from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import turns
 
@@ -61,6 +62,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+Recorded = tuple[list[outbox.OutboxRow], windows.WindowState | Unread | None]
+"""A turn's unsent outbox rows, with the conversation's window as read when they were stored."""
 
 
 class TurnState(enum.StrEnum):
@@ -159,23 +163,30 @@ class TurnRunner:
         if channel is None:
             raise LookupError(f"turn {turn.id} belongs to channel {turn.channel!r}, which this OS does not serve")
         if turn.status == TurnState.RUNNING and turn.attempts > self.policy.max_attempts:
-            rows = await self._set_aside(turn, channel, lease, f"started {turn.attempts - 1} times without finishing")
+            rows, window = await self._set_aside(
+                turn, channel, lease, f"started {turn.attempts - 1} times without finishing"
+            )
         elif turn.status == TurnState.RUNNING:
-            rows = await self._answer(turn, channel, lease)
+            rows, window = await self._answer(turn, channel, lease)
         else:  # answered before a crash or shutdown: send what is left
-            rows = await self.db.read(lambda conn: outbox.unsent(conn, turn.id))
+            rows, window = await self.db.read(lambda conn: outbox.unsent(conn, turn.id)), UNREAD
             # Parts go one at a time, so only the first unsent one may have gone out unrecorded.
             if rows and await self.sender.sent_before(rows[0]):
                 rows = rows[1:]
         ok = True
         for row in rows:
-            # Parts go strictly in order: each waits until the previous one was accepted.
-            ok = await self.sender.deliver(channel, turn.user, row, conversation=turn.conversation, lease=lease) and ok
+            # Parts go strictly in order: each waits until the previous one was accepted. The first one
+            # goes with the window as the transaction that stored it read it; the others read it anew.
+            ok = (
+                await self.sender.deliver(
+                    channel, turn.user, row, conversation=turn.conversation, lease=lease, window=window
+                )
+                and ok
+            )
+            window = UNREAD
         return await self.db.write(fenced(lease, _finish(turn.id, TurnState.SENT if ok else TurnState.FAILED, then)))
 
-    async def _set_aside(
-        self, turn: Turn, channel: Channel, lease: Lease | None, reason: str
-    ) -> list[outbox.OutboxRow]:
+    async def _set_aside(self, turn: Turn, channel: Channel, lease: Lease | None, reason: str) -> Recorded:
         """A poison turn: the user is told, the operator sees why, the conversation moves on."""
         log.error(
             "turn %d (messages %s) set aside: %s; the user gets an apology",
@@ -191,7 +202,7 @@ class TurnRunner:
         responder = self.responders.get(channel)
         return responder.history_turns if responder is not None else 0
 
-    async def _answer(self, turn: Turn, channel: Channel, lease: Lease | None) -> list[outbox.OutboxRow]:
+    async def _answer(self, turn: Turn, channel: Channel, lease: Lease | None) -> Recorded:
         responder = self.responders[turn.channel]
         command = self.policy.commands.match(turn.messages)
         if command is not None:
@@ -559,8 +570,11 @@ def _record_answer(
     *,
     new_session: bool = False,
     error: str | None = None,
-) -> Callable[[Connection], list[outbox.OutboxRow]]:
-    def op(conn: Connection) -> list[outbox.OutboxRow]:
+) -> Callable[[Connection], Recorded]:
+    """The turn answered with `parts`: its unsent outbox rows, and the conversation's 24-hour window as
+    this transaction sees it (the sender's check before the first row, without a read of its own)."""
+
+    def op(conn: Connection) -> Recorded:
         now = time.time()
         # `error`: why a poison turn was set aside (its answer is the apology).
         _ANSWERED.all(conn, turn=turn.id, error=error, now=now)
@@ -569,7 +583,7 @@ def _record_answer(
         if messages_json is not None:
             history_store.append(conn, turn.conversation, turn.session, turn.id, messages_json, now)
         outbox.insert_rows(conn, turn_id=turn.id, conversation=turn.conversation, parts=parts)
-        return outbox.unsent(conn, turn.id)
+        return outbox.unsent(conn, turn.id), windows.state(turn.conversation)(conn)
 
     return op
 
