@@ -32,3 +32,16 @@ async def test_health_and_readiness(tmp_path, echo):
         async with http.get(f"{bot.url}/ready") as r:
             assert r.status == 200
             assert (await r.json())["status"] == "ready"
+
+
+def test_the_per_message_series_are_looked_up_once_and_are_the_labelled_children():
+    from whatsagent import metrics
+
+    sent = metrics.sends_by("obs-test", "sent", "")
+    assert sent is metrics.sends_by("obs-test", "sent", "")
+    assert sent is metrics.sends.labels(channel="obs-test", result="sent", code="")
+    assert metrics.inbound_by("obs-test", "stored") is metrics.inbound.labels(channel="obs-test", result="stored")
+    assert metrics.turn_seconds_by("obs-test") is metrics.turn_seconds.labels(channel="obs-test")
+    before = metrics.sends.labels(channel="obs-test", result="sent", code="")._value.get()
+    sent.inc()
+    assert metrics.sends.labels(channel="obs-test", result="sent", code="")._value.get() == before + 1

@@ -456,9 +456,9 @@ class AgentOS:
         if accepted.messages or accepted.duplicates:
             channel = events[0].channel
             if accepted.messages:
-                metrics.inbound.labels(channel=channel, result="stored").inc(accepted.messages)
+                metrics.inbound_by(channel, "stored").inc(accepted.messages)
             if accepted.duplicates:
-                metrics.inbound.labels(channel=channel, result="duplicate").inc(accepted.duplicates)
+                metrics.inbound_by(channel, "duplicate").inc(accepted.duplicates)
 
     def _traced(self, responder: Responder) -> Responder:
         if not self.turn_details:

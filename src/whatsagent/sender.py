@@ -283,7 +283,7 @@ class Sender:
                     breaker.abandon_probe()
                 raise
             breaker.answered()
-            metrics.sends.labels(channel=channel.name, result="sent", code="").inc()
+            metrics.sends_by(channel.name, "sent", "").inc()
             await self._record_sent(row, result.message_id, attempt)
             return Outcome.SENT
 

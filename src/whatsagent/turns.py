@@ -223,7 +223,7 @@ class TurnRunner:
                 log.exception("turn %d failed %d times", turn.id, turn.attempts)
                 return await self._set_aside(turn, channel, lease, f"failed {turn.attempts} times: {exc!r}"[:2000])
             took = time.perf_counter() - started
-            metrics.turn_seconds.labels(channel=turn.channel).observe(took)
+            metrics.turn_seconds_by(turn.channel).observe(took)
             log.debug("turn %d answered in %.3fs", turn.id, took)
         finally:
             # The answer must not overtake the typing indicator (it would show "typing…" after the
