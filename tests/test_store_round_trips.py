@@ -75,3 +75,42 @@ async def test_a_lane_claims_its_next_turn_as_it_finishes_the_last(tmp_path, mon
         # first turn's finish claims the second turn, the second's lets go of the lane); and the wake-up the
         # second webhook queued behind the running lane, which finds nothing left.
         assert len(writes) == 2 + 1 + 2 * 4 + 1, " ".join(getattr(w, "__qualname__", "?") for w in writes)
+
+
+# Off the message path: the log line of a send that failed for good names the message it answered.
+_MAY_SCAN = {"inbox._LAST_PROVIDER_ID"}
+
+
+def test_no_statement_of_the_message_path_reads_a_whole_table(tmp_path):
+    """Each turn's statements find their rows through an index: a full scan costs the writer thread time
+    in proportion to everything ever stored (the inbox grows with every message)."""
+    from sqlalchemy import create_engine
+
+    from whatsagent import conversations, fence, history, identity, inbox, outbox, turns, window
+    from whatsagent.store.database import Prepared
+    from whatsagent.store.migrations import upgrade_connection
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'plans.db'}")
+    scans: dict[str, list[str]] = {}
+    checked = 0
+    with engine.connect() as conn:
+        upgrade_connection(conn)
+        for module in (conversations, fence, history, identity, inbox, outbox, turns, window):
+            for name, value in vars(module).items():
+                if not isinstance(value, Prepared):
+                    continue
+                sql, _positions, _defaults = value._compiled(conn)
+                if sql.startswith("SET "):
+                    continue  # a PostgreSQL setting, no table read
+                plan = conn.connection.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?")).fetchall()
+                checked += 1
+                full = [
+                    str(step[-1])
+                    for step in plan
+                    if str(step[-1]).startswith("SCAN ") and " INDEX " not in str(step[-1])
+                ]
+                if full:
+                    scans[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = full
+    engine.dispose()
+    assert checked > 30
+    assert set(scans) <= _MAY_SCAN, scans

@@ -284,7 +284,13 @@ _ASSIGN = Prepared(
     .values(turn_id=bindparam("turn"))
     .returning(inbox.c.payload)
 )
-_OF_TURN = Prepared(select(inbox.c.payload).where(inbox.c.turn_id == bindparam("turn")).order_by(inbox.c.seq))
+# With the conversation, the messages of a turn are a range of ix_inbox_pending (conversation, turn_id, seq),
+# already in order; by turn_id alone the query read the whole inbox at every turn.
+_OF_TURN = Prepared(
+    select(inbox.c.payload)
+    .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id == bindparam("turn"))
+    .order_by(inbox.c.seq)
+)
 _FIRST_WAITING = Prepared(
     select(inbox.c.seq)
     .where(inbox.c.conversation == bindparam("key"), inbox.c.turn_id.is_(None), inbox.c.triggers.is_(True))
@@ -343,9 +349,9 @@ def take(conn: Connection, conversation: str, turn_id: int) -> list[int]:
     return [seq for (seq,) in _TAKE.all(conn, key=conversation, turn=turn_id)]
 
 
-def payloads_of_turn(conn: Connection, turn_id: int) -> list[str]:
-    """The turn's messages (as stored), in arrival order."""
-    return [payload for (payload,) in _OF_TURN.all(conn, turn=turn_id)]
+def payloads_of_turn(conn: Connection, conversation: str, turn_id: int) -> list[str]:
+    """The messages of the conversation's turn (as stored), in arrival order."""
+    return [payload for (payload,) in _OF_TURN.all(conn, key=conversation, turn=turn_id)]
 
 
 def waiting_conversations(conn: Connection) -> set[str]:

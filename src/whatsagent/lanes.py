@@ -94,7 +94,7 @@ def claim(
             attempts=attempts,
             channel=conv.channel,
             user=conv.user,
-            messages=turns.in_written_order(inbox.payloads_of_turn(conn, turn_id)),
+            messages=turns.in_written_order(inbox.payloads_of_turn(conn, conversation, turn_id)),
             history=history.load(conn, conversation, session, history_turns(conv.channel))
             if status == TurnState.RUNNING
             else [],

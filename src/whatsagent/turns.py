@@ -551,7 +551,9 @@ def take_new_messages(turn: Turn) -> Callable[[Connection], Turn]:
         taken = inbox.take(conn, turn.conversation, turn.id)
         if taken:
             extend(conn, turn.id, max(taken), time.time())
-        return dataclasses.replace(turn, messages=in_written_order(inbox.payloads_of_turn(conn, turn.id)))
+        return dataclasses.replace(
+            turn, messages=in_written_order(inbox.payloads_of_turn(conn, turn.conversation, turn.id))
+        )
 
     return op
 
