@@ -21,7 +21,13 @@ async def echo(ctx):  # an agent costing nothing
 
 
 def _os(tmp_path, **options) -> AgentOS:
-    return AgentOS(channels=[CloudAPI(agent=echo, **CHANNEL)], database=f"sqlite:///{tmp_path}/bot.db", **options)
+    # One loop: the test waits for the warm-up's event, which belongs to the loop turns run on.
+    return AgentOS(
+        channels=[CloudAPI(agent=echo, **CHANNEL)],
+        database=f"sqlite:///{tmp_path}/bot.db",
+        turn_thread=False,
+        **options,
+    )
 
 
 async def test_once_warm_the_server_freezes_start_up_objects_and_collects_less_often(tmp_path, monkeypatch):

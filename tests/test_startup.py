@@ -51,7 +51,9 @@ def test_a_model_built_from_arguments_is_built_once_on_first_use():
 
 async def test_once_ready_the_warm_up_builds_the_agents_models(tmp_path):
     agent = Agent(model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="k")
-    agent_os = AgentOS(channels=[CloudAPI(agent=agent, **CHANNEL)], database=f"sqlite:///{tmp_path}/bot.db")
+    agent_os = AgentOS(  # one loop: the warm-up's event belongs to the loop turns run on
+        channels=[CloudAPI(agent=agent, **CHANNEL)], database=f"sqlite:///{tmp_path}/bot.db", turn_thread=False
+    )
     async with agent_os.lifespan():
         await agent_os._warmed.wait()  # turns wait for this too
         assert agent.resolved._model is not None, "the model was built by the warm-up"
