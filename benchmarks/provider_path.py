@@ -11,7 +11,7 @@ milliseconds per call of this process (the fake's CPU is not counted):
 - pydantic-ai FunctionModel: a whatsagent.Agent's turn on a zero-latency in-process model (no HTTP);
 - pydantic-ai OpenAIChatModel: a whatsagent.Agent's turn, ``Agent(model=..., base_url=...)``;
 - + turn details: the same turn recording its steps (`AgentOS(turn_details=True)`, the default), without
-  storing them;
+  storing them (a whatsagent.Agent is built with the recording capability: in the layers above it is idle);
 - + turn details + OpenTelemetry: also pydantic-ai's OpenTelemetry instrumentation, as with
   ``TraceExport(otlp_endpoint=...)`` (spans go nowhere here).
 
