@@ -12,8 +12,10 @@ milliseconds per call of this process (the fake's CPU is not counted):
 - pydantic-ai OpenAIChatModel: a whatsagent.Agent's turn, ``Agent(model=..., base_url=...)``;
 - google-genai SDK, pydantic-ai GoogleModel, anthropic SDK, pydantic-ai AnthropicModel: the same for
   Gemini's ``generateContent`` and Anthropic's ``/v1/messages`` (skipped when the SDK is not installed);
-- + turn details: the same turn recording its spans (`AgentOS(turn_details=True)`, the default), without
-  storing them.
+- + turn details: the same turn recording its steps (`AgentOS(turn_details=True)`, the default), without
+  storing them (a whatsagent.Agent is built with the recording capability: in the layers above it is idle);
+- + turn details + OpenTelemetry: also pydantic-ai's OpenTelemetry instrumentation, as with
+  ``TraceExport(otlp_endpoint=...)`` (spans go nowhere here).
 
     python -m benchmarks provider-path [--calls 2000] [--concurrency 32] [--profile LAYER]
 
@@ -120,21 +122,26 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     found["  … the SDK's own create"] = lambda: sdk_agent.respond(ctx)
     await other_providers(found, base.removesuffix("/v1"), ctx)
 
-    async def with_details() -> Any:
-        # Turn details instrument every pydantic-ai agent of the process once set up: so this layer is last.
-        from dataclasses import replace
+    from dataclasses import replace
 
-        from whatsagent.tracing import TracedResponder
+    from whatsagent.tracing import TracedResponder
 
-        traced = TracedResponder(oa_agent, lambda: None)
-        turns = iter(range(1, 10**9))
+    turns = iter(range(1, 10**9))
 
-        async def call() -> Any:
-            return await traced.respond(replace(ctx, turn_id=next(turns)))
+    def traced_call(traced: TracedResponder) -> Callable[[], Awaitable[Any]]:
+        return lambda: traced.respond(replace(ctx, turn_id=next(turns)))
 
-        return call
+    found["+ turn details"] = traced_call(TracedResponder(oa_agent, lambda: None))
+    # Also pydantic-ai's OpenTelemetry instrumentation, what trace_export adds (and what turn details were
+    # made of before), on an agent of its own (spans going nowhere), so the layers above stay without it.
+    from opentelemetry.sdk.trace import TracerProvider
+    from pydantic_ai.models.instrumented import InstrumentationSettings
 
-    found["+ turn details (OpenTelemetry)"] = await with_details()
+    ot_agent = Agent(name="bench", model="gpt-4o-mini", base_url=base, api_key="bench", instructions="Answer briefly.")
+    otel = TracedResponder(ot_agent, lambda: None)
+    otel._provider, otel._set_up = TracerProvider(), True
+    ot_agent.pydantic_agent.instrument = InstrumentationSettings(tracer_provider=otel._provider, include_content=False)
+    found["+ turn details + OpenTelemetry"] = traced_call(otel)
     return found
 
 

@@ -96,8 +96,9 @@ class AgentOS:
     `handoff`: how conversations get to a person (`Handoff`: trigger words, the user's message, a
     notification URL); operators take over through the operator API and the console (``/console``).
     `console`: serve the console at ``/console`` (default: whenever an operator token is set).
-    `turn_details`: record each turn's model and tool calls with timing (pydantic-ai's OpenTelemetry
-    instrumentation, `whatsagent.tracing`); `trace_export`: also send them over OTLP (off by default).
+    `turn_details`: record each turn's model and tool calls with timing (a pydantic-ai capability,
+    `whatsagent.tracing`); `trace_export`: also send them over OTLP as pydantic-ai's OpenTelemetry spans
+    (off by default).
     `turn_thread`: run turns (work queue, lanes, sender, the operator API) on an event loop of their own in
     a second thread, so webhook acknowledgements and ``/health`` never wait behind agent work
     (`whatsagent.turn_thread`; SQLite only). Default: ``WHATSAGENT_TURN_THREAD=1`` turns it on for SQLite.

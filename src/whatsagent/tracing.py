@@ -1,26 +1,29 @@
 """What happened inside a turn: the model calls and tool calls, with timing, stored with the turn.
 
-pydantic-ai's OpenTelemetry instrumentation (`InstrumentationSettings`) is pointed at a tracer provider of
-whatsagent's own; each agent run happens inside a ``turn`` span, and a span processor keeps the spans of
-that trace in memory until the run ends. They are then stored in `turn_traces` (names, timing, the model,
-token counts, tool names: never the messages' content), where the console and the operator API show them.
+`TracedResponder` opens a `TurnRecorder` for each turn, in a context variable (so concurrent turns never
+mix); `whatsagent.turn_details.TurnDetails`, a pydantic-ai capability every pydantic-ai run of the turn
+is given (`whatsagent.agents.agent`), adds a row per agent run, model request and tool call. When the
+turn ends the rows are stored in `turn_traces` (names, timing, the model, token counts, tool names:
+never the messages' content), where the console and the operator API show them. It costs a few
+dictionaries per turn: no OpenTelemetry is involved.
 
-`TraceExport(otlp_endpoint=...)` also sends the spans to a tracing backend over OTLP/HTTP (off by
-default; needs ``pip install whatsagent[otlp]``). Agents whose pydantic-ai instrumentation is already set
-up by the application (``Agent.instrument_all(...)``, logfire) keep it, and their turns show no details.
+`TraceExport(otlp_endpoint=...)` also sends the turn as OpenTelemetry spans (pydantic-ai's GenAI
+instrumentation, under a ``turn`` span) to a tracing backend over OTLP/HTTP (off by default; needs
+``pip install whatsagent[otlp]``); that instrumentation costs a few milliseconds of CPU per turn. When
+the application set up pydantic-ai's instrumentation itself (``Agent.instrument_all(...)``, logfire) it
+is left as it is, and its turns still get their details.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from whatsagent.agents.context import DelegatingResponder
@@ -28,21 +31,30 @@ from whatsagent.store.database import Database, Prepared
 from whatsagent.store.schema import turn_traces
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
     from whatsagent.agents.context import Reply, Responder, TurnContext
 
 log = logging.getLogger(__name__)
 
-DETAIL_ATTRIBUTES = (
-    "gen_ai.request.model",
-    "gen_ai.response.model",
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.output_tokens",
-    "gen_ai.tool.name",
-    "gen_ai.tool.call.id",
-)
 MAX_SPANS = 200
+"""Rows kept per turn (a runaway tool loop records its first ones)."""
+
+
+class TurnRecorder:
+    """The rows of one turn, in the order their steps started: `origin` is the turn's start
+    (`time.perf_counter`), rows are dictionaries with name, start, end (seconds from the origin), depth,
+    detail and error."""
+
+    __slots__ = ("origin", "rows")
+
+    def __init__(self) -> None:
+        self.origin = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+
+
+RECORDER: ContextVar[TurnRecorder | None] = ContextVar("whatsagent_turn_recorder", default=None)
+"""The recorder of the turn this code runs for, or None outside a recorded turn."""
 
 
 @dataclass(frozen=True)
@@ -52,93 +64,40 @@ class TraceExport:
     otlp_endpoint: str | None = None
 
 
-class _Collector(SpanProcessor):
-    """A span processor keeping, per watched trace, its ended spans."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._traces: dict[int, list[ReadableSpan]] = {}
-
-    def watch(self, trace_id: int) -> None:
-        with self._lock:
-            self._traces[trace_id] = []
-
-    def take(self, trace_id: int) -> list[ReadableSpan]:
-        with self._lock:
-            return self._traces.pop(trace_id, [])
-
-    def on_end(self, span: ReadableSpan) -> None:
-        context = span.get_span_context()
-        if context is None:
-            return
-        with self._lock:
-            found = self._traces.get(context.trace_id)
-            if found is not None and len(found) < MAX_SPANS:
-                found.append(span)
-
-
 _provider: TracerProvider | None = None
-_collector = _Collector()
 _exporting: set[str] = set()
 
 
-def _setup(export: TraceExport | None) -> TracerProvider | None:
-    """The process's provider, with pydantic-ai instrumented through it (once; None when the application
-    instrumented pydantic-ai itself)."""
+def _setup_export(export: TraceExport | None) -> TracerProvider | None:
+    """The process's tracer provider exporting to `export`'s endpoint, with pydantic-ai instrumented
+    through it (once); None without an endpoint, or when the application instrumented pydantic-ai
+    itself (its instrumentation is left alone)."""
     global _provider
+    if export is None or not export.otlp_endpoint:
+        return None
     import pydantic_ai
     from pydantic_ai.models.instrumented import InstrumentationSettings
 
     if _provider is None:
         if pydantic_ai.Agent._instrument_default is not False:
-            return None  # the application's own instrumentation wins
+            log.warning(
+                "trace_export ignored: pydantic-ai's instrumentation was set up by the application "
+                "(Agent.instrument_all, logfire), which keeps sending its own spans"
+            )
+            return None
         from opentelemetry.sdk.trace import TracerProvider
 
         _provider = TracerProvider()
-        _provider.add_span_processor(_collector)
         pydantic_ai.Agent.instrument_all(
             InstrumentationSettings(tracer_provider=_provider, include_content=False, include_binary_content=False)
         )
-    if export is not None and export.otlp_endpoint and export.otlp_endpoint not in _exporting:
+    if export.otlp_endpoint not in _exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=export.otlp_endpoint)))
         _exporting.add(export.otlp_endpoint)
     return _provider
-
-
-def _flatten(spans: list[ReadableSpan], root: ReadableSpan | None) -> list[dict[str, Any]]:
-    """Spans as rows: name, start and end in seconds from the turn's start, depth, and a short detail."""
-    if not spans:
-        return []
-    by_id = {s.get_span_context().span_id: s for s in spans if s.get_span_context() is not None}  # type: ignore[union-attr]
-    origin = min(s.start_time or 0 for s in spans)
-
-    def depth(span: ReadableSpan) -> int:
-        n, parent = 0, span.parent
-        while parent is not None and parent.span_id in by_id and n < 20:
-            n += 1
-            parent = by_id[parent.span_id].parent
-        return n
-
-    rows = []
-    for span in sorted(spans, key=lambda s: s.start_time or 0):
-        if span is root:
-            continue
-        attributes = dict(span.attributes or {})
-        detail = ", ".join(f"{k.rpartition('.')[2]}={attributes[k]}" for k in DETAIL_ATTRIBUTES if k in attributes)
-        rows.append(
-            {
-                "name": span.name,
-                "start": ((span.start_time or origin) - origin) / 1e9,
-                "end": ((span.end_time or span.start_time or origin) - origin) / 1e9,
-                "depth": max(0, depth(span) - 1),
-                "detail": detail,
-                "error": span.status.description if not span.status.is_ok else None,
-            }
-        )
-    return rows
 
 
 _DELETE = Prepared(delete(turn_traces).where(turn_traces.c.turn_id == bindparam("turn")))
@@ -175,7 +134,7 @@ def erase(conn: Connection, turn_ids: Collection[int]) -> int:
 
 
 class TracedResponder(DelegatingResponder):
-    """A responder whose runs are recorded, span by span, with their turn."""
+    """A responder whose runs are recorded, step by step, with their turn."""
 
     def __init__(self, inner: Responder, db: Callable[[], Database | None], export: TraceExport | None = None) -> None:
         super().__init__(inner)
@@ -186,29 +145,42 @@ class TracedResponder(DelegatingResponder):
 
     async def respond(self, ctx: TurnContext) -> Reply:
         if not self._set_up:
-            self._provider, self._set_up = _setup(self._export), True
-        if self._provider is None or not ctx.turn_id:
+            self._provider, self._set_up = _setup_export(self._export), True
+        if not ctx.turn_id:
             return await self.inner.respond(ctx)
+        recorder = TurnRecorder()
+        token = RECORDER.set(recorder)
+        try:
+            if self._provider is None:
+                return await self.inner.respond(ctx)
+            return await self._exported(ctx, self._provider)
+        finally:
+            RECORDER.reset(token)
+            await self._keep(ctx.turn_id, recorder)
+
+    async def _exported(self, ctx: TurnContext, provider: TracerProvider) -> Reply:
+        """The turn under a ``turn`` span, so the backend groups its pydantic-ai spans."""
         from opentelemetry import trace
 
-        tracer = self._provider.get_tracer("whatsagent")
-        root = tracer.start_span(f"turn {ctx.turn_id}", attributes={"whatsagent.agents.agent": ctx.agent})
-        trace_id = root.get_span_context().trace_id
-        _collector.watch(trace_id)
+        root = provider.get_tracer("whatsagent").start_span(
+            f"turn {ctx.turn_id}", attributes={"whatsagent.agents.agent": ctx.agent}
+        )
         try:
             with trace.use_span(root, end_on_exit=False):
                 return await self.inner.respond(ctx)
         finally:
             root.end()
-            await self._keep(ctx.turn_id, trace_id)
 
-    async def _keep(self, turn_id: int, trace_id: int) -> None:
-        spans = _collector.take(trace_id)
-        root = next((s for s in spans if s.parent is None), None)
+    async def _keep(self, turn_id: int, recorder: TurnRecorder) -> None:
         db = self.db()
-        if db is None or len(spans) <= (root is not None):
-            return  # an agent that is not pydantic-ai's made no spans
+        if db is None or not recorder.rows:
+            return  # an agent that is not pydantic-ai's recorded nothing
+        end = time.perf_counter() - recorder.origin
+        for row in recorder.rows:
+            if row["end"] is None:  # a step still running when the turn ended (a task it left behind)
+                row["end"] = end
+            row["start"], row["end"] = round(row["start"], 6), round(row["end"], 6)
         try:
-            await db.write(_store(turn_id, _flatten(spans, root)))
+            await db.write(_store(turn_id, recorder.rows))
         except Exception as exc:  # the details of a turn must never cost its answer
             log.warning("details of turn %d not stored: %r", turn_id, exc)

@@ -216,6 +216,7 @@ class Agent:
         import pydantic_ai
 
         from whatsagent.model_http import build_model
+        from whatsagent.turn_details import TURN_DETAILS
 
         tools, toolsets = self._toolsets()
         agent: pydantic_ai.Agent[TurnContext, str | None] = pydantic_ai.Agent(  # type: ignore[misc]
@@ -229,6 +230,8 @@ class Agent:
             toolsets=toolsets or None,
             model_settings=self.model_settings,  # type: ignore[arg-type]
             retries=self.retries,
+            # The turn's details (`whatsagent.tracing`): built in, a run-time capability costs more per run.
+            capabilities=[TURN_DETAILS],
         )
 
         # async: pydantic-ai runs a sync instructions function in a worker thread, twice per model request.
@@ -314,7 +317,11 @@ class _PydanticAgent:
             prompt = await build_prompt(ctx, self._provider, self._model_name, self._capabilities)
         # Tools written for whatsagent (WhatsAppTools, ImageTools) need the turn: give it when asked for.
         deps = ctx if self.agent.deps_type is TurnContext else None
-        result = await self.agent.run(prompt, message_history=ctx.history or None, deps=deps)
+        from whatsagent.turn_details import run_capabilities  # the turn's details: theirs is built without them
+
+        result = await self.agent.run(
+            prompt, message_history=ctx.history or None, deps=deps, capabilities=run_capabilities()
+        )
         output = result.output
         new = result.new_messages()
         return Reply(
