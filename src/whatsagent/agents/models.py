@@ -223,8 +223,9 @@ def _with_key(provider: str, name: str, api_key: str, capabilities: Capabilities
     return ResolvedModel(None, provider, name, capabilities or capabilities_for(provider, name), build=build)
 
 
-WARM_MODULES = ("pydantic_ai", "pydantic_ai.models.instrumented", "opentelemetry.sdk.trace")
-"""What every pydantic-ai turn needs loaded: the agent and its run loop, and the turn details' tracing."""
+WARM_MODULES = ("pydantic_ai", "whatsagent.turn_details")
+"""What every pydantic-ai turn needs loaded: the agent and its run loop, and the turn details' recorder
+(OpenTelemetry is loaded only for `TraceExport`, by its first turn)."""
 
 
 def warm_up(models: Iterable[ResolvedModel]) -> None:
