@@ -42,13 +42,19 @@ BODY = {
 }
 
 
-def _turn_context(text: str) -> Any:
+def _turn_context(text: str, history_turns: int = 0) -> Any:
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
     from whatsagent.agents.context import TurnContext
     from whatsagent.messages import Text, User
 
     user = User(wa_id="15550001234", name="Bench")
     message = Text(id="wamid.1", channel="whatsapp", account="1", user=user, body=text)
-    return TurnContext(conversation="c", channel="whatsapp", user=user, messages=[message])
+    history: list[Any] = []
+    for k in range(history_turns):
+        history.append(ModelRequest(parts=[UserPromptPart(content=f"question {k}: " + "words " * 30)]))
+        history.append(ModelResponse(parts=[TextPart(content=f"answer {k}: " + "words " * 40)]))
+    return TurnContext(conversation="c", channel="whatsapp", user=user, messages=[message], history=history)
 
 
 CLOSE: list[Callable[[], Awaitable[Any]]] = []
@@ -120,6 +126,26 @@ async def layers(base: str) -> dict[str, Callable[[], Awaitable[Any]]]:
     )
     sdk_agent = Agent(name="bench", model=sdk_model, instructions="Answer briefly.")
     found["  … the SDK's own create"] = lambda: sdk_agent.respond(ctx)
+
+    # A turn as a conversation's later turns are: five earlier turns of history and three tools offered.
+    def opening_hours(day: str) -> str:
+        """Opening hours on a day."""
+        return "9-17"
+
+    def stock(item: str, size: str | None = None) -> int:
+        """How many of an item are in stock."""
+        return 3
+
+    def book(day: str, time: str, people: int, name: str) -> str:
+        """Book a table."""
+        return "booked"
+
+    tools = [opening_hours, stock, book]
+    long_ctx = _turn_context("m11", history_turns=5)
+    oa_long = Agent(name="bench", model="gpt-4o-mini", base_url=base, api_key="bench", tools=tools)
+    sdk_long = Agent(name="bench", model=sdk_model, tools=tools)
+    found["OpenAIChatModel, 5 turns of history, 3 tools"] = lambda: oa_long.respond(long_ctx)
+    found["  … the SDK's own create "] = lambda: sdk_long.respond(long_ctx)
     await other_providers(found, base.removesuffix("/v1"), ctx)
 
     from dataclasses import replace
