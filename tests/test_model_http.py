@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fakes.openai_api import FakeOpenAI, Recorded
 from whatsagent import Agent
 from whatsagent.model_http import shared_http_client
@@ -185,3 +187,12 @@ def test_a_memory_model_named_by_a_string_goes_through_the_shared_client(monkeyp
     agent = Agent(model="test", memory=UserMemory(model="openai-chat:gpt-4o-mini"))
     extractor = MemoryCapture(None, {})._extractor(agent)  # type: ignore[arg-type]
     assert extractor.model.client._client is shared_http_client()
+
+
+@pytest.mark.parametrize("name", ["openai", "deepseek", "openrouter", "together", "cerebras"])
+def test_openai_compatible_providers_post_chat_completions_without_the_transform(name):
+    from whatsagent.model_http import provider
+
+    built = provider(name, api_key="k")
+    assert type(built.client.chat.completions).__name__ == "FastCompletions"  # type: ignore[attr-defined]
+    assert built.client._client is shared_http_client()  # type: ignore[attr-defined]
