@@ -3,6 +3,7 @@ cyclic garbage; stopping it puts Python's collector back as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 
@@ -83,3 +84,26 @@ def test_unusable_thresholds_are_refused_with_what_to_write(tmp_path, monkeypatc
     monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS")
     with pytest.raises(ConfigurationError, match=r"gc_thresholds=\(0, 1, 1\).*e\.g\. \(20000, 50, 100\)"):
         _os(tmp_path, gc_thresholds=(0, 1, 1))
+
+
+async def test_a_server_stopped_during_its_warm_up_leaves_the_collector_alone(tmp_path, monkeypatch):
+    import threading
+
+    from whatsagent import app
+
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS", raising=False)
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_warm_up(responders) -> None:  # a warm-up still loading models when the server stops
+        release.wait(60)
+        finished.set()
+
+    monkeypatch.setattr(app, "_warm_up", slow_warm_up)
+    before = gc.get_threshold()
+    agent_os = _os(tmp_path)
+    async with agent_os.lifespan():
+        pass
+    release.set()
+    await asyncio.to_thread(finished.wait, 60)
+    await agent_os._warmed.wait()  # the warm-up's end, seen by its loop
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

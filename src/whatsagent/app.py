@@ -375,7 +375,7 @@ class AgentOS:
             self._warmed.set()
 
     def _tune_heap(self) -> None:
-        if self.gc_thresholds is not None and not self._heap_tuned:
+        if self.gc_thresholds is not None and not self._heap_tuned and self._ready:  # not once stopping
             heap.tune(self.gc_thresholds)
             self._heap_tuned = True
 
@@ -391,10 +391,7 @@ class AgentOS:
         return run
 
     async def stop(self) -> None:
-        self._ready = False
-        if self._heap_tuned:
-            heap.restore()
-            self._heap_tuned = False
+        self._ready = False  # from now on a warm-up that ends tunes nothing (`_tune_heap`)
         if self.inbox is not None:
             await self.inbox.drain()  # on the web loop, where webhooks made them
         turns = self._turns
@@ -432,6 +429,9 @@ class AgentOS:
         if self.db is not None:
             await self.db.close()
             self.db = None
+        if self._heap_tuned:  # on the loop the warm-up tunes it from: one cannot slip in after the other
+            heap.restore()
+            self._heap_tuned = False
 
     async def accept(self, events: Sequence[Event]) -> None:
         if self.inbox is None:
