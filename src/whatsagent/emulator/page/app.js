@@ -562,7 +562,22 @@ function actionButton(label, icon, onclick) {
   const btn = el("button", "action-btn");
   btn.innerHTML = icon;
   btn.append(document.createTextNode(label));
-  btn.onclick = onclick;
+  // Acts when pressed: the pane is drawn again whenever a tick or the typing indicator changes, and a
+  // redraw between press and release would swallow the click (it needs both on the same node). Enter
+  // and Space still click; a press followed by its own click acts once.
+  let pressed = false;
+  btn.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    pressed = true;
+    onclick(e);
+  });
+  btn.onclick = (e) => {
+    if (pressed) {
+      pressed = false;
+      return;
+    }
+    onclick(e);
+  };
   return btn;
 }
 
