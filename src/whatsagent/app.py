@@ -103,7 +103,7 @@ class AgentOS:
     a second thread, so webhook acknowledgements and ``/health`` never wait behind agent work
     (`whatsagent.turn_thread`; SQLite only). Default: ``WHATSAGENT_TURN_THREAD=1`` turns it on for SQLite.
     `gc_thresholds`: once ready, freeze what start-up loaded and collect garbage less often
-    (`whatsagent.heap`: a third less CPU per message with pydantic-ai); ``"auto"`` reads
+    (`whatsagent.heap`: about a fifth less CPU per turn with pydantic-ai); ``"auto"`` reads
     ``WHATSAGENT_GC_THRESHOLDS``, else ``(20000, 50, 100)``; None leaves Python's collector alone.
     """
 
