@@ -107,3 +107,83 @@ async def test_a_server_stopped_during_its_warm_up_leaves_the_collector_alone(tm
     await asyncio.to_thread(finished.wait, 60)
     await agent_os._warmed.wait()  # the warm-up's end, seen by its loop
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_no_collection_runs_while_the_warm_up_loads_and_it_resumes_once_warm(tmp_path, monkeypatch):
+    """The warm-up's imports allocate hundreds of thousands of objects for good: collecting while they
+    load walked the whole heap and held up the first webhooks of a load for 100–200 ms at a time."""
+    import threading
+
+    from whatsagent import app
+
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS", raising=False)
+    loading, release = threading.Event(), threading.Event()
+    enabled_while_loading: list[bool] = []
+
+    def warm_up(responders) -> None:
+        enabled_while_loading.append(gc.isenabled())
+        loading.set()
+        release.wait(60)
+
+    monkeypatch.setattr(app, "_warm_up", warm_up)
+    before = gc.get_threshold()
+    agent_os = _os(tmp_path)
+    async with agent_os.lifespan():
+        await asyncio.to_thread(loading.wait, 60)
+        assert enabled_while_loading == [False] and not gc.isenabled()
+        release.set()
+        await agent_os._warmed.wait()
+        assert gc.isenabled() and gc.get_threshold() == THRESHOLDS
+        assert gc.get_freeze_count() > 10_000
+    assert gc.isenabled() and gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_failed_warm_up_still_resumes_collection(tmp_path, monkeypatch):
+    from whatsagent import app
+
+    monkeypatch.delenv("WHATSAGENT_GC_THRESHOLDS", raising=False)
+
+    def broken_warm_up(responders) -> None:
+        raise RuntimeError("a model's SDK failed to load")
+
+    monkeypatch.setattr(app, "_warm_up", broken_warm_up)
+    agent_os = _os(tmp_path)
+    async with agent_os.lifespan():
+        await agent_os._warmed.wait()
+        assert gc.isenabled() and gc.get_threshold() == THRESHOLDS
+    assert gc.isenabled()
+
+
+def test_servers_in_one_process_combine_and_the_last_one_out_puts_the_collector_back():
+    from whatsagent.heap import Tuning
+
+    before = gc.get_threshold()
+    a, b = Tuning(), Tuning()
+    a.pause()
+    b.pause()
+    b.tune((30000, 40, 60))
+    assert not gc.isenabled(), "a is still warming up"
+    a.tune((25000, 40, 60))
+    assert gc.isenabled() and gc.get_threshold() == (25000, 40, 60)
+    a.restore()
+    assert gc.isenabled() and gc.get_threshold() == (30000, 40, 60), "b still runs"
+    assert gc.get_freeze_count() > 0
+    b.restore()
+    assert gc.isenabled() and gc.get_threshold() == before and gc.get_freeze_count() == 0
+    b.restore()  # twice is harmless
+    assert gc.get_threshold() == before
+
+
+def test_an_application_that_turned_the_collector_off_keeps_it_off():
+    from whatsagent.heap import Tuning
+
+    gc.disable()
+    try:
+        server = Tuning()
+        server.pause()
+        server.tune(THRESHOLDS)
+        assert not gc.isenabled()
+        server.restore()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -197,7 +197,7 @@ class AgentOS:
         self.turn_thread = turn_thread
         self._turns: TurnThread | None = None
         self.gc_thresholds = heap.configured(gc_thresholds)
-        self._heap_tuned = False
+        self._heap = heap.Tuning()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -355,6 +355,8 @@ class AgentOS:
             self._retention_task = asyncio.create_task(retention_loop(self.db, self.retention, self.media_store))
         self._ready = True
         if self.role.runs_jobs:
+            if self.gc_thresholds is not None:  # no collection while the warm-up loads (`whatsagent.heap`)
+                self._heap.pause()
             self._warm_up_task = asyncio.create_task(self._warm_up(), name="warm-up")
         else:
             self._tune_heap()  # a web process loads no agent: what it needs is loaded now
@@ -370,14 +372,14 @@ class AgentOS:
         first turn instead, on the event loop, they would hold up every webhook for a second or more."""
         try:
             await asyncio.to_thread(_warm_up, list(self.responders.values()))
-            self._tune_heap()  # after the warm-up: pydantic-ai and the models are frozen with the rest
         finally:
+            self._tune_heap()  # after the warm-up (failed or not): pydantic-ai and the models frozen with the rest
             self._warmed.set()
 
     def _tune_heap(self) -> None:
-        if self.gc_thresholds is not None and not self._heap_tuned and self._ready:  # not once stopping
-            heap.tune(self.gc_thresholds)
-            self._heap_tuned = True
+        # Not once stopping: `_stop` has restored the collector, or will (on this loop, so never between).
+        if self.gc_thresholds is not None and self._ready:
+            self._heap.tune(self.gc_thresholds)
 
     def _after_warm_up(self, handler: Handler) -> Handler:
         """`handler`, run once the warm-up is over (at once after that): turns wait for it rather than
@@ -429,9 +431,8 @@ class AgentOS:
         if self.db is not None:
             await self.db.close()
             self.db = None
-        if self._heap_tuned:  # on the loop the warm-up tunes it from: one cannot slip in after the other
-            heap.restore()
-            self._heap_tuned = False
+        # On the loop the warm-up tunes it from: one cannot slip in after the other.
+        self._heap.restore()
 
     async def accept(self, events: Sequence[Event]) -> None:
         if self.inbox is None:

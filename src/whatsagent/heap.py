@@ -9,17 +9,22 @@ walks its whole heap about every 1.3 s under load, ~120 ms of CPU each time.
 Measured with the OpenAI provider at zero latency (``./scripts/bench provider --agents
 openai+gcoff,openai``): ×0.80–0.82 bot CPU per turn with the settings below.
 
-So once the server is ready (and its warm-up has loaded pydantic-ai and built the models), `tune`:
+So, while the server runs:
 
-- collects the young generations (the start-up's recent garbage) and freezes what is alive: the modules,
-  agents, models and the app move to a permanent generation that no collection walks again
-  (``gc.freeze``). Not a full collection: that would walk every object once more, and in a process that
-  starts many servers (tests) each start would pay for the whole heap;
-- raises the thresholds to `THRESHOLDS`: garbage in cycles is still collected, in fewer, larger passes.
-  Between passes the young generation holds up to 20,000 objects, a few MB at most.
+- from ready until its warm-up has loaded pydantic-ai and built the models, automatic collection is
+  paused (`Tuning.pause`). The warm-up allocates a few hundred thousand objects, nearly all for good;
+  with the collector on, they triggered full collections walking the whole heap, each holding up every
+  webhook for 100–200 ms (measured: 103 and 199 ms, 0.7 s and 1.8 s after ready, while the first
+  webhooks of a load waited for their acknowledgement). What goes uncollected is small: start-up and the
+  warm-up of the OpenAI provider's agent, run wholly without collection, left 2,471 objects in cycles;
+- once warm, `Tuning.tune` freezes what is alive: the modules, agents, models and the app move to a
+  permanent generation that no collection walks again (``gc.freeze``). Nothing is collected first: that
+  would walk every object once more (~220 ms for 340,000 objects here) to free those few thousand;
+- and raises the thresholds to `THRESHOLDS`: garbage in cycles is still collected, in fewer, larger
+  passes. Between passes the young generation holds up to 20,000 objects, a few MB at most.
 
-`restore` (when the server stops) puts back the thresholds it found and unfreezes, so a process that
-starts and stops servers (tests) does not keep their objects. ``AgentOS(gc_thresholds=None)`` or
+`Tuning.restore` (when the server stops) puts the collector back as it found it and unfreezes, so a
+process that starts and stops servers (tests) does not keep their objects. ``AgentOS(gc_thresholds=None)`` or
 ``WHATSAGENT_GC_THRESHOLDS=off`` leaves the collector as the application set it;
 ``AgentOS(gc_thresholds=(20000, 50, 100))`` or ``WHATSAGENT_GC_THRESHOLDS=20000,50,100`` picks other
 thresholds.
@@ -43,7 +48,10 @@ THRESHOLDS = (20000, 50, 100)
 Thresholds = tuple[int, int, int]
 
 _lock = threading.Lock()
-_saved: list[Thresholds] = []  # what each running server found, innermost last
+_original: tuple[Thresholds, bool] | None = None
+"""The collector as the process had it before any server changed it: thresholds, and whether it ran."""
+_active: list[Tuning] = []
+"""The servers of this process that changed the collector, oldest first."""
 
 
 def configured(value: Thresholds | Literal["auto"] | None = "auto") -> Thresholds | None:
@@ -75,21 +83,62 @@ def _usable(value: tuple[object, ...]) -> bool:
     return len(value) == 3 and all(isinstance(n, int) and n > 0 for n in value)
 
 
-def tune(thresholds: Thresholds) -> None:
-    """Collect, freeze what is alive and raise the thresholds (once the server is ready and warm)."""
-    with _lock:
-        _saved.append(gc.get_threshold())  # type: ignore[arg-type]
-        gc.collect(1)
-        gc.freeze()
+class Tuning:
+    """One server's hold on the collector: `pause` while it warms up, `tune` once warm, `restore` when it
+    stops. Several servers in one process (tests) combine: collection is paused while any of them warms
+    up, runs with the latest server's thresholds otherwise, and is put back as it was when the last stops."""
+
+    def __init__(self) -> None:
+        self.state: Literal["idle", "paused", "tuned"] = "idle"
+        self.thresholds: Thresholds | None = None
+
+    def pause(self) -> None:
+        """No automatic collection until `tune` (the server is ready, its warm-up about to load agents)."""
+        self._set("paused")
+
+    def tune(self, thresholds: Thresholds) -> None:
+        """Freeze what is alive and collect with `thresholds` (the server is ready and warm)."""
+        self.thresholds = thresholds
+        with _lock:
+            gc.freeze()
+        self._set("tuned")
+        log.debug("garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(), thresholds)
+
+    def restore(self) -> None:
+        """This server no longer holds the collector (it stops)."""
+        self._set("idle")
+
+    def _set(self, state: Literal["idle", "paused", "tuned"]) -> None:
+        global _original
+        with _lock:
+            if state != "idle" and not _active:
+                _original = (gc.get_threshold(), gc.isenabled())  # type: ignore[assignment]
+            if self in _active:
+                _active.remove(self)
+            self.state = state
+            if state != "idle":
+                _active.append(self)
+            _apply()
+
+
+def _apply() -> None:
+    """Set the collector from what the running servers hold (under `_lock`)."""
+    global _original
+    if _original is None:
+        return
+    thresholds, enabled = _original
+    if not _active:
         gc.set_threshold(*thresholds)
-    log.debug("garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(), thresholds)
-
-
-def restore() -> None:
-    """Undo the last `tune`: its thresholds back, and the frozen objects collectable again."""
-    with _lock:
-        if not _saved:
-            return
-        gc.set_threshold(*_saved.pop())
-        if not _saved:
-            gc.unfreeze()
+        if enabled:
+            gc.enable()
+        else:
+            gc.disable()
+        gc.unfreeze()
+        _original = None
+        return
+    tuned = [t.thresholds for t in _active if t.state == "tuned" and t.thresholds is not None]
+    gc.set_threshold(*(tuned[-1] if tuned else thresholds))
+    if not enabled or any(t.state == "paused" for t in _active):
+        gc.disable()
+    else:
+        gc.enable()
