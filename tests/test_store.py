@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
-from whatsagent.store.database import SQLiteDatabase, open_database
+from whatsagent.store.database import SQLiteDatabase, _Write, open_database
 from whatsagent.store.schema import jobs
 
 
@@ -112,5 +113,68 @@ async def test_wal_and_full_synchronous_are_in_force(tmp_path):
         sync = await db.read(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar())
         assert mode == "wal"
         assert sync == 2  # FULL
+    finally:
+        await db.close()
+
+
+async def _writer_held(db: SQLiteDatabase) -> tuple[asyncio.Future[None], threading.Event]:
+    """Occupy the writer thread with a write that waits for the returned event: what is written meanwhile
+    queues, as it does behind a long batch under load."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(_conn) -> None:
+        held.set()
+        release.wait(30)
+
+    blocked = asyncio.ensure_future(db.write(hold))
+    await asyncio.to_thread(held.wait, 30)
+    return blocked, release
+
+
+async def test_a_webhooks_write_is_committed_before_the_turn_writes_queued_ahead_of_it(tmp_path):
+    db = SQLiteDatabase(tmp_path / "s.db")
+    await db.start()
+    try:
+        blocked, release = await _writer_held(db)
+        turn_writes = [asyncio.ensure_future(db.write(insert_job(f"turn{i}"))) for i in range(200)]
+        await asyncio.sleep(0)  # the turn writes are queued first
+        webhook = asyncio.ensure_future(db.write(insert_job("webhook"), urgent=True))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(blocked, webhook, *turn_writes)
+        names = await db.read(job_names)
+        assert names[0] == "webhook", "the acknowledgement's write went first"
+        assert names[1:] == [f"turn{i}" for i in range(200)], "the others keep their order"
+    finally:
+        await db.close()
+
+
+async def test_turn_writes_still_commit_while_webhook_writes_keep_coming(tmp_path):
+    """Webhook writes always waiting (each one's operation queues the next) do not starve the others."""
+    db = SQLiteDatabase(tmp_path / "s.db")
+    await db.start()
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(50)]
+    order: list[str] = []
+
+    def webhook(i: int):
+        def op(conn) -> None:
+            order.append(f"webhook{i}")
+            if i + 1 < len(futures):  # the next one is waiting before this batch ends
+                db._queue.put(_Write(webhook(i + 1), futures[i + 1], loop, True))
+
+        return op
+
+    def turn(conn) -> None:
+        order.append("turn")
+
+    try:
+        blocked, release = await _writer_held(db)
+        turn_write = asyncio.ensure_future(db.write(turn))
+        first = asyncio.ensure_future(db.write(webhook(0), urgent=True))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(blocked, turn_write, first, *futures[1:])
+        assert order.index("turn") < order.index("webhook2"), order[:5]
     finally:
         await db.close()

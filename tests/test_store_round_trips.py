@@ -20,9 +20,9 @@ def _count_writes(db: Database, monkeypatch: Any, method: str = "write") -> list
     calls: list[object] = []
     original = getattr(db, method)
 
-    async def counted(fn: Any) -> Any:
+    async def counted(fn: Any, **options: Any) -> Any:
         calls.append(fn)
-        return await original(fn)
+        return await original(fn, **options)
 
     monkeypatch.setattr(db, method, counted)
     return calls

@@ -90,7 +90,7 @@ class Inbox:
         self._follow_ups: set[asyncio.Task[None]] = set()
 
     async def accept(self, events: Sequence[Event]) -> Accepted:
-        accepted = await self.db.write(_store(events, self.clock()))
+        accepted = await self.db.write(_store(events, self.clock()), urgent=True)  # the webhook waits for it
         if accepted.conversations and self.on_stored is not None:
             self.on_stored(accepted.conversations)
         # Durable from here: the webhook can be acknowledged. Waking conversations is recoverable work

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 import fcntl
 import logging
@@ -38,6 +39,9 @@ Operation = Callable[[Connection], T]
 
 # A batch larger than this is split: it bounds how long one commit keeps later writers waiting.
 MAX_BATCH = 512
+# Turn-side writes are committed at most this many at a time, so that an acknowledgement's write (`urgent`)
+# never waits behind more than one such batch.
+TURN_BATCH = 64
 
 
 class Prepared:
@@ -117,7 +121,9 @@ class Database(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def write(self, fn: Operation[T]) -> T: ...
+    async def write(self, fn: Operation[T], *, urgent: bool = False) -> T:
+        """`urgent`: a webhook waits for this commit to be acknowledged; on SQLite it is committed before
+        the other writes waiting for the writer thread."""
 
     @abc.abstractmethod
     async def read(self, fn: Operation[T]) -> T: ...
@@ -150,12 +156,15 @@ def open_database(url: str) -> Database:
 
 
 class _Write:
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn", "future", "loop", "urgent")
 
-    def __init__(self, fn: Operation[Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, fn: Operation[Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, urgent: bool
+    ) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
+        self.urgent = urgent
 
 
 class SQLiteDatabase(Database):
@@ -225,12 +234,12 @@ class SQLiteDatabase(Database):
             self._lock_file.close()
             self._lock_file = None
 
-    async def write(self, fn: Operation[T]) -> T:
+    async def write(self, fn: Operation[T], *, urgent: bool = False) -> T:
         if self._writer is None:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Write(fn, future, loop))
+        self._queue.put(_Write(fn, future, loop, urgent))
         return await future
 
     async def read(self, fn: Operation[T]) -> T:
@@ -252,26 +261,42 @@ class SQLiteDatabase(Database):
     # -- the writer thread --------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        """Commit what is waiting, urgent writes (acknowledgements) first, all of them in one batch, then
+        up to `TURN_BATCH` of the others; and again. Each batch runs
+        Python on this thread, which under load waits for the interpreter at every statement (the event
+        loop holds it between its switches, 5 ms): so batches of turn-side writes stay small, and a
+        webhook's commit waits for at most one of them."""
         assert self._engine is not None
         conn = self._engine.connect()
+        waiting: collections.deque[_Write] = collections.deque()  # the others, in arrival order
+        stopping = False
         try:
             while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH:
+                urgent: list[_Write] = []
+                if not waiting and not stopping:
+                    first = self._queue.get()
+                    if first is None:
+                        stopping = True
+                    elif first.urgent:
+                        urgent.append(first)
+                    else:
+                        waiting.append(first)
+                while not stopping:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                self._commit_batch(conn, batch)
-                if stop:
+                        stopping = True
+                    elif item.urgent:
+                        urgent.append(item)
+                    else:
+                        waiting.append(item)
+                for start in range(0, len(urgent), MAX_BATCH):
+                    self._commit_batch(conn, urgent[start : start + MAX_BATCH])
+                if waiting:  # one batch of the others, even while webhooks keep coming: turns go on
+                    self._commit_batch(conn, [waiting.popleft() for _ in range(min(TURN_BATCH, len(waiting)))])
+                elif stopping:
                     return
         finally:
             conn.close()

@@ -100,7 +100,7 @@ class PostgresDatabase(Database):
             await self._engine.dispose()
             self._engine = None
 
-    async def write(self, fn: Operation[T]) -> T:
+    async def write(self, fn: Operation[T], *, urgent: bool = False) -> T:  # one transaction each: nothing to put first
         engine = self._require_engine()
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
