@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 
 import pytest
@@ -66,6 +67,7 @@ def test_serving_the_asgi_app_or_the_agent_says_what_to_point_at(myapp):
     assert "myapp:assistant is an Agent" in line and "use myapp:os" in line
     assert "no module 'nothere'" in one_line_error(run("serve", "nothere:os"))
     assert "expected module:attribute" in one_line_error(run("serve", "myapp.py"))
+    assert gc.isenabled(), "serve pauses garbage collection while it loads the app: a failed start resumes it"
 
 
 @pytest.mark.parametrize("command", ["emulator", "serve"])

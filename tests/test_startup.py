@@ -65,3 +65,62 @@ def _no_keys() -> dict[str, str]:
 
     keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY")
     return {k: v for k, v in os.environ.items() if k not in keys and not k.startswith("WHATSAGENT_")}
+
+
+GC_APP = """
+import gc, os, threading, time
+from pathlib import Path
+
+report = Path(os.environ["GC_REPORT"])
+lines = [f"imported with collection {'on' if gc.isenabled() else 'off'}"]
+report.write_text("\\n".join(lines))
+
+
+def watch() -> None:  # until the server resumes collection
+    while not gc.isenabled():
+        time.sleep(0.01)
+    lines.append(f"resumed {gc.get_threshold()} frozen {gc.get_freeze_count()}")
+    report.write_text("\\n".join(lines))
+
+
+threading.Thread(target=watch, daemon=True).start()
+
+from whatsagent import AgentOS
+from whatsagent.channels import CloudAPI
+
+
+async def echo(ctx):
+    return "ok"
+
+
+os = AgentOS(
+    channels=[CloudAPI(agent=echo, access_token="t", phone_number_id="1", app_secret="s", verify_token="v")],
+    database="sqlite:///{db}",
+)
+"""
+
+
+async def test_serve_loads_the_app_without_collecting_garbage_and_resumes_once_warm(tmp_path):
+    """Importing and building an app creates objects for good: collections among them only cost
+    start-up time. Once ready and warm, the server collects again, with the loaded objects frozen."""
+    import asyncio
+
+    from whatsagent.heap import THRESHOLDS
+    from whatsagent.testing.processes import ServerProcess
+
+    (tmp_path / "gcapp.py").write_text(GC_APP.replace("{db}", str(tmp_path / "bot.db")))
+    report = tmp_path / "gc.txt"
+    env = {**_no_keys(), "GC_REPORT": str(report), "PYTHONPATH": str(tmp_path)}
+    env.pop("WHATSAGENT_GC_THRESHOLDS", None)
+    server = ServerProcess("gcapp:os", env=env, cwd=tmp_path, log=tmp_path / "server.log")
+    await server.start()
+    try:
+        while "resumed" not in (report.read_text() if report.exists() else ""):
+            assert server.proc is not None and server.proc.poll() is None, server.tail()
+            await asyncio.sleep(0.05)
+        imported, resumed = report.read_text().splitlines()
+        assert imported == "imported with collection off"
+        assert resumed.startswith(f"resumed {THRESHOLDS} frozen "), resumed
+        assert int(resumed.rsplit(" ", 1)[1]) > 10_000, "what start-up loaded is frozen"
+    finally:
+        server.terminate()

@@ -360,6 +360,7 @@ class AgentOS:
             self._warm_up_task = asyncio.create_task(self._warm_up(), name="warm-up")
         else:
             self._tune_heap()  # a web process loads no agent: what it needs is loaded now
+        heap.end_start_up()  # `whatsagent serve` paused collection while it loaded the app: this server holds it now
         log.info(
             "whatsagent (%s) serving %s on %s",
             self.role.value,

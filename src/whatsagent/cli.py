@@ -128,16 +128,23 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an AgentOS: webhooks, turns and sends in one process, or one role of several processes."""
+    from whatsagent import heap
+
     _setup_logging(log_level)
+    if not reload:  # (the reloader's own process only watches files; its server child starts afresh)
+        heap.pause_start_up()  # no garbage collection while the app loads: the server resumes it once ready
     try:
-        agent_os = _load_with_role(target, role)
-        _check_port(host, port, "server")
-        agent_os.validate()
-    except ConfigurationError as exc:
-        raise _fail(f"configuration: {exc}") from None
-    except Misuse as exc:
-        raise _fail(str(exc)) from None
-    agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
+        try:
+            agent_os = _load_with_role(target, role)
+            _check_port(host, port, "server")
+            agent_os.validate()
+        except ConfigurationError as exc:
+            raise _fail(f"configuration: {exc}") from None
+        except Misuse as exc:
+            raise _fail(str(exc)) from None
+        agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
+    finally:
+        heap.end_start_up()
 
 
 @app.command()
@@ -171,15 +178,21 @@ def demo(
     database: Annotated[str, typer.Option(help="Where the demo keeps its data.")] = "sqlite:///whatsagent-demo.db",
 ) -> None:
     """A bot and a local WhatsApp emulator, on SQLite, with no accounts: chat with it in your browser."""
-    _setup_logging("info")
-    from whatsagent.demo import run_demo
+    from whatsagent import heap
 
+    _setup_logging("info")
+    heap.pause_start_up()  # as `serve`: no garbage collection until the bot is ready
     try:
-        _check_port(host, port, "whatsagent demo")
-        _check_port(host, port + 1, "whatsagent emulator")
-    except Misuse as exc:
-        raise _fail(str(exc)) from None
-    run_demo(host=host, port=port, database=database)
+        from whatsagent.demo import run_demo
+
+        try:
+            _check_port(host, port, "whatsagent demo")
+            _check_port(host, port + 1, "whatsagent emulator")
+        except Misuse as exc:
+            raise _fail(str(exc)) from None
+        run_demo(host=host, port=port, database=database)
+    finally:
+        heap.end_start_up()
 
 
 @app.command()
