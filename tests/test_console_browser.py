@@ -237,3 +237,39 @@ async def test_the_console_on_a_web_process_with_two_workers_on_postgresql(postg
                 assert problems == []
             finally:
                 await browser.close()
+
+
+def opening_hours(day: str) -> str:
+    """Opening hours on a day."""
+    return f"{day}: 9-17"
+
+
+async def test_a_step_that_went_wrong_shows_its_error_in_the_turn_details(tmp_path):
+    """A tool call the model got wrong is marked in the turn's details with what was wrong, never with
+    the arguments it sent."""
+    expect = playwright_api.expect
+    agent = Agent(
+        model=scripted_model(tool_call("opening_hours", weekday="secret-value"), "We open at 9."),
+        tools=[opening_hours],
+    )
+    async with BotHarness(agent, tmp_path, api_token=TOKEN) as bot:
+        async with playwright_api.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page, problems = await open_console(browser, bot)
+                await expect(page.locator("#live")).to_have_text("live")
+                ana = bot.user("15551234567", name="Ana")
+                await ana.send_text("when do you open?")
+                await ana.wait_for_replies(1)
+                await page.locator("#list li", has_text="Ana").click()
+                turn = page.locator("details.turn").first
+                await turn.locator("summary").click()
+                failed = turn.locator(".span.failed")
+                await expect(failed).to_have_count(1)
+                await expect(failed).to_contain_text("execute_tool opening_hours")
+                await expect(turn.locator(".span-error")).to_have_text("· invalid arguments: 2 validation errors")
+                await expect(turn.locator(".span:not(.failed)")).to_have_count(3)  # the run and two model calls
+                await expect(turn).not_to_contain_text("secret-value")
+                assert problems == []
+            finally:
+                await browser.close()

@@ -234,10 +234,14 @@ async function sidePanel(c) {
       el("summary", {}, `#${t.id} ${t.status}`, t.attempts > 1 ? ` · ${t.attempts} runs` : "", ` · ${t.messages.length} in / ${t.outbox.length} out · ${when(t.created_at)}`),
       t.error ? el("div", { class: "error" }, `set aside: ${t.error}`) : null,
       t.spans.length ? null : el("div", { class: "muted" }, t.status === "human" ? "held for a person (no agent run)" : "no model calls recorded"),
-      ...t.spans.map((s) => el("div", { class: "span", title: s.detail || "" },
-        el("span", {}, `${"· ".repeat(s.depth || 0)}${s.name}`),
-        el("span", { class: "bar", style: { width: `${Math.max(2, 60 * (s.end - s.start) / total)}px` } }),
-        el("span", {}, `${((s.end - s.start) * 1000).toFixed(0)} ms`))),
+      ...t.spans.flatMap((s) => [
+        el("div", { class: s.error ? "span failed" : "span", title: s.detail || "" },
+          el("span", {}, `${"· ".repeat(s.depth || 0)}${s.name}`),
+          el("span", { class: "bar", style: { width: `${Math.max(2, 60 * (s.end - s.start) / total)}px` } }),
+          el("span", {}, `${((s.end - s.start) * 1000).toFixed(0)} ms`)),
+        // What went wrong in that step (a tool's exception, arguments the model got wrong, a model error).
+        s.error ? el("div", { class: "span-error" }, `${"· ".repeat(s.depth || 0)}${s.error}`) : null,
+      ]),
     );
     // A live refresh redraws the panel: a turn the operator opened stays open. Recorded at the click
     // itself (the toggle event comes later, perhaps after a redraw replaced this element).
