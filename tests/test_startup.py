@@ -124,3 +124,16 @@ async def test_serve_loads_the_app_without_collecting_garbage_and_resumes_once_w
         assert int(resumed.rsplit(" ", 1)[1]) > 10_000, "what start-up loaded is frozen"
     finally:
         server.terminate()
+
+
+def test_an_app_is_built_while_another_thread_is_still_importing_pydantic_ai(monkeypatch):
+    """A running server's warm-up imports pydantic-ai in a thread: until it is done, `sys.modules` holds a
+    module without its `Agent`. Building another AgentOS meanwhile must not trip on it."""
+    import types
+
+    async def echo(ctx):
+        return "hi"
+
+    monkeypatch.setitem(sys.modules, "pydantic_ai", types.ModuleType("pydantic_ai"))  # partly initialised
+    agent_os = AgentOS(channels=[CloudAPI(agent=echo, **CHANNEL)], database="sqlite:///unused.db")
+    assert agent_os.responders

@@ -412,9 +412,11 @@ def as_responder(agent: Any, *, history_turns: int = 5, unsupported_reply: str |
 def _responder(agent: Any, history_turns: int) -> Responder:
     if isinstance(agent, Agent):
         return agent
-    # A user's own pydantic_ai.Agent means pydantic-ai is loaded; if it is not, nothing here loads it.
-    pydantic_ai = sys.modules.get("pydantic_ai")
-    if pydantic_ai is not None and isinstance(agent, pydantic_ai.Agent):
+    # A user's own pydantic_ai.Agent means pydantic-ai is loaded; if it is not, nothing here loads it. While
+    # another thread still imports it (a running server's warm-up), the module has no `Agent` yet, and
+    # nobody holds one.
+    pydantic_agent = getattr(sys.modules.get("pydantic_ai"), "Agent", None)
+    if pydantic_agent is not None and isinstance(agent, pydantic_agent):
         return _PydanticAgent(agent, history_turns)
     if inspect.iscoroutinefunction(agent) or inspect.iscoroutinefunction(type(agent).__call__):
         return _Callable(agent, history_turns)
