@@ -155,3 +155,36 @@ def test_python_myapp_without_its_key_says_so_in_one_line(tmp_path, monkeypatch)
         "whatsagent: configuration: agent 'Assistant' uses openai:gpt-4o but OPENAI_API_KEY is not set: "
         "export it, or pass api_key=... to Agent"
     ]
+
+
+async def test_doctor_reads_a_twilio_account_back_from_the_emulator(tmp_path):
+    from whatsagent.channels.twilio import Twilio
+    from whatsagent.emulator import Emulator
+
+    async def echo(ctx):
+        return ctx.text
+
+    emu = Emulator()
+    account = emu.twilio()
+    await emu.start()
+    try:
+
+        def twilio(**changes: str) -> AgentOS:
+            settings = dict(account_sid=account.account_sid, auth_token=account.auth_token, api_base_url=emu.base_url)
+            channel = Twilio(
+                agent=echo, from_number=account.from_number, public_url="https://bot.example", **settings | changes
+            )
+            return AgentOS(channels=[channel], database=f"sqlite:///{tmp_path}/bot.db")
+
+        checks = await diagnose(twilio())
+        assert checks[1].outcome == "ok", checks[1].line
+        assert checks[1].detail == f"accepted by {emu.base_url} for account whatsagent emulator"
+        assert checks[-1].outcome == "skip"  # Twilio webhooks have no verification handshake
+
+        refused = (await diagnose(twilio(auth_token="wrong")))[1]
+        assert refused.outcome == "fail" and "Auth Token are refused (code 20003)" in refused.detail
+
+        unreachable = (await diagnose(twilio(api_base_url="http://127.0.0.1:9")))[1]
+        assert unreachable.outcome == "fail" and unreachable.detail.startswith("cannot reach http://127.0.0.1:9")
+    finally:
+        await emu.stop()

@@ -135,3 +135,14 @@ async def test_twilios_request_validator_accepts_every_webhook_the_emulator_post
     assert len(world.forms) == 4
     for url, form, signature in world.forms:
         assert validator.validate(url, form, signature), form
+
+
+async def test_the_account_fetched_through_twilios_client(world: World) -> None:
+    account = await world.call(lambda: world.client.api.v2010.accounts(world.account.account_sid).fetch())
+    assert account.sid == world.account.account_sid and account.status == "active" and account.type == "Full"
+    assert isinstance(account.date_created, datetime) and account.friendly_name
+    bad = Client(world.account.account_sid, "wrong-token")
+    bad.api.base_url = world.emu.base_url
+    with pytest.raises(TwilioRestException) as refused:
+        await world.call(lambda: bad.api.v2010.accounts(world.account.account_sid).fetch())
+    assert refused.value.status == 401 and refused.value.code == 20003

@@ -163,6 +163,7 @@ class TwilioAccount:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.from_number = from_number or f"whatsapp:+{emulator.display_phone_number}"
+        self.created = time.time()
         self.sids: dict[str, str] = {}
         """Twilio message SID → the emulator's wamid, both directions of the conversation."""
         self._wamids: dict[str, str] = {}
@@ -467,6 +468,29 @@ class TwilioAccount:
             "uri": f"{uri}.json",
         }
 
+    async def fetch_account(self, request: web.Request) -> web.Response:
+        """`GET Accounts/{AccountSid}.json`: the account, as twilio-python's `AccountInstance` reads it."""
+        try:
+            self._authenticate(request, request.match_info["account"])
+        except TwilioError as error:
+            return error.response()
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        created = _rfc2822(self.created)
+        return web.json_response(
+            {
+                "auth_token": self.auth_token,
+                "date_created": created,
+                "date_updated": created,
+                "friendly_name": "whatsagent emulator",
+                "owner_account_sid": self.account_sid,
+                "sid": self.account_sid,
+                "status": "active",
+                "subresource_uris": {"messages": f"{uri}/Messages.json"},
+                "type": "Full",
+                "uri": f"{uri}.json",
+            }
+        )
+
     async def fetch_message(self, request: web.Request) -> web.Response:
         try:
             self._authenticate(request, request.match_info["account"])
@@ -601,6 +625,7 @@ def register(app: web.Application, emulator: Emulator) -> None:
         return handler
 
     r = app.router
+    r.add_get(f"/{API_VERSION}/Accounts/{{account}}.json", route("fetch_account"))
     r.add_post(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", route("create_message"))
     r.add_get(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", route("list_messages"))
     r.add_get(f"/{API_VERSION}/Accounts/{{account}}/Messages/{{sid}}.json", route("fetch_message"))

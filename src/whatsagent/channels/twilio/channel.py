@@ -314,15 +314,16 @@ class Twilio(Channel):
 
     # -- outbound -----------------------------------------------------------------------------------
 
-    async def open(self, http: aiohttp.ClientSession) -> None:
+    def _authorization(self) -> str:
         if self.api_key_sid and self.api_key_secret:
-            authorization = basic_auth(self.api_key_sid, self.api_key_secret)
-        else:
-            authorization = basic_auth(self.account_sid or "", self.auth_token or "")
+            return basic_auth(self.api_key_sid, self.api_key_secret)
+        return basic_auth(self.account_sid or "", self.auth_token or "")
+
+    async def open(self, http: aiohttp.ClientSession) -> None:
         self._api = TwilioAPI(
             http,
             account_sid=self.account_sid or "",
-            authorization=authorization,
+            authorization=self._authorization(),
             api_base_url=self.api_base_url,
             messaging_base_url=self.messaging_base_url,
         )
@@ -441,8 +442,32 @@ class Twilio(Channel):
         return raw
 
     async def check_credentials(self, http: aiohttp.ClientSession) -> Finding:
-        # Reading the account back would need Twilio's API, which `doctor` does not call yet.
-        return "skip", "only Cloud API tokens are checked"
+        """The Account SID and the credentials sends use (the Auth Token, or the API key), read back from
+        Twilio's REST API (`GET /2010-04-01/Accounts/{AccountSid}.json`): the account must be active."""
+        if not self.account_sid or not (self.auth_token or (self.api_key_sid and self.api_key_secret)):
+            return "fail", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY_SID and _SECRET) are needed"
+        url = f"{self.api_base_url}/2010-04-01/Accounts/{self.account_sid}.json"
+        try:
+            async with http.get(url, headers={"Authorization": self._authorization()}) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return "fail", f"cannot reach {self.api_base_url}: {exc!r}"
+        body = body if isinstance(body, dict) else {}
+        if response.status == 200:
+            name = body.get("friendly_name") or self.account_sid
+            if body.get("status", "active") != "active":
+                return "fail", f"account {name} is {body.get('status')}: sends are refused until it is active again"
+            return "ok", f"accepted by {self.api_base_url} for account {name}"
+        code = body.get("code")
+        which = "API key" if self.api_key_sid and self.api_key_secret else "Auth Token"
+        if response.status == 401 or code == 20003:
+            return (
+                "fail",
+                f"the Account SID and {which} are refused (code {code}): check TWILIO_ACCOUNT_SID and the {which}",
+            )
+        if response.status == 404:
+            return "fail", f"no account {self.account_sid} (code {code}): check TWILIO_ACCOUNT_SID"
+        return "fail", f"HTTP {response.status} for account {self.account_sid}: {body.get('message', body)}"
 
     async def check_webhook(self, http: aiohttp.ClientSession, url: str | None) -> Finding:
         return "skip", "Twilio webhooks have no verification handshake"
