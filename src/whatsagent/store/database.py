@@ -262,38 +262,34 @@ class SQLiteDatabase(Database):
 
     def _write_loop(self) -> None:
         """Commit what is waiting, urgent writes (acknowledgements) first, all of them in one batch, then
-        up to `TURN_BATCH` of the others; and again. Each batch runs
-        Python on this thread, which under load waits for the interpreter at every statement (the event
-        loop holds it between its switches, 5 ms): so batches of turn-side writes stay small, and a
-        webhook's commit waits for at most one of them."""
+        up to `TURN_BATCH` of the others; and again. Each batch runs Python on this thread, which under load
+        waits for the interpreter at every statement (the event loop holds it between its switches, 5 ms):
+        so batches of turn-side writes stay small, and a webhook's commit waits for at most one of them."""
         assert self._engine is not None
         conn = self._engine.connect()
+        urgent: list[_Write] = []
         waiting: collections.deque[_Write] = collections.deque()  # the others, in arrival order
+
+        def take(item: _Write | None) -> bool:
+            """Sort `item` in; False for the stop sign."""
+            if item is None:
+                return False
+            (urgent if item.urgent else waiting).append(item)
+            return True
+
         stopping = False
         try:
             while True:
-                urgent: list[_Write] = []
                 if not waiting and not stopping:
-                    first = self._queue.get()
-                    if first is None:
-                        stopping = True
-                    elif first.urgent:
-                        urgent.append(first)
-                    else:
-                        waiting.append(first)
+                    stopping = not take(self._queue.get())
                 while not stopping:
                     try:
-                        item = self._queue.get_nowait()
+                        stopping = not take(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                    if item is None:
-                        stopping = True
-                    elif item.urgent:
-                        urgent.append(item)
-                    else:
-                        waiting.append(item)
                 for start in range(0, len(urgent), MAX_BATCH):
                     self._commit_batch(conn, urgent[start : start + MAX_BATCH])
+                urgent.clear()
                 if waiting:  # one batch of the others, even while webhooks keep coming: turns go on
                     self._commit_batch(conn, [waiting.popleft() for _ in range(min(TURN_BATCH, len(waiting)))])
                 elif stopping:
