@@ -131,9 +131,9 @@ def serve(
     from whatsagent import heap
 
     _setup_logging(log_level)
-    if not reload:  # (the reloader's own process only watches files; its server child starts afresh)
-        heap.pause_start_up()  # no garbage collection while the app loads: the server resumes it once ready
-    try:
+    # No garbage collection while the app loads: the server resumes it once ready. (With --reload this
+    # process only watches files; its server child starts afresh.)
+    with heap.start_up(paused=not reload):
         try:
             agent_os = _load_with_role(target, role)
             _check_port(host, port, "server")
@@ -143,8 +143,6 @@ def serve(
         except Misuse as exc:
             raise _fail(str(exc)) from None
         agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
-    finally:
-        heap.end_start_up()
 
 
 @app.command()
@@ -181,8 +179,7 @@ def demo(
     from whatsagent import heap
 
     _setup_logging("info")
-    heap.pause_start_up()  # as `serve`: no garbage collection until the bot is ready
-    try:
+    with heap.start_up():  # as `serve`: no garbage collection until the bot is ready
         from whatsagent.demo import run_demo
 
         try:
@@ -191,8 +188,6 @@ def demo(
         except Misuse as exc:
             raise _fail(str(exc)) from None
         run_demo(host=host, port=port, database=database)
-    finally:
-        heap.end_start_up()
 
 
 @app.command()

@@ -24,7 +24,7 @@ So, while the server runs:
   passes. Between passes the young generation holds up to 20,000 objects, a few MB at most.
 
 `whatsagent serve` pauses collection from before it imports the application until the server pauses it
-for its warm-up (`pause_start_up`, `end_start_up`): importing and building an application creates a
+for its warm-up (`start_up`, `end_start_up`): importing and building an application creates a
 couple of hundred thousand objects for good, and the full collections among them cost start-up about a
 tenth of its time (measured: import and build of the benchmark's OpenAI app 1.04–1.18 s paused,
 1.14–1.41 s not).
@@ -38,10 +38,12 @@ thresholds.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Literal
 
 from whatsagent.errors import ConfigurationError
@@ -154,14 +156,20 @@ def _apply() -> None:
 _START_UP = Tuning()
 
 
-def pause_start_up() -> None:
-    """No automatic collection while `whatsagent serve` imports and starts the application (unless
-    ``WHATSAGENT_GC_THRESHOLDS=off``); the server ends it once ready (`end_start_up`)."""
-    if configured() is not None:
+@contextlib.contextmanager
+def start_up(*, paused: bool = True) -> Iterator[None]:
+    """No automatic collection while `whatsagent serve` (or `demo`) imports and starts the application,
+    unless ``WHATSAGENT_GC_THRESHOLDS=off`` or not `paused`: the server ends the pause once ready
+    (`end_start_up`), and leaving the block ends it whatever happened."""
+    if paused and configured() is not None:
         _START_UP.pause()
+    try:
+        yield
+    finally:
+        end_start_up()
 
 
 def end_start_up() -> None:
-    """End `pause_start_up` (the server has taken the collector over, or is not going to): harmless when
-    there was none."""
+    """End the pause of `start_up` (the server has taken the collector over, or is not going to): harmless
+    when there was none."""
     _START_UP.restore()
