@@ -314,9 +314,14 @@ class Twilio(Channel):
 
     # -- outbound -----------------------------------------------------------------------------------
 
+    @property
+    def _uses_api_key(self) -> bool:
+        """Whether requests authenticate with the API key rather than the Auth Token."""
+        return bool(self.api_key_sid and self.api_key_secret)
+
     def _authorization(self) -> str:
-        if self.api_key_sid and self.api_key_secret:
-            return basic_auth(self.api_key_sid, self.api_key_secret)
+        if self._uses_api_key:
+            return basic_auth(self.api_key_sid or "", self.api_key_secret or "")
         return basic_auth(self.account_sid or "", self.auth_token or "")
 
     async def open(self, http: aiohttp.ClientSession) -> None:
@@ -444,7 +449,7 @@ class Twilio(Channel):
     async def check_credentials(self, http: aiohttp.ClientSession) -> Finding:
         """The Account SID and the credentials sends use (the Auth Token, or the API key), read back from
         Twilio's REST API (`GET /2010-04-01/Accounts/{AccountSid}.json`): the account must be active."""
-        if not self.account_sid or not (self.auth_token or (self.api_key_sid and self.api_key_secret)):
+        if not self.account_sid or not (self.auth_token or self._uses_api_key):
             return "fail", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY_SID and _SECRET) are needed"
         url = f"{self.api_base_url}/2010-04-01/Accounts/{self.account_sid}.json"
         try:
@@ -459,7 +464,7 @@ class Twilio(Channel):
                 return "fail", f"account {name} is {body.get('status')}: sends are refused until it is active again"
             return "ok", f"accepted by {self.api_base_url} for account {name}"
         code = body.get("code")
-        which = "API key" if self.api_key_sid and self.api_key_secret else "Auth Token"
+        which = "API key" if self._uses_api_key else "Auth Token"
         if response.status == 401 or code == 20003:
             return (
                 "fail",
