@@ -48,7 +48,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks.webhooks import cpu_seconds, peak_rss_mb, signed_text
+from benchmarks.webhooks import cpu_seconds, peak_rss_mb, signed_text, with_children
 from whatsagent.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,12 +261,14 @@ def bot(
             if not os.environ.get("BENCH_BASELINE"):
                 raise SystemExit("+base needs --baseline DIR (another checkout: git worktree add /tmp/base HEAD~5)")
             extra["PYTHONPATH"] = os.pathsep.join([os.path.join(os.environ["BENCH_BASELINE"], "src"), str(ROOT)])
+        elif option == "front":
+            extra["WHATSAGENT_FRONT"] = "1"  # webhooks acknowledged by a process of their own
         elif option in ("pg", "split"):
             pass  # the database and the processes: see run_load
         else:
             raise SystemExit(
                 f"unknown agent option +{option}: +admitN, +nodetails, +thread, +oneloop, +merge, +interrupt, "
-                "+queue, +pg or +split"
+                "+queue, +front, +pg or +split"
             )
     env = {
         "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
@@ -322,10 +324,15 @@ async def drive(
                     if r.status != 200:
                         raise RuntimeError(f"webhook answered {r.status}")
                 acks.append(time.monotonic() - t)
+                timeline.append((t, acks[-1]))
 
+        timeline: list[tuple[float, float]] = []
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(connections)))
         acked = time.monotonic() - started
+        if os.environ.get("BENCH_ACK_TIMELINE") and tag == "run":  # seconds since the start, ack seconds
+            with open(os.environ["BENCH_ACK_TIMELINE"], "a") as out:
+                out.writelines(f"{t - started:.4f} {latency:.4f}\n" for t, latency in timeline)
         answered: dict[tuple[str, int], float] = {}
         deadline = time.monotonic() + timeout
         replies: list[list[Any]] = []
@@ -405,17 +412,22 @@ async def run_load(
         url = f"{servers[-1].url}/whatsapp/webhook"
         # Warm-up: the agent, the connection pools and the database, off the clock.
         await drive(url, fakes, [f"1666{i:07d}" for i in range(50)], 1, 16, tag="warm", timeout=30)
-        cpu0 = sum(cpu_seconds(s.pid) for s in servers)
-        web_cpu0 = cpu_seconds(servers[-1].pid)
+        # The processes measured: each server and its children (a front is one).
+        pids = [pid for s in servers for pid in with_children(s.pid)]
+        web_pids = pids[1:] if len(pids) > 1 else []  # +split: the web server; +front: the front
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        web_cpu0 = sum(cpu_seconds(p) for p in web_pids)
         figures = await drive(url, fakes, [f"1555{i:07d}" for i in range(users)], per_user, connections, tag="run")
-        cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu0
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         figures["bot_cpu_ms_per_msg"] = cpu * 1000 / figures["messages"]
         # How many turns the messages made depends on how closely each user's messages arrived (they merge):
         # CPU per turn compares the cost of the work itself across runs that merged differently.
         figures["bot_cpu_ms_per_turn"] = cpu * 1000 / max(1, figures["turns"])
-        if len(servers) > 1:
-            figures["web_cpu_ms_per_msg"] = (cpu_seconds(servers[-1].pid) - web_cpu0) * 1000 / figures["messages"]
-        figures["peak_rss_mb"] = sum(peak_rss_mb(s.pid) for s in servers)
+        if web_pids:
+            figures["web_cpu_ms_per_msg"] = (
+                (sum(cpu_seconds(p) for p in web_pids) - web_cpu0) * 1000 / figures["messages"]
+            )
+        figures["peak_rss_mb"] = sum(peak_rss_mb(p) for p in pids)
         return figures
     except TimeoutError:
         for server in servers:
@@ -440,7 +452,7 @@ async def startup(agent: str, workdir: Path, runs: int = 3) -> dict[str, float]:
             started = time.monotonic()
             await server.start()
             times.append(time.monotonic() - started)
-            rss = peak_rss_mb(server.pid)
+            rss = sum(peak_rss_mb(p) for p in with_children(server.pid))
             server.terminate()
         return {"startup_min_s": min(times), "startup_median_s": statistics.median(times), "idle_rss_mb": rss}
     finally:

@@ -68,6 +68,8 @@ from whatsagent.turns import TurnPolicy, TurnRunner
 from whatsagent.window import WindowPolicy
 
 if TYPE_CHECKING:
+    from whatsagent.front.link import Ingest
+    from whatsagent.front.supervisor import FrontProcess
     from whatsagent.queue.procrastinate import WorkerPolicy
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,10 @@ class AgentOS:
         self._turns: TurnThread | None = None
         self.gc_thresholds = heap.configured(gc_thresholds)
         self._heap = heap.Tuning()
+        self._front: FrontProcess | None = None
+        self._front_link: str | None = None
+        """Where the front hands over the webhooks it acknowledged (`serve(front=True)`)."""
+        self._ingest: Ingest | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -236,6 +242,14 @@ class AgentOS:
             raise ConfigurationError("\n".join(errors))
 
     async def start(self) -> None:
+        await self._start_here()
+        if self._front_link is not None:
+            from whatsagent.front.link import Ingest
+
+            self._ingest = Ingest(self._front_link, self.accept)
+            await self._ingest.start()
+
+    async def _start_here(self) -> None:
         if not self.turn_thread:
             await self._start()
             return
@@ -395,6 +409,13 @@ class AgentOS:
 
     async def stop(self) -> None:
         self._ready = False  # from now on a warm-up that ends tunes nothing (`_tune_heap`)
+        if self._front is not None:
+            # First, while this process still stores: the front stops taking webhooks and hands over
+            # what it spooled.
+            await asyncio.to_thread(self._front.stop)
+        if self._ingest is not None:
+            await self._ingest.stop()
+            self._ingest = None
         if self.inbox is not None:
             await self.inbox.drain()  # on the web loop, where webhooks made them
         turns = self._turns
@@ -568,23 +589,41 @@ class AgentOS:
         turns = self._turns
         return await (turns.run(self.queue.depth()) if turns is not None else self.queue.depth())
 
-    def serve(self, host: str = "127.0.0.1", port: int = 8000, *, reload: bool = False, **uvicorn_options: Any) -> None:
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        reload: bool = False,
+        front: bool | None = None,
+        **uvicorn_options: Any,
+    ) -> None:
         """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a
         container). Connections, header and body times are bounded (`whatsagent.serving`); any uvicorn
         option overrides. SIGTERM and Ctrl-C shut down gracefully. `reload=True` restarts the server when
-        a Python file under the app's directory changes (for development)."""
+        a Python file under the app's directory changes (for development).
+
+        `front=True` (or ``WHATSAGENT_FRONT=1``; SQLite) acknowledges webhooks in a process of their own,
+        so that turns keeping this one busy never delay an acknowledgement (`whatsagent.front`)."""
         import sys
 
         import uvicorn
 
         options = server_options(log_level="info", timeout_graceful_shutdown=self.shutdown_grace + 5)
         options.update(uvicorn_options)
+        if front is None:
+            front = os.environ.get("WHATSAGENT_FRONT", "").lower() in ("1", "true", "yes", "on")
         try:
             self.validate()
+            if front:
+                self._check_front(reload)
         except ConfigurationError as exc:
             # `python myapp.py` with something missing: one line saying what, not a traceback.
             print(f"whatsagent: configuration: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        if front:
+            self._serve_fronted(host, port, options)
+            return
         if not reload:
             uvicorn.run(self.get_app(), host=host, port=port, **options)
             return
@@ -594,6 +633,54 @@ class AgentOS:
         os.environ[_RELOAD_PATH] = directory
         options.setdefault("reload_dirs", [directory])
         uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, reload=True, **options)
+
+    def _check_front(self, reload: bool) -> None:
+        if reload:
+            raise ConfigurationError("the front and reload=True do not go together: use one or the other")
+        if not self.database_url.startswith("sqlite") or self.role is not Role.ALL:
+            raise ConfigurationError(
+                "the front is for one machine on SQLite; on PostgreSQL run --role web processes for webhooks "
+                "and --role worker processes for turns"
+            )
+        self._import_target()  # the front imports the same AgentOS: it must have a name
+
+    def _serve_fronted(self, host: str, port: int, options: dict[str, Any]) -> None:
+        """The front on `host`:`port`, this process behind it on a private Unix socket."""
+        import shutil
+        import tempfile
+
+        import uvicorn
+
+        from whatsagent.front.proxy import ClientFromFront
+        from whatsagent.front.spool import spool_path
+        from whatsagent.front.supervisor import FrontProcess, front_command
+
+        target, directory = self._import_target()
+        sockets = tempfile.mkdtemp(prefix="whatsagent-")  # mode 0700: only this user reaches the sockets
+        backend = os.path.join(sockets, "http.sock")
+        self._front_link = os.path.join(sockets, "link.sock")
+        database = os.path.abspath(self.database_url.split("///", 1)[1].split("?", 1)[0])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (directory, os.environ.get("PYTHONPATH")) if p)}
+        command = front_command(
+            target,
+            host=host,
+            port=port,
+            backend=backend,
+            link=self._front_link,
+            spool=spool_path(database),
+            log_level=str(options.get("log_level", "info")),
+        )
+        self._front = FrontProcess(command, env=env)
+        self._front.start()  # it loads the app while this process does
+        try:
+            # Idle connections from the front are kept longer than the front keeps them (no request
+            # is ever sent on a connection this side just closed).
+            uvicorn.run(ClientFromFront(self.get_app()), uds=backend, **{**options, "timeout_keep_alive": 60})
+        finally:
+            self._front.stop()
+            self._front = None
+            self._front_link = None
+            shutil.rmtree(sockets, ignore_errors=True)
 
     def _import_target(self) -> tuple[str, str]:
         """``module:attribute`` naming this AgentOS, and the directory to import the module from."""
@@ -615,7 +702,9 @@ class AgentOS:
                 if os.path.basename(file) == "__init__.py":
                     directory = os.path.dirname(directory)
             return f"{name}:{attribute}", directory
-        raise ConfigurationError("reload=True needs the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)")
+        raise ConfigurationError(
+            "reload=True and the front need the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)"
+        )
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn

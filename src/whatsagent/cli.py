@@ -126,6 +126,14 @@ def serve(
             envvar="WHATSAGENT_ROLE",
         ),
     ] = None,
+    front: Annotated[
+        bool,
+        typer.Option(
+            "--front",
+            help="Acknowledge webhooks in a process of their own, so busy turns never delay them (SQLite; "
+            "also WHATSAGENT_FRONT=1).",
+        ),
+    ] = False,
 ) -> None:
     """Serve an AgentOS: webhooks, turns and sends in one process, or one role of several processes."""
     from whatsagent import heap
@@ -142,7 +150,7 @@ def serve(
             raise _fail(f"configuration: {exc}") from None
         except Misuse as exc:
             raise _fail(str(exc)) from None
-        agent_os.serve(host=host, port=port, log_level=log_level, reload=reload)
+        agent_os.serve(host=host, port=port, log_level=log_level, reload=reload, front=front or None)
 
 
 @app.command()

@@ -242,6 +242,12 @@ def warm_up(models: Iterable[ResolvedModel]) -> None:
             importlib.import_module(module)
         except Exception as exc:
             log.debug("warm-up: %s not loaded: %r", module, exc)
+    try:  # the history's serializer is built at its first use (~30 ms): here, not in the first turn
+        from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+        ModelMessagesTypeAdapter.dump_json([])
+    except Exception as exc:
+        log.debug("warm-up: the history serializer not built: %r", exc)
     for resolved in models:
         try:
             model: Any = resolved.model

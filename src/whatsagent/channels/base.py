@@ -73,7 +73,19 @@ class Channel(abc.ABC):
 
     @abc.abstractmethod
     def routes(self, accept: Accept) -> list[BaseRoute]:
-        """The webhook endpoints, under `prefix`."""
+        """The channel's endpoints, under `prefix`: its webhooks and whatever else it serves."""
+
+    def webhook_routes(self, accept: Accept) -> list[BaseRoute]:
+        """The endpoints that take webhooks: read, verify, parse, `accept`, answer. They use nothing of
+        the serving process but the channel's settings, so `whatsagent serve --front` runs them in a
+        process of its own (when `frontable`)."""
+        return self.routes(accept)
+
+    @property
+    def frontable(self) -> bool:
+        """Whether `webhook_routes` may run in the front's process: False when taking a webhook teaches
+        the channel something the bot's process needs (its webhooks then go to the bot's process)."""
+        return True
 
     @abc.abstractmethod
     async def open(self, http: aiohttp.ClientSession) -> None:

@@ -218,20 +218,31 @@ class Twilio(Channel):
     # -- inbound ------------------------------------------------------------------------------------
 
     def routes(self, accept: Accept) -> list[BaseRoute]:
+        async def media(request: Request) -> Response:
+            return await self._links.serve(request, self.media_store)
+
+        return [
+            *self.webhook_routes(accept),
+            Route(f"{self.prefix}/media/{{key:path}}", media, methods=["GET", "HEAD"], name=f"{self.name}:media"),
+        ]
+
+    def webhook_routes(self, accept: Accept) -> list[BaseRoute]:
         async def webhook(request: Request) -> Response:
             return await self._receive(request, accept, status_route=False)
 
         async def status(request: Request) -> Response:
             return await self._receive(request, accept, status_route=True)
 
-        async def media(request: Request) -> Response:
-            return await self._links.serve(request, self.media_store)
-
         return [
             Route(f"{self.prefix}/webhook", webhook, methods=["POST"], name=f"{self.name}:webhook"),
             Route(f"{self.prefix}/status", status, methods=["POST"], name=f"{self.name}:status"),
-            Route(f"{self.prefix}/media/{{key:path}}", media, methods=["GET", "HEAD"], name=f"{self.name}:media"),
         ]
+
+    @property
+    def frontable(self) -> bool:
+        # Without TWILIO_PUBLIC_URL, the URL Twilio signed is learned from its webhooks and published
+        # media links are built on it: the process that sends must see them.
+        return bool(self.public_url) or not self.verify_signatures
 
     async def _receive(self, request: Request, accept: Accept, *, status_route: bool) -> Response:
         try:

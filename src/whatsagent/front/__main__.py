@@ -1,0 +1,3 @@
+from whatsagent.front.process import main
+
+main()

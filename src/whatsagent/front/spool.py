@@ -1,0 +1,73 @@
+"""The front's spool: webhooks' events, durable before the webhook is acknowledged, until the bot's
+process confirms it stored them.
+
+A SQLite file of its own beside the bot's database (``whatsagent.db`` → ``whatsagent.db-spool``), written
+by the front alone through the store's writer thread (WAL, ``synchronous=FULL``, group commit), so
+concurrent webhooks share one fsync. Ids only grow (``AUTOINCREMENT``): an id the bot's process
+confirmed is never handed out again, even once the spool is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from whatsagent.store.database import SQLiteDatabase
+
+
+def spool_path(database_path: str) -> str:
+    return f"{database_path}-spool"
+
+
+def _schema(conn: Connection) -> None:
+    conn.execute(text("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, events BLOB NOT NULL)"))
+    conn.commit()
+
+
+def _insert(blob: bytes) -> Callable[[Connection], int]:
+    def op(conn: Connection) -> int:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute("INSERT INTO spool (events) VALUES (?)", (blob,))
+            return int(cursor.lastrowid)
+        finally:
+            cursor.close()
+
+    return op
+
+
+def _forget(spool_ids: list[int]) -> Callable[[Connection], None]:
+    def op(conn: Connection) -> None:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in spool_ids])
+        finally:
+            cursor.close()
+
+    return op
+
+
+def _all(conn: Connection) -> list[tuple[int, bytes]]:
+    return [(int(i), bytes(b)) for i, b in conn.exec_driver_sql("SELECT id, events FROM spool ORDER BY id")]
+
+
+class Spool:
+    def __init__(self, path: str) -> None:
+        self.db = SQLiteDatabase(path, readers=1, migrate=_schema)
+
+    async def open(self) -> list[tuple[int, bytes]]:
+        """Open the file (refused if another front holds it); what a previous run left unconfirmed."""
+        await self.db.start()
+        return await self.db.read(_all)
+
+    async def add(self, blob: bytes) -> int:
+        """Store one webhook's events; its id once durable (`StoreUnavailable` if the commit failed)."""
+        return await self.db.write(_insert(blob), urgent=True)
+
+    async def forget(self, spool_ids: list[int]) -> None:
+        """Drop what the bot's process confirmed."""
+        await self.db.write(_forget(spool_ids))
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,253 @@
+"""`whatsagent serve --front`: webhooks acknowledged by a process of their own, handed to the bot's
+process in order, never lost and never answered twice, whichever process dies when."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tests.test_resilience import answered_inputs, assert_left_idle, wait_until
+
+from whatsagent.channels.cloudapi.parse import parse_webhook
+from whatsagent.emulator import Emulator
+from whatsagent.errors import StoreUnavailable
+from whatsagent.front import wire
+from whatsagent.front.link import Courier, Ingest
+from whatsagent.front.spool import Spool
+from whatsagent.messages import ChannelNotice, ProviderError, Text, User
+from whatsagent.testing import ServerProcess, emulator_env
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = [
+    payload
+    for folder in ("pywa", "cloudapi")
+    for path in sorted((ROOT / "tests" / "data" / folder).glob("*.json"))
+    for payload in (lambda data: data.values() if "entry" not in data else [data])(json.loads(path.read_text()))
+]
+
+
+def test_every_recorded_webhook_crosses_the_spool_unchanged() -> None:
+    crossed = 0
+    for payload in RECORDED:
+        events = parse_webhook(payload, channel="wa")
+        assert wire.load_events(wire.dump_events(events)) == events
+        crossed += len(events)
+    notice = ChannelNotice(channel="wa", account="1", errors=(ProviderError(code=131056, title="pair rate limit"),))
+    assert wire.load_events(wire.dump_events([notice])) == [notice]
+    assert crossed > 60
+
+
+def text(i: int, user: str = "15550001111") -> Text:
+    return Text(channel="wa", account="1", id=f"wamid.{i}", user=User(wa_id=user), body=f"m{i}")
+
+
+async def test_spooled_webhooks_reach_the_store_in_order_through_store_failures_and_a_broken_link(tmp_path) -> None:
+    stored: list[str] = []
+    failures = {"left": 2}
+    accepted = asyncio.Event()
+
+    async def accept(events) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailable("disk full")
+        stored.extend(e.id for e in events)
+        if len(set(stored)) == 30:
+            accepted.set()
+
+    link = str(tmp_path / "link.sock")
+    ingest = Ingest(link, accept)
+    spool = Spool(str(tmp_path / "spool"))
+    courier = Courier(link, spool, await spool.open())
+    running = asyncio.create_task(courier.run())
+    try:
+        for i in range(10):  # spooled while the bot's process is not listening yet
+            blob = wire.dump_events([text(i)])
+            courier.add(await spool.add(blob), blob)
+        await ingest.start()
+        for i in range(10, 20):
+            blob = wire.dump_events([text(i)])
+            courier.add(await spool.add(blob), blob)
+        await wait_until(lambda: len(stored) >= 20, 30, "the first twenty were stored")
+        await ingest.stop()  # the bot's process goes away and comes back
+        for i in range(20, 30):
+            blob = wire.dump_events([text(i)])
+            courier.add(await spool.add(blob), blob)
+        ingest = Ingest(link, accept)
+        await ingest.start()
+        await asyncio.wait_for(accepted.wait(), 30)
+        assert await courier.drain(30)
+    finally:
+        running.cancel()
+        await ingest.stop()
+    # Order kept; a webhook sent again after the break is the inbox's to dedupe (it may arrive twice).
+    first_seen = list(dict.fromkeys(stored))
+    assert first_seen == [f"wamid.{i}" for i in range(30)]
+    assert await spool.db.read(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM spool").scalar()) == 0
+    await spool.close()
+
+
+async def test_what_the_bot_never_confirmed_is_in_the_spool_at_the_next_start(tmp_path) -> None:
+    spool = Spool(str(tmp_path / "spool"))
+    courier = Courier(str(tmp_path / "nobody.sock"), spool, await spool.open())
+    for i in range(3):
+        blob = wire.dump_events([text(i)])
+        courier.add(await spool.add(blob), blob)
+    await spool.close()  # the front dies here: nothing was confirmed
+
+    again = Spool(str(tmp_path / "spool"))
+    left = await again.open()
+    assert [e.id for _, blob in left for e in wire.load_events(blob)] == ["wamid.0", "wamid.1", "wamid.2"]
+    await again.close()
+
+
+def fronted_server(emulator: Emulator, db: Path, delay: float) -> ServerProcess:
+    """`tests/apps/slow_echo.py` behind a front (``WHATSAGENT_FRONT=1``)."""
+    env = {
+        **emulator_env(emulator),
+        "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
+        "SLOW_ECHO_DELAY": str(delay),
+        "WHATSAGENT_FRONT": "1",
+        "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),
+    }
+    return ServerProcess("tests.apps.slow_echo:os", env=env, cwd=ROOT)
+
+
+def front_of(server: ServerProcess) -> int:
+    children = [
+        int(pid)
+        for task in Path(f"/proc/{server.pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    assert len(children) == 1, children
+    return children[0]
+
+
+async def gone(pid: int) -> None:
+    def dead() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    await wait_until(dead, 60, f"process {pid} ended")
+
+
+async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the_bot(tmp_path) -> None:
+    async with Emulator(app_secret="front-secret", access_token="front-token") as emu:
+        server = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        try:
+            ana = emu.user("15556000001")
+            assert (await ana.send_text("hello")).ok
+            [reply] = await ana.wait_for_replies(1)
+            assert reply.text == "echo: hello"
+            spool = tmp_path / "bot.db-spool"  # what users wrote, readable by this user only
+            assert spool.exists() and spool.stat().st_mode & 0o077 == 0
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{server.url}/ready") as r:
+                    assert r.status == 200 and (await r.json())["status"] == "ready"
+                async with http.get(f"{server.url}/health") as r:
+                    assert r.status == 200 and (await r.json())["store"] == "ok"
+                async with http.get(f"{server.url}/metrics") as r:  # the bot's own metrics, through the front
+                    assert r.status == 200 and "whatsagent_webhook_store_seconds" in await r.text()
+                # Refused at the front, as the bot would refuse it: a wrong signature, a body over the cap.
+                body = b'{"object":"whatsapp_business_account","entry":[]}'
+                async with http.post(server.webhook_url, data=body, headers={"X-Hub-Signature-256": "sha256=00"}) as r:
+                    assert r.status == 403
+                async with http.post(server.webhook_url, data=b"x" * (4 * 1024 * 1024)) as r:
+                    assert r.status == 413
+                async with http.get(
+                    server.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": "no"}
+                ) as r:
+                    assert r.status == 403
+        finally:
+            await asyncio.to_thread(server.terminate)
+        await assert_left_idle(tmp_path / "bot.db")
+        assert len(ana.replies) == 1
+
+
+async def test_acknowledged_while_the_bot_is_frozen_then_killed_and_answered_once_after_a_restart(tmp_path) -> None:
+    async with Emulator(app_secret="front-secret", access_token="front-token") as emu:
+        server = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        front = front_of(server)
+        users = [emu.user(f"1555610{i:04d}") for i in range(3)]
+        os.kill(server.pid, signal.SIGSTOP)  # the bot's process takes nothing in, runs nothing
+        sent: dict[str, list[str]] = {u.wa_id: [] for u in users}
+        last = None
+        for i in range(3):
+            for u in users:
+                delivery = await u.send_text(f"{u.wa_id} #{i}")
+                assert delivery.ok  # acknowledged by the front alone: durable in its spool
+                sent[u.wa_id].append(f"{u.wa_id} #{i}")
+                last = delivery.message_id
+        assert (await emu.redeliver(last)).ok  # Meta delivers one of them again
+        server.kill9()  # never woke up; the front ends with it
+        await gone(front)
+        assert not any(u.replies for u in users)
+
+        restarted = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        await restarted.start()
+        emu.webhook_url = restarted.webhook_url
+        try:
+            await wait_until(lambda: all(len(answered_inputs(u)) >= 3 for u in users), 60, "every ack was answered")
+        finally:
+            await asyncio.to_thread(restarted.terminate)
+        await assert_left_idle(tmp_path / "bot.db")
+        for u in users:
+            assert answered_inputs(u) == sent[u.wa_id]
+
+
+async def test_a_front_killed_after_acknowledging_is_started_again_and_nothing_is_lost_or_doubled(tmp_path) -> None:
+    async with Emulator(app_secret="front-secret", access_token="front-token") as emu:
+        server = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        try:
+            front = front_of(server)
+            ana, ben = emu.user("15556200001"), emu.user("15556200002")
+            os.kill(server.pid, signal.SIGSTOP)
+            for u in (ana, ben):
+                assert (await u.send_text(f"{u.wa_id} first")).ok
+            os.kill(front, signal.SIGKILL)  # right after acknowledging, before the bot confirmed anything
+            await gone(front)
+            os.kill(server.pid, signal.SIGCONT)
+            await server.wait_ready()  # a new front took the port again
+            assert front_of(server) != front
+            for u in (ana, ben):
+                assert (await u.send_text(f"{u.wa_id} second")).ok
+            await wait_until(lambda: all(len(answered_inputs(u)) >= 2 for u in (ana, ben)), 60, "all answered")
+        finally:
+            await asyncio.to_thread(server.terminate)
+        await assert_left_idle(tmp_path / "bot.db")
+        for u in (ana, ben):
+            assert answered_inputs(u) == [f"{u.wa_id} first", f"{u.wa_id} second"]
+
+
+async def hello(ctx) -> str:
+    return "hi"
+
+
+@pytest.mark.parametrize(
+    ("database", "reload", "refusal"),
+    [
+        ("postgresql+psycopg://127.0.0.1/test", False, "the front is for one machine on SQLite"),
+        ("sqlite:///{tmp}/bot.db", True, "the front and reload=True do not go together"),
+    ],
+)
+def test_the_front_is_refused_where_it_cannot_work(database, reload, refusal, tmp_path, capsys) -> None:
+    from whatsagent import AgentOS
+    from whatsagent.channels import CloudAPI
+
+    channel = CloudAPI(agent=hello, access_token="t", phone_number_id="1", verify_token="v", app_secret="s")
+    agent_os = AgentOS(channels=[channel], database=database.format(tmp=tmp_path))
+    with pytest.raises(SystemExit):
+        agent_os.serve(front=True, reload=reload)
+    assert refusal in capsys.readouterr().err
