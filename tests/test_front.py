@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -106,7 +108,7 @@ async def test_what_the_bot_never_confirmed_is_in_the_spool_at_the_next_start(tm
 
 
 def fronted_server(emulator: Emulator, db: Path, delay: float) -> ServerProcess:
-    """`tests/apps/slow_echo.py` behind a front (``WHATSAGENT_FRONT=1``)."""
+    """`tests/apps/slow_echo.py` behind a front (``whatsagent serve`` with ``WHATSAGENT_FRONT=1``)."""
     env = {
         **emulator_env(emulator),
         "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
@@ -137,9 +139,20 @@ async def gone(pid: int) -> None:
     await wait_until(dead, 60, f"process {pid} ended")
 
 
-async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the_bot(tmp_path) -> None:
+class ServedFromCode(ServerProcess):
+    """``os.serve(front=True)`` in the user's own script, instead of ``whatsagent serve``."""
+
+    def spawn(self) -> None:
+        script = f"from tests.apps.slow_echo import os; os.serve(port={self.port}, front=True, log_level='warning')"
+        self.proc = subprocess.Popen([sys.executable, "-c", script], cwd=self.cwd, env=self.env)
+
+
+@pytest.mark.parametrize("started_by", ["whatsagent serve", "os.serve"])
+async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the_bot(tmp_path, started_by) -> None:
     async with Emulator(app_secret="front-secret", access_token="front-token") as emu:
         server = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        if started_by == "os.serve":
+            server = ServedFromCode(server.target, env=server.env, cwd=ROOT)
         await server.start()
         emu.webhook_url = server.webhook_url
         try:

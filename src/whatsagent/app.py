@@ -69,7 +69,7 @@ from whatsagent.window import WindowPolicy
 
 if TYPE_CHECKING:
     from whatsagent.front.link import Ingest
-    from whatsagent.front.supervisor import FrontProcess
+    from whatsagent.front.supervisor import Front, FrontProcess
     from whatsagent.queue.procrastinate import WorkerPolicy
 
 log = logging.getLogger(__name__)
@@ -595,7 +595,7 @@ class AgentOS:
         port: int = 8000,
         *,
         reload: bool = False,
-        front: bool | None = None,
+        front: bool | Front | None = None,
         **uvicorn_options: Any,
     ) -> None:
         """Serve with uvicorn (blocking), on loopback unless `host` says otherwise (``0.0.0.0`` in a
@@ -604,7 +604,8 @@ class AgentOS:
         a Python file under the app's directory changes (for development).
 
         `front=True` (or ``WHATSAGENT_FRONT=1``; SQLite) acknowledges webhooks in a process of their own,
-        so that turns keeping this one busy never delay an acknowledgement (`whatsagent.front`)."""
+        so that turns keeping this one busy never delay an acknowledgement (`whatsagent.front`);
+        ``whatsagent serve --front`` passes the `Front` it started while this process loaded the app."""
         import sys
 
         import uvicorn
@@ -622,7 +623,7 @@ class AgentOS:
             print(f"whatsagent: configuration: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         if front:
-            self._serve_fronted(host, port, options)
+            self._serve_fronted(host, port, options, front if not isinstance(front, bool) else None)
             return
         if not reload:
             uvicorn.run(self.get_app(), host=host, port=port, **options)
@@ -642,45 +643,28 @@ class AgentOS:
                 "the front is for one machine on SQLite; on PostgreSQL run --role web processes for webhooks "
                 "and --role worker processes for turns"
             )
-        self._import_target()  # the front imports the same AgentOS: it must have a name
 
-    def _serve_fronted(self, host: str, port: int, options: dict[str, Any]) -> None:
-        """The front on `host`:`port`, this process behind it on a private Unix socket."""
-        import shutil
-        import tempfile
-
+    def _serve_fronted(self, host: str, port: int, options: dict[str, Any], front: Front | None) -> None:
+        """The front on `host`:`port` (`front`, already started by ``whatsagent serve``, or started now),
+        this process behind it on a private Unix socket."""
         import uvicorn
 
         from whatsagent.front.proxy import ClientFromFront
-        from whatsagent.front.spool import spool_path
-        from whatsagent.front.supervisor import FrontProcess, front_command
+        from whatsagent.front.supervisor import Front
 
-        target, directory = self._import_target()
-        sockets = tempfile.mkdtemp(prefix="whatsagent-")  # mode 0700: only this user reaches the sockets
-        backend = os.path.join(sockets, "http.sock")
-        self._front_link = os.path.join(sockets, "link.sock")
-        database = os.path.abspath(self.database_url.split("///", 1)[1].split("?", 1)[0])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (directory, os.environ.get("PYTHONPATH")) if p)}
-        command = front_command(
-            target,
-            host=host,
-            port=port,
-            backend=backend,
-            link=self._front_link,
-            spool=spool_path(database),
-            log_level=str(options.get("log_level", "info")),
-        )
-        self._front = FrontProcess(command, env=env)
-        self._front.start()  # it loads the app while this process does
+        if front is None:
+            front = Front(host=host, port=port, log_level=str(options.get("log_level", "info")))
+            front.start()
+        front.configure(self.channels, self.database_url)
+        self._front, self._front_link = front.process, front.link
         try:
             # Idle connections from the front are kept longer than the front keeps them (no request
             # is ever sent on a connection this side just closed).
-            uvicorn.run(ClientFromFront(self.get_app()), uds=backend, **{**options, "timeout_keep_alive": 60})
+            uvicorn.run(ClientFromFront(self.get_app()), uds=front.backend, **{**options, "timeout_keep_alive": 60})
         finally:
-            self._front.stop()
+            front.stop()
             self._front = None
             self._front_link = None
-            shutil.rmtree(sockets, ignore_errors=True)
 
     def _import_target(self) -> tuple[str, str]:
         """``module:attribute`` naming this AgentOS, and the directory to import the module from."""
@@ -702,9 +686,7 @@ class AgentOS:
                 if os.path.basename(file) == "__init__.py":
                     directory = os.path.dirname(directory)
             return f"{name}:{attribute}", directory
-        raise ConfigurationError(
-            "reload=True and the front need the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)"
-        )
+        raise ConfigurationError("reload=True needs the AgentOS at module level (e.g. os = AgentOS(...) in myapp.py)")
 
     async def serve_async(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
         import uvicorn

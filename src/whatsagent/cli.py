@@ -139,18 +139,34 @@ def serve(
     from whatsagent import heap
 
     _setup_logging(log_level)
-    # No garbage collection while the app loads: the server resumes it once ready. (With --reload this
-    # process only watches files; its server child starts afresh.)
-    with heap.start_up(paused=not reload):
+    started = None
+    if (front or os.environ.get("WHATSAGENT_FRONT", "").lower() in ("1", "true", "yes", "on")) and not reload:
+        from whatsagent.front.supervisor import Front
+
         try:
-            agent_os = _load_with_role(target, role)
             _check_port(host, port, "server")
-            agent_os.validate()
-        except ConfigurationError as exc:
-            raise _fail(f"configuration: {exc}") from None
         except Misuse as exc:
             raise _fail(str(exc)) from None
-        agent_os.serve(host=host, port=port, log_level=log_level, reload=reload, front=front or None)
+        # The front loads the app while this process does (a second for each, on two cores at once).
+        started = Front(host=host, port=port, log_level=log_level)
+        started.start()
+    # No garbage collection while the app loads: the server resumes it once ready. (With --reload this
+    # process only watches files; its server child starts afresh.)
+    try:
+        with heap.start_up(paused=not reload):
+            try:
+                agent_os = _load_with_role(target, role)
+                if started is None:
+                    _check_port(host, port, "server")
+                agent_os.validate()
+            except ConfigurationError as exc:
+                raise _fail(f"configuration: {exc}") from None
+            except Misuse as exc:
+                raise _fail(str(exc)) from None
+            agent_os.serve(host=host, port=port, log_level=log_level, reload=reload, front=started or front or None)
+    finally:
+        if started is not None:
+            started.stop()  # a no-op once the server stopped it; else it was never served
 
 
 @app.command()

@@ -16,6 +16,7 @@ channel with ``getattr`` or by catching ``NotImplementedError``.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -86,6 +87,17 @@ class Channel(abc.ABC):
         """Whether `webhook_routes` may run in the front's process: False when taking a webhook teaches
         the channel something the bot's process needs (its webhooks then go to the bot's process)."""
         return True
+
+    def for_front(self) -> Channel | None:
+        """A copy of this channel for the front's process, which only takes webhooks: its settings,
+        without the agent or the media store (the front gets it pickled); None if not `frontable`.
+        Taken before the channel is opened (an open channel holds the process's HTTP client)."""
+        if not self.frontable:
+            return None
+        clone = copy.copy(self)
+        clone.agent = None
+        clone.media_store = None
+        return clone
 
     @abc.abstractmethod
     async def open(self, http: aiohttp.ClientSession) -> None:

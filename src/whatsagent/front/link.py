@@ -93,6 +93,10 @@ class Ingest:
                 await writer.drain()
         except ConnectionError:
             pass  # the front went away: it sends the unconfirmed frames again when it is back
+        except asyncio.CancelledError:
+            # `stop`: what was not confirmed is sent again at the next start. Ending here (rather than
+            # cancelled) keeps asyncio's stream server from reporting the cancellation as an error.
+            return
         finally:
             receiving.cancel()
             writer.close()

@@ -1,8 +1,11 @@
-"""The front's process: ``python -m whatsagent.front``, started by ``whatsagent serve --front``.
+"""The front's process: ``python -m whatsagent.front``, started by the bot's process (`supervisor`).
 
-It imports the same AgentOS as the bot's process (for its channels' settings), opens the spool, serves
-the channels' webhook routes on the public address with every bound `whatsagent.serving` sets, passes
-every other request to the bot's process, and ends when the bot's process does.
+It loads only what taking webhooks needs (not the app, its agents or their SDKs: it is ready in about
+half the time the app takes to load, while the bot's process loads it). Its channels come from the bot's
+process on stdin, pickled (`Channel.for_front`: settings, no agent), with where the spool is. It opens
+the spool, serves the channels' webhook routes on the public address with every bound
+`whatsagent.serving` sets, passes every other request to the bot's process, and ends when the bot's
+process does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -87,12 +91,10 @@ def _end_with_parent(parent: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m whatsagent.front", description=__doc__)
-    parser.add_argument("target", help="the AgentOS as module:attribute")
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend", required=True, help="the bot's Unix socket for HTTP")
     parser.add_argument("--link", required=True, help="the bot's Unix socket for spooled webhooks")
-    parser.add_argument("--spool", required=True, help="the spool's SQLite file")
     parser.add_argument("--parent", type=int, required=True, help="the bot's process id")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -102,18 +104,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s (front): %(message)s",
     )
 
+    import pickle
+
     import uvicorn
 
     from whatsagent import heap
-    from whatsagent.cli import load_os
     from whatsagent.privacy import install_private_logs, protect_sqlite
     from whatsagent.serving import server_options
 
-    with heap.start_up():  # no collection while the app loads ...
-        agent_os = load_os(args.target)
+    with heap.start_up():  # no collection while it loads ...
+        # What to serve arrives once the bot's process has loaded the app (`FrontProcess.configure`).
+        settings = pickle.load(sys.stdin.buffer)
         install_private_logs()
-        protect_sqlite(f"sqlite:///{args.spool}")  # what users wrote, as private as the bot's database
-        app = front_app(agent_os.channels, backend=args.backend, link=args.link, spool_path=args.spool)
+        protect_sqlite(f"sqlite:///{settings['spool']}")  # what users wrote, as private as the bot's database
+        app = front_app(settings["channels"], backend=args.backend, link=args.link, spool_path=settings["spool"])
     thresholds = heap.configured()
     if thresholds is not None:
         # ... and then what it loaded is frozen: the front's collections walk only what webhooks make.

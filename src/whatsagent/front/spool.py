@@ -9,15 +9,21 @@ confirmed is never handed out again, even once the spool is empty.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
+from whatsagent.errors import ConfigurationError
 from whatsagent.store.database import SQLiteDatabase
 
 
-def spool_path(database_path: str) -> str:
-    return f"{database_path}-spool"
+def spool_path(database_url: str) -> str:
+    """The spool of the bot whose SQLite database is at `database_url`."""
+    database = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
+    if not database_url.startswith("sqlite") or not database or database == ":memory:":
+        raise ConfigurationError(f"the front keeps its spool beside a SQLite file; the database is {database_url!r}")
+    return f"{os.path.abspath(database)}-spool"
 
 
 def _schema(conn: Connection) -> None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from whatsagent.front.spool import spool_path
+
+if TYPE_CHECKING:
+    from whatsagent.channels.base import Channel
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +34,8 @@ class FrontProcess:
     def __init__(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.env = env
+        self._settings: bytes | None = None
+        """What each front reads on stdin before it serves (`configure`)."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a front is never spawned after `stop` looked for one to stop
@@ -51,7 +63,12 @@ class FrontProcess:
                     break
                 # A session of its own: Ctrl-C in a terminal reaches the bot's process only, which stops
                 # the front after it handed over its webhooks.
-                proc = self._proc = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+                proc = self._proc = subprocess.Popen(
+                    self.command, env=self.env, stdin=subprocess.PIPE, start_new_session=True
+                )
+                settings = self._settings
+            if settings is not None:
+                _hand(proc, settings)
             started.set()
             code = proc.wait()
             if self._stopping.is_set():
@@ -66,6 +83,14 @@ class FrontProcess:
             if self._stopping.wait(min(5.0, 2.0**quick)):
                 return
         started.set()
+
+    def configure(self, settings: bytes) -> None:
+        """Give the running front (and every one started after it) what it serves."""
+        with self._lock:
+            self._settings = settings
+            proc = self._proc
+        if proc is not None:
+            _hand(proc, settings)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, so it stops taking connections and hands over what it spooled; kill after `timeout`."""
@@ -84,26 +109,59 @@ class FrontProcess:
             self._thread.join(timeout)
 
 
-def front_command(
-    target: str, *, host: str, port: int, backend: str, link: str, spool: str, log_level: str
-) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "whatsagent.front",
-        target,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--backend",
-        backend,
-        "--link",
-        link,
-        "--spool",
-        spool,
-        "--parent",
-        str(os.getpid()),
-        "--log-level",
-        log_level,
-    ]
+def _hand(proc: subprocess.Popen[bytes], settings: bytes) -> None:
+    """Write `settings` to the front's stdin, once (a front that died meanwhile is started again)."""
+    if proc.stdin is None or proc.stdin.closed:
+        return
+    try:
+        proc.stdin.write(settings)
+        proc.stdin.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+
+
+class Front:
+    """The front of one server: its private sockets (a directory of mode 0700) and its process.
+
+    Started before the bot's process loads the app (``whatsagent serve --front``), so that both load at
+    once; once the app is loaded, `configure` tells it the channels and the spool, and `AgentOS.serve`
+    listens on `backend` and takes webhooks from `link`."""
+
+    def __init__(self, *, host: str, port: int, log_level: str) -> None:
+        self.sockets = tempfile.mkdtemp(prefix="whatsagent-")  # mode 0700: only this user reaches the sockets
+        self.backend = os.path.join(self.sockets, "http.sock")
+        self.link = os.path.join(self.sockets, "link.sock")
+        command = [
+            sys.executable,
+            "-m",
+            "whatsagent.front",
+            *("--host", host, "--port", str(port), "--backend", self.backend, "--link", self.link),
+            *("--parent", str(os.getpid()), "--log-level", log_level),
+        ]
+        self.process = FrontProcess(command)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def configure(self, channels: Sequence[Channel], database_url: str) -> None:
+        """The channels whose webhooks the front takes (the others' go to the bot's process), and the
+        spool beside the bot's SQLite file."""
+        fronted: list[Channel] = []
+        for channel in channels:
+            clone = channel.for_front()
+            if clone is None:
+                log.info("webhooks of channel %r go to the bot's process (the front cannot take them)", channel.name)
+                continue
+            try:
+                pickle.dumps(clone)
+            except Exception as exc:
+                log.info(
+                    "webhooks of channel %r go to the bot's process (its settings do not pickle: %s)", channel.name, exc
+                )
+                continue
+            fronted.append(clone)
+        self.process.configure(pickle.dumps({"channels": fronted, "spool": spool_path(database_url)}))
+
+    def stop(self) -> None:
+        self.process.stop()
+        shutil.rmtree(self.sockets, ignore_errors=True)
