@@ -248,6 +248,42 @@ async def hello(ctx) -> str:
     return "hi"
 
 
+@pytest.mark.parametrize("public_url", [True, False], ids=["TWILIO_PUBLIC_URL set", "learned from webhooks"])
+async def test_twilio_users_behind_a_front_are_answered_once_with_or_without_a_public_url(tmp_path, public_url) -> None:
+    async with Emulator(app_secret="front-secret", access_token="front-token") as emu:
+        account = emu.twilio()
+        server = fronted_server(emu, tmp_path / "bot.db", delay=0)
+        server.prefix = "/twilio"
+        server.env.update(
+            {
+                "SLOW_ECHO_CHANNEL": "twilio",
+                "TWILIO_ACCOUNT_SID": account.account_sid,
+                "TWILIO_AUTH_TOKEN": account.auth_token,
+                "TWILIO_FROM_NUMBER": account.from_number,
+                "TWILIO_API_BASE_URL": emu.base_url,
+            }
+        )
+        if public_url:  # the front takes its webhooks; else they go to the bot's process, which learns the URL
+            server.env["TWILIO_PUBLIC_URL"] = server.url
+        await server.start()
+        emu.webhook_url = server.webhook_url
+        try:
+            ana = emu.user("15556300001")
+            if public_url:  # taken by the front alone, while the bot's process is frozen
+                os.kill(server.pid, signal.SIGSTOP)
+            assert (await ana.send_text("one")).ok
+            os.kill(server.pid, signal.SIGCONT)
+            assert (await ana.send_text("two")).ok
+            await wait_until(lambda: len(answered_inputs(ana)) >= 2, 60, "both were answered")
+            async with aiohttp.ClientSession() as http:  # a forged form is refused either way
+                async with http.post(server.webhook_url, data={"Body": "hi", "From": "whatsapp:+1555"}) as r:
+                    assert r.status == 403
+        finally:
+            await asyncio.to_thread(server.terminate)
+        await assert_left_idle(tmp_path / "bot.db")
+        assert answered_inputs(ana) == ["one", "two"]
+
+
 @pytest.mark.parametrize(
     ("database", "reload", "refusal"),
     [
