@@ -20,7 +20,9 @@ peak RSS, and for comparison the same load on other agents, in the same run):
 
 An agent name may end in ``+admitN`` (``openai+admit20``): the same bot admitting new turns only while the
 event loop lags less than N ms (`AgentOS(admission_lag=...)`); and in ``+nodetails``: without turn details
-(`AgentOS(turn_details=False)`, no OpenTelemetry spans recorded per turn); ``+pg``: on PostgreSQL (a fresh
+(`AgentOS(turn_details=False)`, no OpenTelemetry spans recorded per turn); ``+front``: ``serve --front``,
+webhooks acknowledged by a process of their own (CPU and RSS are the two processes' sums,
+``web_cpu_ms_per_msg`` the front's share); ``+pg``: on PostgreSQL (a fresh
 database on ``WHATSAGENT_BENCH_POSTGRES_URL``); ``+split``: on PostgreSQL as two processes on this machine,
 ``--role web`` (acknowledging webhooks) and ``--role worker`` (turns and sends); ``+thread``: turns on an
 event loop of their own in a second thread (`AgentOS(turn_thread=True)`), ``+oneloop``: everything on the

@@ -68,17 +68,14 @@ async def test_spooled_webhooks_reach_the_store_in_order_through_store_failures_
     running = asyncio.create_task(courier.run())
     try:
         for i in range(10):  # spooled while the bot's process is not listening yet
-            blob = wire.dump_events([text(i)])
-            courier.add(await spool.add(blob), blob)
+            courier.add(await spool.add(wire.dump_events([text(i)])))
         await ingest.start()
         for i in range(10, 20):
-            blob = wire.dump_events([text(i)])
-            courier.add(await spool.add(blob), blob)
+            courier.add(await spool.add(wire.dump_events([text(i)])))
         await wait_until(lambda: len(stored) >= 20, 30, "the first twenty were stored")
         await ingest.stop()  # the bot's process goes away and comes back
         for i in range(20, 30):
-            blob = wire.dump_events([text(i)])
-            courier.add(await spool.add(blob), blob)
+            courier.add(await spool.add(wire.dump_events([text(i)])))
         ingest = Ingest(link, accept)
         await ingest.start()
         await asyncio.wait_for(accepted.wait(), 30)
@@ -97,13 +94,12 @@ async def test_what_the_bot_never_confirmed_is_in_the_spool_at_the_next_start(tm
     spool = Spool(str(tmp_path / "spool"))
     courier = Courier(str(tmp_path / "nobody.sock"), spool, await spool.open())
     for i in range(3):
-        blob = wire.dump_events([text(i)])
-        courier.add(await spool.add(blob), blob)
+        courier.add(await spool.add(wire.dump_events([text(i)])))
     await spool.close()  # the front dies here: nothing was confirmed
 
     again = Spool(str(tmp_path / "spool"))
     left = await again.open()
-    assert [e.id for _, blob in left for e in wire.load_events(blob)] == ["wamid.0", "wamid.1", "wamid.2"]
+    assert [e.id for _, _, blob in left for e in wire.load_events(blob)] == ["wamid.0", "wamid.1", "wamid.2"]
     await again.close()
 
 
@@ -168,7 +164,8 @@ async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the
                 async with http.get(f"{server.url}/health") as r:
                     assert r.status == 200 and (await r.json())["store"] == "ok"
                 async with http.get(f"{server.url}/metrics") as r:  # the bot's own metrics, through the front
-                    assert r.status == 200 and "whatsagent_webhook_store_seconds" in await r.text()
+                    exposed = await r.text()
+                    assert r.status == 200 and "whatsagent_front_handover_seconds_count 1.0" in exposed
                 # Refused at the front, as the bot would refuse it: a wrong signature, a body over the cap.
                 body = b'{"object":"whatsapp_business_account","entry":[]}'
                 async with http.post(server.webhook_url, data=body, headers={"X-Hub-Signature-256": "sha256=00"}) as r:

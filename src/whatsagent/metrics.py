@@ -36,6 +36,12 @@ webhook_store_seconds = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=registry,
 )
+front_handover_seconds = Histogram(
+    "whatsagent_front_handover_seconds",
+    "Behind a front (serve --front): time from the front's acknowledgement (its spool commit) to the inbox's.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
+    registry=registry,
+)
 turn_seconds = Histogram(
     "whatsagent_turn_seconds",
     "Time from a turn's start to its answer being stored (the agent's thinking, mostly).",

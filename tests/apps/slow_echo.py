@@ -25,7 +25,9 @@ async def slow_echo(ctx: TurnContext) -> str:
 
 
 os = AgentOS(
-    channels=[Twilio(agent=slow_echo) if os.environ.get("SLOW_ECHO_CHANNEL") == "twilio" else CloudAPI(agent=slow_echo)],
+    channels=[
+        Twilio(agent=slow_echo) if os.environ.get("SLOW_ECHO_CHANNEL") == "twilio" else CloudAPI(agent=slow_echo)
+    ],
     merge_window=0.0,
     shutdown_grace=float(os.environ.get("GRACE", "10")),
 )

@@ -17,11 +17,13 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from whatsagent import metrics
 from whatsagent.errors import StoreUnavailable
 from whatsagent.front import wire
-from whatsagent.front.spool import Spool
+from whatsagent.front.spool import Spool, Spooled
 from whatsagent.messages import Event
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class Ingest:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        frames: asyncio.Queue[Spooled | None] = asyncio.Queue()
 
         async def receive() -> None:
             try:
@@ -89,6 +91,9 @@ class Ingest:
                         break
                     batch.append(item)
                 await self._store(batch)
+                stored = time.time()
+                for _, spooled_at, _ in batch:
+                    metrics.front_handover_seconds.observe(max(0.0, stored - spooled_at))
                 writer.write(wire.ack(batch[-1][0]))
                 await writer.drain()
         except ConnectionError:
@@ -102,11 +107,11 @@ class Ingest:
             writer.close()
             self._connections.discard(task)
 
-    async def _store(self, batch: list[tuple[int, bytes]]) -> None:
+    async def _store(self, batch: list[Spooled]) -> None:
         try:
-            await self._store_events([e for _, blob in batch for e in wire.load_events(blob)])
+            await self._store_events([e for _, _, blob in batch for e in wire.load_events(blob)])
         except _Bug:
-            for spool_id, blob in batch:  # find the one that cannot be stored; the others are
+            for spool_id, _, blob in batch:  # find the one that cannot be stored; the others are
                 try:
                     await self._store_events(wire.load_events(blob))
                 except Exception:
@@ -134,10 +139,10 @@ class _Bug(Exception):
 class Courier:
     """In the front: spooled webhooks to the bot's process in id order; confirmed ones forgotten."""
 
-    def __init__(self, path: str, spool: Spool, left: Sequence[tuple[int, bytes]] = ()) -> None:
+    def __init__(self, path: str, spool: Spool, left: Sequence[Spooled] = ()) -> None:
         self.path = path
         self.spool = spool
-        self._pending: dict[int, bytes] = dict(left)
+        self._pending: dict[int, Spooled] = {spooled[0]: spooled for spooled in left}
         self._unsent: collections.deque[int] = collections.deque(sorted(self._pending))
         self._in_flight: collections.deque[int] = collections.deque()
         self._more = asyncio.Event()
@@ -155,10 +160,10 @@ class Courier:
     def unconfirmed(self) -> int:
         return len(self._pending)
 
-    def add(self, spool_id: int, blob: bytes) -> None:
-        self._pending[spool_id] = blob
+    def add(self, spooled: Spooled) -> None:
+        self._pending[spooled[0]] = spooled
         self._all_confirmed.clear()
-        self._unsent.append(spool_id)
+        self._unsent.append(spooled[0])
         self._more.set()
 
     async def run(self) -> None:
@@ -202,11 +207,10 @@ class Courier:
                 await self._more.wait()
                 continue
             while self._unsent:
-                spool_id = self._unsent.popleft()
-                blob = self._pending.get(spool_id)
-                if blob is not None:
-                    writer.write(wire.frame(spool_id, blob))
-                    self._in_flight.append(spool_id)
+                spooled = self._pending.get(self._unsent.popleft())
+                if spooled is not None:
+                    writer.write(wire.frame(*spooled))
+                    self._in_flight.append(spooled[0])
             await writer.drain()
 
     def _confirmed(self, through: int) -> None:

@@ -49,8 +49,7 @@ def front_app(channels: Sequence[Any], *, backend: str, link: str, spool_path: s
             raise StoreUnavailable("the front is not started")
         if courier.full:
             raise StoreUnavailable(f"the bot's process is behind: {courier.unconfirmed} webhooks wait for it")
-        blob = wire.dump_events(events)
-        courier.add(await spool.add(blob), blob)
+        courier.add(await spool.add(wire.dump_events(events)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

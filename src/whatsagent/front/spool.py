@@ -10,6 +10,7 @@ confirmed is never handed out again, even once the spool is empty.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Connection, text
@@ -27,15 +28,20 @@ def spool_path(database_url: str) -> str:
 
 
 def _schema(conn: Connection) -> None:
-    conn.execute(text("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, events BLOB NOT NULL)"))
+    conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS spool "
+            "(id INTEGER PRIMARY KEY AUTOINCREMENT, spooled_at REAL NOT NULL, events BLOB NOT NULL)"
+        )
+    )
     conn.commit()
 
 
-def _insert(blob: bytes) -> Callable[[Connection], int]:
+def _insert(spooled_at: float, blob: bytes) -> Callable[[Connection], int]:
     def op(conn: Connection) -> int:
         cursor = conn.connection.cursor()
         try:
-            cursor.execute("INSERT INTO spool (events) VALUES (?)", (blob,))
+            cursor.execute("INSERT INTO spool (spooled_at, events) VALUES (?, ?)", (spooled_at, blob))
             return int(cursor.lastrowid)
         finally:
             cursor.close()
@@ -54,22 +60,28 @@ def _forget(spool_ids: list[int]) -> Callable[[Connection], None]:
     return op
 
 
-def _all(conn: Connection) -> list[tuple[int, bytes]]:
-    return [(int(i), bytes(b)) for i, b in conn.exec_driver_sql("SELECT id, events FROM spool ORDER BY id")]
+Spooled = tuple[int, float, bytes]
+"""A spooled webhook: its id, when it was spooled (Unix time), its events (`wire.dump_events`)."""
+
+
+def _all(conn: Connection) -> list[Spooled]:
+    rows = conn.exec_driver_sql("SELECT id, spooled_at, events FROM spool ORDER BY id")
+    return [(int(i), float(at), bytes(b)) for i, at, b in rows]
 
 
 class Spool:
     def __init__(self, path: str) -> None:
         self.db = SQLiteDatabase(path, readers=1, migrate=_schema)
 
-    async def open(self) -> list[tuple[int, bytes]]:
+    async def open(self) -> list[Spooled]:
         """Open the file (refused if another front holds it); what a previous run left unconfirmed."""
         await self.db.start()
         return await self.db.read(_all)
 
-    async def add(self, blob: bytes) -> int:
-        """Store one webhook's events; its id once durable (`StoreUnavailable` if the commit failed)."""
-        return await self.db.write(_insert(blob), urgent=True)
+    async def add(self, blob: bytes) -> Spooled:
+        """Store one webhook's events, once durable (`StoreUnavailable` if the commit failed)."""
+        spooled_at = time.time()
+        return (await self.db.write(_insert(spooled_at, blob), urgent=True), spooled_at, blob)
 
     async def forget(self, spool_ids: list[int]) -> None:
         """Drop what the bot's process confirmed."""

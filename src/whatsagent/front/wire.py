@@ -16,7 +16,7 @@ from whatsagent.messages import ChannelNotice, Event, StatusUpdate, inbound_adap
 
 _KINDS: dict[str, type[StatusUpdate] | type[ChannelNotice]] = {"status": StatusUpdate, "notice": ChannelNotice}
 
-_FRAME = struct.Struct(">QI")  # spool id, length of the events that follow
+_FRAME = struct.Struct(">QdI")  # spool id, when the front spooled it (Unix time), length of the events
 _ACK = struct.Struct(">Q")  # stored through this spool id
 
 MAX_FRAME = 64 * 1024 * 1024
@@ -41,16 +41,17 @@ def load_events(blob: bytes) -> list[Event]:
     return events
 
 
-def frame(spool_id: int, blob: bytes) -> bytes:
-    return _FRAME.pack(spool_id, len(blob)) + blob
+def frame(spool_id: int, spooled_at: float, blob: bytes) -> bytes:
+    return _FRAME.pack(spool_id, spooled_at, len(blob)) + blob
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """The next frame; `asyncio.IncompleteReadError` when the other side closed."""
-    spool_id, length = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, float, bytes]:
+    """The next frame: (spool id, spooled at, events); `asyncio.IncompleteReadError` when the other side
+    closed."""
+    spool_id, spooled_at, length = _FRAME.unpack(await reader.readexactly(_FRAME.size))
     if length > MAX_FRAME:
         raise ValueError(f"a frame of {length} bytes is over the limit of {MAX_FRAME}")
-    return spool_id, await reader.readexactly(length)
+    return spool_id, spooled_at, await reader.readexactly(length)
 
 
 def ack(spool_id: int) -> bytes:
