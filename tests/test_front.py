@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import httpx
 import pytest
 from tests.test_resilience import answered_inputs, assert_left_idle, wait_until
 
+from whatsagent.channels import CloudAPI
 from whatsagent.channels.cloudapi.parse import parse_webhook
 from whatsagent.emulator import Emulator
 from whatsagent.errors import StoreUnavailable
@@ -297,3 +299,42 @@ def test_the_front_is_refused_where_it_cannot_work(database, reload, refusal, tm
     with pytest.raises(SystemExit):
         agent_os.serve(front=True, reload=reload)
     assert refusal in capsys.readouterr().err
+
+
+def text_webhook(wamid: str, body: str) -> bytes:
+    message = {"from": "15550001111", "id": wamid, "timestamp": "1700000000", "type": "text", "text": {"body": body}}
+    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"}, "messages": [message]}
+    hook = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "0", "changes": [{"field": "messages", "value": value}]}],
+    }
+    return json.dumps(hook).encode()
+
+
+async def test_a_front_whose_bot_is_far_behind_answers_503_and_keeps_what_it_acknowledged(
+    tmp_path, monkeypatch
+) -> None:
+    from whatsagent.front import link
+
+    monkeypatch.setattr(link, "MAX_PENDING", 3)
+    from whatsagent.front.process import front_app
+
+    channel = CloudAPI(agent=None, access_token="t", phone_number_id="1", verify_token="v", verify_signatures=False)
+    app = front_app(
+        [channel],
+        backend=str(tmp_path / "none.sock"),
+        link=str(tmp_path / "nobody.sock"),
+        spool_path=str(tmp_path / "spool"),
+    )
+    statuses = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://front") as http:
+            for i in range(5):
+                body = text_webhook(f"wamid.{i}", f"m{i}")
+                statuses.append((await http.post("/whatsapp/webhook", content=body)).status_code)
+    assert statuses == [200, 200, 200, 503, 503]  # Meta delivers the last two again later
+    again = Spool(str(tmp_path / "spool"))
+    left = await again.open()
+    assert [e.id for _, _, blob in left for e in wire.load_events(blob)] == ["wamid.0", "wamid.1", "wamid.2"]
+    await again.close()

@@ -34,6 +34,8 @@ MAX_BATCH = 256
 MAX_PENDING = 20_000
 """Webhooks the front holds unconfirmed before it answers 503 (the bot's process is down or far
 behind): Meta and Twilio deliver them again later."""
+MAX_PENDING_BYTES = 256 * 1024 * 1024
+"""The same bound in bytes of events held (in memory as well as in the spool)."""
 
 STORE_RETRY = 0.5
 """Seconds between attempts while the bot's store cannot commit (the front keeps the webhooks)."""
@@ -143,6 +145,7 @@ class Courier:
         self.path = path
         self.spool = spool
         self._pending: dict[int, Spooled] = {spooled[0]: spooled for spooled in left}
+        self._bytes = sum(len(spooled[2]) for spooled in left)
         self._unsent: collections.deque[int] = collections.deque(sorted(self._pending))
         self._in_flight: collections.deque[int] = collections.deque()
         self._more = asyncio.Event()
@@ -154,7 +157,7 @@ class Courier:
 
     @property
     def full(self) -> bool:
-        return len(self._pending) >= MAX_PENDING
+        return len(self._pending) >= MAX_PENDING or self._bytes >= MAX_PENDING_BYTES
 
     @property
     def unconfirmed(self) -> int:
@@ -162,6 +165,7 @@ class Courier:
 
     def add(self, spooled: Spooled) -> None:
         self._pending[spooled[0]] = spooled
+        self._bytes += len(spooled[2])
         self._all_confirmed.clear()
         self._unsent.append(spooled[0])
         self._more.set()
@@ -218,7 +222,9 @@ class Courier:
         while self._in_flight:
             spool_id = self._in_flight.popleft()
             done.append(spool_id)
-            self._pending.pop(spool_id, None)
+            confirmed = self._pending.pop(spool_id, None)
+            if confirmed is not None:
+                self._bytes -= len(confirmed[2])
             if spool_id == through:
                 break
         if not self._pending:
