@@ -92,6 +92,37 @@ async def test_spooled_webhooks_reach_the_store_in_order_through_store_failures_
     await spool.close()
 
 
+async def test_a_webhook_that_cannot_be_stored_is_dropped_with_an_error_and_the_rest_are_stored(
+    tmp_path, caplog
+) -> None:
+    stored: list[str] = []
+
+    async def accept(events) -> None:
+        if any(e.id == "wamid.1" for e in events):
+            raise RuntimeError("a bug in storing this one")
+        stored.extend(e.id for e in events)
+
+    link = str(tmp_path / "link.sock")
+    ingest = Ingest(link, accept)
+    await ingest.start()
+    spool = Spool(str(tmp_path / "spool"))
+    courier = Courier(link, spool, await spool.open())
+    running = asyncio.create_task(courier.run())
+    try:
+        courier.add(await spool.add(wire.dump_events([text(0)])))
+        courier.add(await spool.add(b'[["message", {"kind": "no such kind"}]]'))  # does not even load
+        courier.add(await spool.add(wire.dump_events([text(1)])))
+        courier.add(await spool.add(wire.dump_events([text(2)])))
+        assert await courier.drain(30)
+    finally:
+        running.cancel()
+        await ingest.stop()
+        await spool.close()
+    assert stored == ["wamid.0", "wamid.2"]
+    assert "webhook 2 from the front cannot be stored" in caplog.text
+    assert "webhook 3 from the front cannot be stored" in caplog.text
+
+
 async def test_what_the_bot_never_confirmed_is_in_the_spool_at_the_next_start(tmp_path) -> None:
     spool = Spool(str(tmp_path / "spool"))
     courier = Courier(str(tmp_path / "nobody.sock"), spool, await spool.open())

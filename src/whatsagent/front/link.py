@@ -112,12 +112,14 @@ class Ingest:
     async def _store(self, batch: list[Spooled]) -> None:
         try:
             await self._store_events([e for _, _, blob in batch for e in wire.load_events(blob)])
-        except _Bug:
-            for spool_id, _, blob in batch:  # find the one that cannot be stored; the others are
-                try:
-                    await self._store_events(wire.load_events(blob))
-                except Exception:
-                    log.exception("webhook %d from the front cannot be stored (a bug): it is dropped", spool_id)
+            return
+        except (_Bug, ValueError):  # ValueError: events that do not load (pydantic's ValidationError is one)
+            pass
+        for spool_id, _, blob in batch:  # find the one that cannot be stored; the others are
+            try:
+                await self._store_events(wire.load_events(blob))
+            except Exception:
+                log.exception("webhook %d from the front cannot be stored (a bug): it is dropped", spool_id)
 
     async def _store_events(self, events: list[Event]) -> None:
         """Store, one commit per channel, retrying while the store is unavailable; raises `_Bug`."""
