@@ -182,6 +182,7 @@ async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the
         server = fronted_server(emu, tmp_path / "bot.db", delay=0)
         if started_by == "os.serve":
             server = ServedFromCode(server.target, env=server.env, cwd=ROOT)
+        server.env["WHATSAGENT_API_TOKEN"] = "front-operator-token"
         await server.start()
         emu.webhook_url = server.webhook_url
         try:
@@ -209,6 +210,15 @@ async def test_behind_a_front_users_are_answered_and_everything_else_reaches_the
                     server.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": "no"}
                 ) as r:
                     assert r.status == 403
+                # The operator API, bodies and answers passed through both ways.
+                bearer = {"Authorization": "Bearer front-operator-token"}
+                async with http.post(f"{server.url}/messages/template", data=b"{not json", headers=bearer) as r:
+                    assert r.status == 400 and "error" in await r.json()
+                too_big = b"x" * (2 * 1024 * 1024)
+                async with http.post(f"{server.url}/messages/template", data=too_big, headers=bearer) as r:
+                    assert r.status == 413
+                async with http.delete(f"{server.url}/users/15556000001", headers=bearer) as r:
+                    assert r.status == 200 and (await r.json())["erased"]["inbox"] >= 1
         finally:
             await asyncio.to_thread(server.terminate)
         await assert_left_idle(tmp_path / "bot.db")
@@ -272,6 +282,26 @@ async def test_a_front_killed_after_acknowledging_is_started_again_and_nothing_i
         await assert_left_idle(tmp_path / "bot.db")
         for u in (ana, ben):
             assert answered_inputs(u) == [f"{u.wa_id} first", f"{u.wa_id} second"]
+
+
+async def test_the_bot_behind_a_front_sees_the_client_the_front_saw_and_no_one_else_can_say_so() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from whatsagent.front.proxy import CLIENT_HEADER, ClientFromFront
+
+    async def who(request):
+        return PlainTextResponse(request.client.host if request.client else "unknown")
+
+    app = ClientFromFront(Starlette(routes=[Route("/who", who)]))
+    sent = {CLIENT_HEADER.decode(): "127.0.0.1:5000"}
+    over_the_socket = httpx.ASGITransport(app=app, client=None)  # how uvicorn presents a Unix socket's client
+    async with httpx.AsyncClient(transport=over_the_socket, base_url="http://bot") as http:
+        assert (await http.get("/who", headers=sent)).text == "127.0.0.1"
+    over_tcp = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
+    async with httpx.AsyncClient(transport=over_tcp, base_url="http://bot") as http:
+        assert (await http.get("/who", headers=sent)).text == "203.0.113.9"  # a forged header counts for nothing
 
 
 async def hello(ctx) -> str:
