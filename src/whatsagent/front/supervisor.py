@@ -129,6 +129,9 @@ class Front:
 
     def __init__(self, *, host: str, port: int, log_level: str) -> None:
         self.sockets = tempfile.mkdtemp(prefix="whatsagent-")  # mode 0700: only this user reaches the sockets
+        if len(self.sockets) > 90 and os.path.isdir("/tmp"):  # a socket's path holds at most 104-108 bytes
+            os.rmdir(self.sockets)
+            self.sockets = tempfile.mkdtemp(prefix="whatsagent-", dir="/tmp")
         self.backend = os.path.join(self.sockets, "http.sock")
         self.link = os.path.join(self.sockets, "link.sock")
         command = [
