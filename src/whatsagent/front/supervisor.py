@@ -24,13 +24,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUICK_FAILURES = 3
-"""A front that exits this many times in a row within `QUICK` seconds of starting (its port is taken,
-the app does not import) stops the server: restarting it would not help."""
+"""A front that exits this many times in a row within `QUICK` seconds of starting (its port is taken, a
+channel's settings do not load) stops the server: restarting it would not help."""
 QUICK = 10.0
 STOP_TIMEOUT = 20.0
 
 
 class FrontProcess:
+    """``python -m whatsagent.front``, kept running by a thread of the bot's process."""
+
     def __init__(self, command: list[str], *, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.env = env
