@@ -61,6 +61,7 @@ from whatsagent.queue import Handler, WorkQueue
 from whatsagent.roles import Role, resolve_role, start_work, work_queue
 from whatsagent.sender import Sender, SendPolicy
 from whatsagent.serving import server_options
+from whatsagent.store import sqlite_file
 from whatsagent.store.database import Database, open_database
 from whatsagent.tracing import TracedResponder, TraceExport
 from whatsagent.turn_thread import CrossingQueue, TurnThread, notifier, on_turn_loop
@@ -613,7 +614,9 @@ class AgentOS:
         options = server_options(log_level="info", timeout_graceful_shutdown=self.shutdown_grace + 5)
         options.update(uvicorn_options)
         if front is None:
-            front = os.environ.get("WHATSAGENT_FRONT", "").lower() in ("1", "true", "yes", "on")
+            from whatsagent.front import wanted
+
+            front = wanted()
         try:
             self.validate()
             if front:
@@ -736,7 +739,7 @@ def sqlite_problem(database_url: str) -> str | None:
     directory is not a problem: it is created.)"""
     if not database_url.startswith("sqlite"):
         return None
-    path = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
+    path = sqlite_file(database_url)
     if not path or path == ":memory:":
         return f"database {database_url}: whatsagent needs a file, e.g. sqlite:///whatsagent.db"
     target = os.path.abspath(path)

@@ -140,7 +140,9 @@ def serve(
 
     _setup_logging(log_level)
     started = None
-    if (front or os.environ.get("WHATSAGENT_FRONT", "").lower() in ("1", "true", "yes", "on")) and not reload:
+    from whatsagent.front import wanted
+
+    if wanted(front or None) and not reload:
         from whatsagent.front.supervisor import Front
 
         try:

@@ -7,6 +7,8 @@ import os
 import shutil
 from typing import Any
 
+from whatsagent.store import sqlite_file
+
 MIN_FREE_BYTES = 16 * 1024 * 1024
 """Below this much free disk beside an SQLite database, the store is reported full: SQLite needs room
 for its WAL and checkpoints before a write fails."""
@@ -17,7 +19,7 @@ def store_state(database_url: str, *, failing: bool) -> str:
     if failing:
         return "not writable"
     if database_url.startswith("sqlite") and "///" in database_url:
-        directory = os.path.dirname(database_url.split("///", 1)[1].split("?", 1)[0]) or "."
+        directory = os.path.dirname(sqlite_file(database_url)) or "."
         try:
             if shutil.disk_usage(directory).free < MIN_FREE_BYTES:
                 return "disk full"

@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from whatsagent.store import sqlite_file
+
 LOG_VALUE_MAX = 300
 """Characters of a sender-chosen value (an id, a reason quoting one) kept in a log line or a reply."""
 
@@ -100,7 +102,7 @@ def protect_sqlite(database_url: str) -> None:
     database's mode) and the lock file are 0600. Other URLs are left alone."""
     if os.name != "posix" or not database_url.startswith("sqlite") or "///" not in database_url:
         return
-    path = database_url.split("///", 1)[1].split("?", 1)[0]
+    path = sqlite_file(database_url)
     if not path or path == ":memory:":
         return
     database = Path(path)

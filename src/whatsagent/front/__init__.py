@@ -17,3 +17,12 @@ process in front that does nothing else:
 
 The bot's process starts the front and restarts it if it dies; the front ends with the bot's process.
 """
+
+import os
+
+
+def wanted(front: bool | None = None) -> bool:
+    """Whether to serve behind a front: `front` when given, else ``WHATSAGENT_FRONT``."""
+    if front is not None:
+        return front
+    return os.environ.get("WHATSAGENT_FRONT", "").lower() in ("1", "true", "yes", "on")

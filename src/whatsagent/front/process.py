@@ -38,7 +38,8 @@ at the next start)."""
 
 
 def front_app(channels: Sequence[Any], *, backend: str, link: str, spool_path: str) -> Starlette:
-    """The front's ASGI app: `channels`' webhooks spooled, everything else passed to `backend`."""
+    """The front's ASGI app: `channels`' webhooks spooled (those `Front.configure` chose), everything else
+    passed to `backend`."""
     spool = Spool(spool_path)
     forward = Forward(backend)
     state: dict[str, Courier] = {}
@@ -71,8 +72,7 @@ def front_app(channels: Sequence[Any], *, backend: str, link: str, spool_path: s
 
     routes: list[BaseRoute] = []
     for channel in channels:
-        if channel.frontable:
-            routes.extend(channel.webhook_routes(accept))
+        routes.extend(channel.webhook_routes(accept))
     routes.append(Mount("/", app=forward))
     return Starlette(routes=routes, lifespan=lifespan)
 

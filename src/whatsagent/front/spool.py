@@ -16,12 +16,13 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 
 from whatsagent.errors import ConfigurationError
+from whatsagent.store import sqlite_file
 from whatsagent.store.database import SQLiteDatabase
 
 
 def spool_path(database_url: str) -> str:
     """The spool of the bot whose SQLite database is at `database_url`."""
-    database = database_url.split("///", 1)[1].split("?", 1)[0] if "///" in database_url else ""
+    database = sqlite_file(database_url)
     if not database_url.startswith("sqlite") or not database or database == ":memory:":
         raise ConfigurationError(f"the front keeps its spool beside a SQLite file; the database is {database_url!r}")
     return f"{os.path.abspath(database)}-spool"

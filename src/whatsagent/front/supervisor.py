@@ -42,11 +42,6 @@ class FrontProcess:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a front is never spawned after `stop` looked for one to stop
         self._thread: threading.Thread | None = None
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
         # The child is spawned by this thread, which lives as long as the supervision: the front's
@@ -80,7 +75,6 @@ class FrontProcess:
                 log.error("the front exited %d times in a row right after starting (code %s): stopping", quick, code)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
-            self.restarts += 1
             log.error("the front exited (code %s); starting it again (its spooled webhooks are kept)", code)
             if self._stopping.wait(min(5.0, 2.0**quick)):
                 return
