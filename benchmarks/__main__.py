@@ -20,6 +20,7 @@ SUITES = {
     "provider-path": "benchmarks.provider_path",
     "agno": "benchmarks.side_by_side",
     "startup": "benchmarks.startup",
+    "driver": "benchmarks.loadgen",
 }
 
 

@@ -46,10 +46,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks import loadgen
 from benchmarks.webhooks import cpu_seconds, peak_rss_mb, signed_text, with_children
 from whatsagent.testing import ServerProcess
 
@@ -142,11 +144,12 @@ def _last_line(messages: list[dict[str, Any]]) -> str:
 async def _serve_fakes(model_delay: float, conn: Any) -> None:
     replies: list[tuple[str, str, float]] = []
     counter = iter(range(10**9))
-    calls = {"chat": 0}
+    calls: dict[str, Any] = {"chat": 0, "at": []}  # model requests: how many, when each arrived
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         calls["chat"] += 1
+        calls["at"].append(time.monotonic())
         if model_delay:
             await asyncio.sleep(model_delay)
         return web.Response(body=_completion("ok " + _last_line(body["messages"])), content_type="application/json")
@@ -154,6 +157,7 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
     async def gemini(request: web.Request) -> web.Response:
         body = await request.json()
         calls["chat"] += 1
+        calls["at"].append(time.monotonic())
         if model_delay:
             await asyncio.sleep(model_delay)
         contents = [{"role": c.get("role"), "content": c.get("parts", [])} for c in body.get("contents", [])]
@@ -162,6 +166,7 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
     async def anthropic(request: web.Request) -> web.Response:
         body = await request.json()
         calls["chat"] += 1
+        calls["at"].append(time.monotonic())
         if model_delay:
             await asyncio.sleep(model_delay)
         text = "ok " + _last_line(body["messages"])
@@ -192,6 +197,7 @@ async def _serve_fakes(model_delay: float, conn: Any) -> None:
     async def reset(request: web.Request) -> web.Response:
         replies.clear()
         calls["chat"] = 0
+        calls["at"].clear()
         return web.json_response({})
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -257,6 +263,8 @@ def bot(
             extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
         elif option in ("merge", "interrupt", "queue"):
             extra["BENCH_ON_NEW_MESSAGE"] = option  # TurnPolicy(on_new_message=...)
+        elif option.startswith("slots"):
+            extra["WHATSAGENT_THINK_SLOTS"] = option.removeprefix("slots")
         elif option.startswith("gc"):  # +gcoff: Python's collector as it is; +gc20000_50_100: those thresholds
             extra["WHATSAGENT_GC_THRESHOLDS"] = option.removeprefix("gc").replace("_", ",")
         elif option == "base":  # whatsagent from the --baseline checkout (its src/), the benchmark from this one
@@ -306,31 +314,32 @@ async def drive(
 ) -> dict[str, float]:
     """Post `per_user` messages from each user (user-interleaved) on `connections` connections in a closed
     loop; wait until every message is answered. Return the figures (CPU is measured by the caller)."""
-    work = [(u, k) for k in range(per_user) for u in users]
-    work.reverse()
+    # Every webhook is signed and framed before the clock starts (`loadgen`: the driver, not the server,
+    # would otherwise be what the acknowledgements measure).
+    requests = []
+    for k in range(per_user):
+        for user in users:
+            raw = signed_text(APP_SECRET, PHONE_NUMBER_ID, user, f"wamid.{tag}.{user}.{k}", f"m{k}")
+            sig = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+            requests.append(loadgen.post(url, raw, {"X-Hub-Signature-256": sig}, (user, k)))
     posted: dict[tuple[str, int], float] = {}
     acks: list[float] = []
-    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    timeline: list[tuple[float, float]] = []
+
+    def answered_webhook(request: loadgen.Request, status: int, sent_at: float, latency: float) -> None:
+        if status != 200:
+            raise RuntimeError(f"webhook answered {status}")
+        posted[request.key] = sent_at  # type: ignore[index]
+        acks.append(latency)
+        timeline.append((sent_at, latency))
+
+    target = urlsplit(url)
+    async with aiohttp.ClientSession() as http:
         await http.post(f"{fakes.url}/bench/reset")
-
-        async def worker() -> None:
-            while work:
-                user, k = work.pop()
-                raw = signed_text(APP_SECRET, PHONE_NUMBER_ID, user, f"wamid.{tag}.{user}.{k}", f"m{k}")
-                sig = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
-                t = time.monotonic()
-                posted[(user, k)] = t
-                async with http.post(url, data=raw, headers={"X-Hub-Signature-256": sig}) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(f"webhook answered {r.status}")
-                acks.append(time.monotonic() - t)
-                timeline.append((t, acks[-1]))
-
-        timeline: list[tuple[float, float]] = []
         started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await loadgen.closed_loop(
+            target.hostname or "127.0.0.1", target.port or 80, requests, connections, answered_webhook
+        )
         acked = time.monotonic() - started
         if os.environ.get("BENCH_ACK_TIMELINE") and tag == "run":  # seconds since the start, ack seconds
             with open(os.environ["BENCH_ACK_TIMELINE"], "a") as out:
@@ -365,7 +374,12 @@ async def drive(
         finished = max(r[2] for r in replies) - started
         n = len(posted)
         async with http.get(f"{fakes.url}/bench/model_calls") as r:
-            model_calls = (await r.json())["chat"]
+            calls = await r.json()
+        model_calls = calls["chat"]
+        # Where a reply's time goes: when the model's requests reached the fake, and when the replies
+        # reached the Graph API, in seconds from the first webhook (p50 of each).
+        model_at = sorted(at - started for at in calls["at"])
+        reply_at = sorted(r[2] - started for r in replies)
         return {
             "messages": n,
             "turns": len(replies),
@@ -377,6 +391,11 @@ async def drive(
             "ack_p99_ms": pct(acks, 99),
             "reply_p50_ms": pct(reply_latency, 50),
             "reply_p99_ms": pct(reply_latency, 99),
+            "acked_all_s": acked,
+            "model_request_first_s": model_at[0] if model_at else float("nan"),
+            "model_request_p50_s": statistics.median(model_at) if model_at else float("nan"),
+            "model_request_last_s": model_at[-1] if model_at else float("nan"),
+            "reply_sent_p50_s": statistics.median(reply_at) if reply_at else float("nan"),
         }
 
 

@@ -20,9 +20,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import aiohttp
-
+from benchmarks import loadgen
 from whatsagent.emulator import Emulator
 from whatsagent.testing import ServerProcess, emulator_env
 
@@ -50,8 +50,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_server(emu: Emulator, db: Path, merge_window: float, agent: str = "pydantic") -> ServerProcess:
+def bench_server(
+    emu: Emulator, db: Path, merge_window: float, agent: str = "pydantic", front: bool = False
+) -> ServerProcess:
     env = {
+        **({"WHATSAGENT_FRONT": "1"} if front else {}),
         **emulator_env(emu),
         "WHATSAGENT_DATABASE_URL": f"sqlite:///{db}",
         "BENCH_MERGE_WINDOW": str(merge_window),
@@ -96,35 +99,36 @@ def signed_text(secret: str, pnid: str, wa_id: str, wamid: str, text: str) -> by
 
 
 async def post_all(url: str, secret: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    """Post every body with `concurrency` in flight; return elapsed seconds and each ack's latency."""
+    """Post every body with `concurrency` in flight; return elapsed seconds and each ack's latency. The
+    bodies are signed and framed before the clock starts (`benchmarks.loadgen`)."""
     latencies: list[float] = []
-    queue = list(reversed(bodies))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    requests = [
+        loadgen.post(
+            url, raw, {"X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()}, i
+        )
+        for i, raw in enumerate(bodies)
+    ]
 
-        async def worker() -> None:
-            while queue:
-                raw = queue.pop()
-                sig = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-                t = time.perf_counter()
-                async with http.post(url, data=raw, headers={"X-Hub-Signature-256": sig}) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(f"webhook answered {r.status}")
-                latencies.append(time.perf_counter() - t)
+    def answered(_request: loadgen.Request, status: int, _sent_at: float, latency: float) -> None:
+        if status != 200:
+            raise RuntimeError(f"webhook answered {status}")
+        latencies.append(latency)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
+    target = urlsplit(url)
+    started = time.perf_counter()
+    await loadgen.closed_loop(target.hostname or "127.0.0.1", target.port or 80, requests, concurrency, answered)
+    return time.perf_counter() - started, latencies
 
 
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else float("nan")
 
 
-async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+async def ingest(args: argparse.Namespace, workdir: Path, front: bool = False) -> dict[str, float]:
+    """Webhooks acknowledged, none answered (a merge window of an hour). With `front`: ``serve --front``,
+    the front's CPU per acknowledgement and the bot's (the hand-over) apart."""
     async with Emulator(record_requests=False, page=False) as emu:
-        server = bench_server(emu, workdir / "ingest.db", merge_window=3600)
+        server = bench_server(emu, workdir / f"ingest-{front}.db", merge_window=3600, front=front)
         await server.start()
         try:
             bodies = [
@@ -132,19 +136,23 @@ async def ingest(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                 for i in range(args.ingest)
             ]
             await post_all(f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[:500], args.concurrency)  # warm-up
-            cpu0 = cpu_seconds(server.pid)
+            pids = with_children(server.pid)
+            cpu0 = [cpu_seconds(p) for p in pids]
             elapsed, lat = await post_all(
                 f"{server.url}/whatsapp/webhook", emu.app_secret, bodies[500:], args.concurrency
             )
-            cpu = cpu_seconds(server.pid) - cpu0
+            cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
             n = len(bodies) - 500
-            return {
+            figures = {
                 "acks_per_s": n / elapsed,
                 "ack_p50_ms": pct(lat, 50),
                 "ack_p99_ms": pct(lat, 99),
-                "cpu_ms_per_ack": cpu * 1000 / n,
-                "peak_rss_mb": peak_rss_mb(server.pid),
+                "cpu_ms_per_ack": sum(cpu) * 1000 / n,
+                "peak_rss_mb": sum(peak_rss_mb(p) for p in pids),
             }
+            if front:
+                figures["front_cpu_ms_per_ack"] = sum(cpu[1:]) * 1000 / n
+            return figures
         finally:
             server.terminate()
 
@@ -222,6 +230,7 @@ def main() -> None:
         results: dict[str, dict[str, float]] = {}
         if args.only in (None, "ingest"):
             results["ingest only"] = asyncio.run(ingest(args, Path(tmp)))
+            results["ingest only, serve --front"] = asyncio.run(ingest(args, Path(tmp), front=True))
         if args.only in (None, "e2e"):
             results["end to end, pydantic-ai agent"] = asyncio.run(end_to_end(args, Path(tmp), "pydantic"))
             results["end to end, async function agent"] = asyncio.run(end_to_end(args, Path(tmp), "callable"))
