@@ -1,23 +1,32 @@
 """The front's spool: webhooks' events, durable before the webhook is acknowledged, until the bot's
 process confirms it stored them.
 
-A SQLite file of its own beside the bot's database (``whatsagent.db`` → ``whatsagent.db-spool``), written
-by the front alone through the store's writer thread (WAL, ``synchronous=FULL``, group commit), so
-concurrent webhooks share one fsync. Ids only grow (``AUTOINCREMENT``): an id the bot's process
-confirmed is never handed out again, even once the spool is empty.
+A SQLite file of its own beside the bot's database (``whatsagent.db`` → ``whatsagent.db-spool``), in WAL
+mode with ``synchronous=FULL`` (a commit survives power loss), written by the front alone (a second front
+on the same file is refused). Ids only grow (``AUTOINCREMENT``): an id the bot's process confirmed is
+never handed out again, even once the spool is empty.
+
+Group commit, on one thread of its own: the webhooks that reach `Spool.add` in one turn of the event
+loop, and all those that arrive while a commit is on disk, go to the thread as one batch, are written in
+one transaction and wait for one fsync; the batch is settled back on the loop in one call. The front
+does nothing else with its CPU, so this is its hot path: through the store's general writer (a thread
+hand-off and a wake-up per webhook, SQLAlchemy's connection around the driver) the spool cost 0.11–0.13
+ms per webhook, half of what the front spent on one; this way it costs a fraction of that.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import os
+import sqlite3
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
 
-from sqlalchemy import Connection, text
-
-from whatsagent.errors import ConfigurationError
+from whatsagent.errors import ConfigurationError, StoreUnavailable
 from whatsagent.store import sqlite_file
-from whatsagent.store.database import SQLiteDatabase
 
 
 def spool_path(database_url: str) -> str:
@@ -28,65 +37,138 @@ def spool_path(database_url: str) -> str:
     return f"{os.path.abspath(database)}-spool"
 
 
-def _schema(conn: Connection) -> None:
-    conn.execute(
-        text(
-            "CREATE TABLE IF NOT EXISTS spool "
-            "(id INTEGER PRIMARY KEY AUTOINCREMENT, spooled_at REAL NOT NULL, events BLOB NOT NULL)"
-        )
-    )
-    conn.commit()
-
-
-def _insert(spooled_at: float, blob: bytes) -> Callable[[Connection], int]:
-    def op(conn: Connection) -> int:
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute("INSERT INTO spool (spooled_at, events) VALUES (?, ?)", (spooled_at, blob))
-            return int(cursor.lastrowid)
-        finally:
-            cursor.close()
-
-    return op
-
-
-def _forget(spool_ids: list[int]) -> Callable[[Connection], None]:
-    def op(conn: Connection) -> None:
-        cursor = conn.connection.cursor()
-        try:
-            cursor.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in spool_ids])
-        finally:
-            cursor.close()
-
-    return op
-
-
 Spooled = tuple[int, float, bytes]
 """A spooled webhook: its id, when it was spooled (Unix time), its events (`wire.dump_events`)."""
 
-
-def _all(conn: Connection) -> list[Spooled]:
-    rows = conn.exec_driver_sql("SELECT id, spooled_at, events FROM spool ORDER BY id")
-    return [(int(i), float(at), bytes(b)) for i, at, b in rows]
+_Waiting = tuple[float, bytes, "asyncio.Future[Spooled]"]
 
 
 class Spool:
     def __init__(self, path: str) -> None:
-        self.db = SQLiteDatabase(path, readers=1, migrate=_schema)
+        self.path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="whatsagent-spool")
+        self._conn: sqlite3.Connection | None = None  # used on `_thread` only
+        self._lock: IO[str] | None = None
+        self._waiting: list[_Waiting] = []
+        self._committing = False
+        self._closed = True
 
     async def open(self) -> list[Spooled]:
         """Open the file (refused if another front holds it); what a previous run left unconfirmed."""
-        await self.db.start()
-        return await self.db.read(_all)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        lock = open(f"{self.path}.lock", "w")  # noqa: SIM115 (held until `close`)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigurationError(f"{self.path} is already open in another front") from None
+        self._lock = lock
+        left = await self._run(self._open)
+        self._closed = False
+        return left
 
     async def add(self, blob: bytes) -> Spooled:
         """Store one webhook's events, once durable (`StoreUnavailable` if the commit failed)."""
-        spooled_at = time.time()
-        return (await self.db.write(_insert(spooled_at, blob), urgent=True), spooled_at, blob)
+        if self._closed:
+            raise StoreUnavailable("the spool is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Spooled] = loop.create_future()
+        self._waiting.append((time.time(), blob, future))
+        if not self._committing:
+            self._committing = True
+            loop.call_soon(self._commit)  # after the other webhooks this turn of the loop reads
+        return await future
 
     async def forget(self, spool_ids: list[int]) -> None:
         """Drop what the bot's process confirmed."""
-        await self.db.write(_forget(spool_ids))
+        if spool_ids:
+            await self._run(self._delete, spool_ids)
 
     async def close(self) -> None:
-        await self.db.close()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._run(self._conn.close)
+            self._conn = None
+        self._closed = True
+        self._thread.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # -- on the loop --------------------------------------------------------------------------------
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _commit(self) -> None:
+        batch, self._waiting = self._waiting, []
+        committed = asyncio.get_running_loop().run_in_executor(self._thread, self._insert, [w[:2] for w in batch])
+        committed.add_done_callback(lambda done: self._settle(batch, done))
+
+    def _settle(self, batch: list[_Waiting], done: asyncio.Future[list[int]]) -> None:
+        error = done.exception()
+        ids = done.result() if error is None else []
+        for i, (spooled_at, blob, future) in enumerate(batch):
+            if future.done():
+                continue
+            if error is not None:
+                failure = StoreUnavailable(f"the spool could not commit: {error}")
+                failure.__cause__ = error
+                future.set_exception(failure)
+            else:
+                future.set_result((ids[i], spooled_at, blob))
+        if self._waiting:  # they arrived while this batch was on disk: the next batch
+            self._commit()
+        else:
+            self._committing = False
+
+    # -- on the spool's thread ----------------------------------------------------------------------
+
+    def _open(self) -> list[Spooled]:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spool "
+            "(id INTEGER PRIMARY KEY AUTOINCREMENT, spooled_at REAL NOT NULL, events BLOB NOT NULL)"
+        )
+        self._conn = conn
+        rows = conn.execute("SELECT id, spooled_at, events FROM spool ORDER BY id").fetchall()
+        return [(int(i), float(at), bytes(b)) for i, at, b in rows]
+
+    def _insert(self, rows: list[tuple[float, bytes]]) -> list[int]:
+        conn = self._connection()
+        ids = []
+        conn.execute("BEGIN")
+        try:
+            for spooled_at, blob in rows:
+                ids.append(
+                    int(
+                        conn.execute(
+                            "INSERT INTO spool (spooled_at, events) VALUES (?, ?)", (spooled_at, blob)
+                        ).lastrowid
+                        or 0
+                    )
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    def _delete(self, spool_ids: list[int]) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in spool_ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the spool is closed")
+        return self._conn
