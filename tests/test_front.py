@@ -138,6 +138,43 @@ async def test_what_the_bot_never_confirmed_is_in_the_spool_at_the_next_start(tm
     await again.close()
 
 
+async def test_webhooks_spooled_at_once_keep_their_order_and_survive_a_restart(tmp_path) -> None:
+    spool = Spool(str(tmp_path / "spool"))
+    assert await spool.open() == []
+    spooled = await asyncio.gather(*(spool.add(wire.dump_events([text(i)])) for i in range(300)))
+    ids = [spool_id for spool_id, _, _ in spooled]
+    assert ids == sorted(ids) and len(set(ids)) == 300  # in the order they came, each its own id
+    await spool.forget(ids[:100])
+    await spool.close()
+    again = Spool(str(tmp_path / "spool"))
+    left = await again.open()
+    assert [e.id for _, _, blob in left for e in wire.load_events(blob)] == [f"wamid.{i}" for i in range(100, 300)]
+    # Ids only grow, even past what was forgotten.
+    assert (await again.add(b"[]"))[0] > ids[-1]
+    await again.close()
+
+
+async def test_a_spool_that_cannot_commit_refuses_the_webhooks_and_one_front_holds_it(tmp_path) -> None:
+    import sqlite3
+
+    from whatsagent.errors import ConfigurationError
+
+    path = str(tmp_path / "spool")
+    spool = Spool(path)
+    await spool.open()
+    second = Spool(path)
+    with pytest.raises(ConfigurationError, match="already open in another front"):
+        await second.open()
+    await second.close()
+    with sqlite3.connect(path) as other:  # the table is gone: every insert fails
+        other.execute("DROP TABLE spool")
+    results = await asyncio.gather(*(spool.add(b"[]") for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    await spool.close()
+    with pytest.raises(StoreUnavailable):
+        await spool.add(b"[]")
+
+
 def fronted_server(emulator: Emulator, db: Path, delay: float) -> ServerProcess:
     """`tests/apps/slow_echo.py` behind a front (``whatsagent serve`` with ``WHATSAGENT_FRONT=1``)."""
     env = {

@@ -55,15 +55,7 @@ class Spool:
 
     async def open(self) -> list[Spooled]:
         """Open the file (refused if another front holds it); what a previous run left unconfirmed."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        lock = open(f"{self.path}.lock", "w")  # noqa: SIM115 (held until `close`)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise ConfigurationError(f"{self.path} is already open in another front") from None
-        self._lock = lock
-        left = await self._run(self._open)
+        left: list[Spooled] = await self._run(self._open)
         self._closed = False
         return left
 
@@ -125,6 +117,14 @@ class Spool:
     # -- on the spool's thread ----------------------------------------------------------------------
 
     def _open(self) -> list[Spooled]:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        lock = open(f"{self.path}.lock", "w")  # held until `close`
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigurationError(f"{self.path} is already open in another front") from None
+        self._lock = lock
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
