@@ -263,8 +263,6 @@ def bot(
             extra["WHATSAGENT_TURN_THREAD"] = "1" if option == "thread" else "0"
         elif option in ("merge", "interrupt", "queue"):
             extra["BENCH_ON_NEW_MESSAGE"] = option  # TurnPolicy(on_new_message=...)
-        elif option.startswith("slots"):
-            extra["WHATSAGENT_THINK_SLOTS"] = option.removeprefix("slots")
         elif option.startswith("gc"):  # +gcoff: Python's collector as it is; +gc20000_50_100: those thresholds
             extra["WHATSAGENT_GC_THRESHOLDS"] = option.removeprefix("gc").replace("_", ",")
         elif option == "base":  # whatsagent from the --baseline checkout (its src/), the benchmark from this one

@@ -175,6 +175,19 @@ async def test_a_spool_that_cannot_commit_refuses_the_webhooks_and_one_front_hol
         await spool.add(b"[]")
 
 
+async def test_webhooks_caught_by_the_spool_closing_are_answered_not_left_waiting(tmp_path) -> None:
+    spool = Spool(str(tmp_path / "spool"))
+    await spool.open()
+    first = [asyncio.create_task(spool.add(b"[]")) for _ in range(3)]
+    await asyncio.sleep(0)  # they wait for their batch
+    closing = asyncio.create_task(spool.close())
+    late = [asyncio.create_task(spool.add(b"[]")) for _ in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*first, *late, return_exceptions=True), 30)
+    await closing
+    assert all(isinstance(r, (tuple, StoreUnavailable)) for r in results), results  # stored, or a 503
+    assert all(isinstance(r, StoreUnavailable) for r in results[3:]), results
+
+
 def fronted_server(emulator: Emulator, db: Path, delay: float) -> ServerProcess:
     """`tests/apps/slow_echo.py` behind a front (``whatsagent serve`` with ``WHATSAGENT_FRONT=1``)."""
     env = {

@@ -22,6 +22,7 @@ import fcntl
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -77,11 +78,11 @@ class Spool:
             await self._run(self._delete, spool_ids)
 
     async def close(self) -> None:
+        self._closed = True
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._run(self._conn.close)
             self._conn = None
-        self._closed = True
         self._thread.shutdown(wait=True)
         if self._lock is not None:
             self._lock.close()
@@ -94,25 +95,36 @@ class Spool:
 
     def _commit(self) -> None:
         batch, self._waiting = self._waiting, []
-        committed = asyncio.get_running_loop().run_in_executor(self._thread, self._insert, [w[:2] for w in batch])
+        try:
+            committed = asyncio.get_running_loop().run_in_executor(self._thread, self._insert, [w[:2] for w in batch])
+        except RuntimeError:  # closed meanwhile: the thread takes no more work
+            self._committing = False
+            self._fail(batch, StoreUnavailable("the spool is closed"))
+            return
         committed.add_done_callback(lambda done: self._settle(batch, done))
 
     def _settle(self, batch: list[_Waiting], done: asyncio.Future[list[int]]) -> None:
-        error = done.exception()
-        ids = done.result() if error is None else []
-        for i, (spooled_at, blob, future) in enumerate(batch):
-            if future.done():
-                continue
-            if error is not None:
+        error = StoreUnavailable("the spool's commit was cancelled") if done.cancelled() else done.exception()
+        if error is not None:
+            if not isinstance(error, StoreUnavailable):
                 failure = StoreUnavailable(f"the spool could not commit: {error}")
                 failure.__cause__ = error
-                future.set_exception(failure)
-            else:
-                future.set_result((ids[i], spooled_at, blob))
+                error = failure
+            self._fail(batch, error)
+        else:
+            for spool_id, (spooled_at, blob, future) in zip(done.result(), batch, strict=True):
+                if not future.done():
+                    future.set_result((spool_id, spooled_at, blob))
         if self._waiting:  # they arrived while this batch was on disk: the next batch
             self._commit()
         else:
             self._committing = False
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], failure: StoreUnavailable) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(failure)
 
     # -- on the spool's thread ----------------------------------------------------------------------
 
@@ -137,31 +149,21 @@ class Spool:
         return [(int(i), float(at), bytes(b)) for i, at, b in rows]
 
     def _insert(self, rows: list[tuple[float, bytes]]) -> list[int]:
-        conn = self._connection()
-        ids = []
-        conn.execute("BEGIN")
-        try:
-            for spooled_at, blob in rows:
-                ids.append(
-                    int(
-                        conn.execute(
-                            "INSERT INTO spool (spooled_at, events) VALUES (?, ?)", (spooled_at, blob)
-                        ).lastrowid
-                        or 0
-                    )
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            raise
-        return ids
+        with self._transaction() as conn:
+            insert = "INSERT INTO spool (spooled_at, events) VALUES (?, ?)"
+            return [int(conn.execute(insert, row).lastrowid or 0) for row in rows]
 
     def _delete(self, spool_ids: list[int]) -> None:
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in spool_ids])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed (and fsync'd) when the block ends; rolled back if it raises."""
         conn = self._connection()
         conn.execute("BEGIN")
         try:
-            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in spool_ids])
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):

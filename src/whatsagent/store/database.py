@@ -176,18 +176,9 @@ class SQLiteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        readers: int = 2,
-        migrate: Callable[[Connection], None] | None = None,
-    ) -> None:
-        """`migrate` brings a file to its schema at start (default: whatsagent's store, by its migrations;
-        the front's spool has a schema of its own)."""
+    def __init__(self, path: str | os.PathLike[str], *, readers: int = 2) -> None:
         self.path = Path(path)
         self._readers = readers
-        self._migrate = migrate
         self._engine: Engine | None = None
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -211,7 +202,7 @@ class SQLiteDatabase(Database):
             cur.close()
 
         self._engine = engine
-        await asyncio.to_thread(_migrate, engine, self._migrate)
+        await asyncio.to_thread(_migrate, engine)
         self._writer = threading.Thread(target=self._write_loop, name="whatsagent-sqlite-writer", daemon=True)
         self._writer.start()
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="whatsagent-sqlite-reader")
@@ -350,13 +341,10 @@ class SQLiteDatabase(Database):
                 loop.call_soon_threadsafe(_settle, items)
 
 
-def _migrate(engine: Engine, migrate: Callable[[Connection], None] | None) -> None:
-    with engine.connect() as conn:
-        if migrate is not None:
-            migrate(conn)
-            return
-        from whatsagent.store.migrations import upgrade_connection
+def _migrate(engine: Engine) -> None:
+    from whatsagent.store.migrations import upgrade_connection
 
+    with engine.connect() as conn:
         upgrade_connection(conn)
 
 
