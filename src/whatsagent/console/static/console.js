@@ -151,7 +151,10 @@ async function refreshList() {
   list.replaceChildren(...data.conversations.map((c) => {
     const statusClass = c.status === "window closed" ? "closed" : c.status;
     const preview = c.last_message ? (c.last_message.direction === "out" ? "↪ " : "") + c.last_message.text : "";
-    return el("li", { class: c.id === state.open ? "open" : "", "data-id": c.id, "data-status": c.status, onclick: () => openConversation(c.id, true) },
+    // Opened on the press, not the click: a live refresh redraws the list, and one landing between the
+    // press and the release would leave the click on an element no longer there (the click is lost).
+    const open = (e) => { if (e.button === 0) openConversation(c.id, true); };
+    return el("li", { class: c.id === state.open ? "open" : "", "data-id": c.id, "data-status": c.status, onpointerdown: open },
       el("span", { class: "name" }, c.name || c.username || c.number || "unknown", " ",
         el("span", { class: "muted" }, c.number || c.username || "")),
       el("span", { class: `badge ${statusClass}` }, STATUS_LABEL[c.status] || c.status),
