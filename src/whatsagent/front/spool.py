@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import sqlite3
 import time
@@ -27,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
-from whatsagent.store import sqlite_file
+from whatsagent.store import own_file, sqlite_file
 
 
 def spool_path(database_url: str) -> str:
@@ -130,13 +129,7 @@ class Spool:
 
     def _open(self) -> list[Spooled]:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        lock = open(f"{self.path}.lock", "w")  # held until `close`
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise ConfigurationError(f"{self.path} is already open in another front") from None
-        self._lock = lock
+        self._lock = own_file(self.path, f"{self.path} is already open in another front")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

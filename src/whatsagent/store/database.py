@@ -14,7 +14,6 @@ import abc
 import asyncio
 import collections
 import contextlib
-import fcntl
 import logging
 import os
 import queue
@@ -31,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from whatsagent.errors import ConfigurationError, StoreUnavailable
+from whatsagent.store import own_file
 
 log = logging.getLogger(__name__)
 
@@ -208,16 +208,11 @@ class SQLiteDatabase(Database):
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="whatsagent-sqlite-reader")
 
     def _take_ownership(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_file = open(lock_path, "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise ConfigurationError(
-                f"{self.path} is already served by another whatsagent process. SQLite serves one "
-                "process; to run several, use PostgreSQL (WHATSAGENT_DATABASE_URL=postgresql+psycopg://...)."
-            ) from None
+        self._lock_file = own_file(
+            str(self.path),
+            f"{self.path} is already served by another whatsagent process. SQLite serves one "
+            "process; to run several, use PostgreSQL (WHATSAGENT_DATABASE_URL=postgresql+psycopg://...).",
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
